@@ -1,0 +1,11 @@
+"""Thin aiogram routers: parse input, call one use case, render the reply."""
+
+from aiogram import Router
+
+from handlers import connect, fallback, settings, start
+
+
+def all_routers() -> list[Router]:
+    # order matters: the wizard's /cancel and mid-wizard commands come before /start,
+    # the fallback router is last
+    return [connect.router, start.router, settings.router, fallback.router]

@@ -1,0 +1,132 @@
+"""Factories: no import-time singletons. `build_app()` wires everything for one process."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import BotCommand
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.i18n import Catalog
+from bot.middlewares import ContextMiddleware
+from handlers import all_routers
+from mail.discovery import DiscoveryEnv, RealDiscoveryEnv
+from mail.netguard import HostGuard
+from mail.tls import make_ssl_context
+from services.catalog import seed_services
+from services.deps import MailDeps
+from storage.crypto import SecretBox, load_or_create_keys
+from storage.db import create_engine, create_sessionmaker, migrate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    catalog: Catalog
+    deps: MailDeps
+    bot: Bot
+    dispatcher: Dispatcher
+    extra: dict[str, object] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        await self.bot.session.close()
+        await self.dispatcher.storage.close()
+        await self.engine.dispose()
+
+
+def create_bot(settings: Settings) -> Bot:
+    if settings.bot_token is None:
+        raise ValueError("BOT_TOKEN is not set")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(
+        settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+def create_storage(settings: Settings) -> BaseStorage:
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        return RedisStorage.from_url(settings.redis_url)
+    return MemoryStorage()
+
+
+def create_dispatcher(
+    *, sessionmaker: async_sessionmaker[AsyncSession], catalog: Catalog, deps: MailDeps, settings: Settings, storage: BaseStorage | None = None
+) -> Dispatcher:
+    dp = Dispatcher(storage=storage or create_storage(settings), catalog=catalog, settings=settings, mail_deps=deps)
+    middleware = ContextMiddleware(sessionmaker, catalog, deps)
+    dp.message.outer_middleware(middleware)
+    dp.callback_query.outer_middleware(middleware)
+    dp.include_routers(*all_routers())
+    return dp
+
+
+def create_mail_deps(settings: Settings, secrets: SecretBox, discovery_env: DiscoveryEnv | None = None) -> MailDeps:
+    guard = HostGuard(allow_private=settings.allow_private_mail_hosts)
+    ssl_context = make_ssl_context(str(settings.mail_ca_file) if settings.mail_ca_file else None)
+    return MailDeps(
+        ssl_context=ssl_context,
+        guard=guard,
+        discovery_env=discovery_env or RealDiscoveryEnv(guard=guard, ssl_context=ssl_context),
+        secrets=secrets,
+        timeout=settings.mail_timeout,
+        import_limit=settings.import_limit,
+    )
+
+
+async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = None) -> App:
+    """Migrate the database, seed the service list and wire bot + dispatcher."""
+    await migrate(settings.database_url)
+    engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    async with sessionmaker() as session:
+        await seed_services(session, settings.mail_provider_overrides)
+        await session.commit()
+    keys = load_or_create_keys(
+        settings.encryption_keys.get_secret_value() if settings.encryption_keys else None, settings.encryption_key_file
+    )
+    catalog = Catalog()
+    deps = create_mail_deps(settings, SecretBox(keys), discovery_env)
+    bot = create_bot(settings)
+    dispatcher = create_dispatcher(sessionmaker=sessionmaker, catalog=catalog, deps=deps, settings=settings)
+    return App(settings, engine, sessionmaker, catalog, deps, bot, dispatcher)
+
+
+async def set_commands(app: App) -> None:
+    for lang in ("en", "ru"):
+        t = app.catalog.get(lang)
+        commands = [
+            BotCommand(command="start", description=t("cmd.start")),
+            BotCommand(command="settings", description=t("cmd.settings")),
+            BotCommand(command="cancel", description=t("cmd.cancel")),
+            BotCommand(command="help", description=t("cmd.help")),
+        ]
+        await app.bot.set_my_commands(commands, language_code=None if lang == "en" else lang)
+
+
+async def run_polling(app: App, *, handle_as_tasks: bool = True, handle_signals: bool = True) -> None:
+    await app.bot.delete_webhook(drop_pending_updates=False)
+    await set_commands(app)
+    await app.dispatcher.start_polling(
+        app.bot,
+        handle_as_tasks=handle_as_tasks,
+        handle_signals=handle_signals,
+        close_bot_session=False,
+        allowed_updates=app.dispatcher.resolve_used_update_types(),
+    )

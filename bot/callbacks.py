@@ -1,0 +1,44 @@
+"""Every CallbackData of the bot, in one place. Each one fits Telegram's 64-byte limit
+(tests/test_callbacks.py proves it with the largest values) and every handler that acts on an
+account checks that the account belongs to the user who pressed the button."""
+
+from __future__ import annotations
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class MenuCB(CallbackData, prefix="m"):
+    """Top-level menu: connect, settings, mail settings, language menu."""
+
+    action: str  # "connect" | "settings" | "mail" | "lang"
+
+
+class LangCB(CallbackData, prefix="l"):
+    code: str  # "en" | "ru"
+
+
+class ServiceCB(CallbackData, prefix="s"):
+    """Service picked in the wizard. `wiz` is the wizard's nonce: buttons of an older wizard
+    (or a forged one) are refused."""
+
+    wiz: str
+    service_id: int
+
+
+class WizardCB(CallbackData, prefix="w"):
+    """A button inside the connect wizard. `value` carries a small choice (e.g. "ssl")."""
+
+    wiz: str
+    action: str
+    value: str = ""
+
+
+class AccountCB(CallbackData, prefix="a"):
+    """A button acting on a stored mailbox (settings). `mailbox_id` is checked against the owner."""
+
+    mailbox_id: int
+    action: str
+    value: str = ""
+
+
+ALL_CALLBACKS: tuple[type[CallbackData], ...] = (MenuCB, LangCB, ServiceCB, WizardCB, AccountCB)

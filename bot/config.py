@@ -1,0 +1,59 @@
+"""Settings, read from the environment and `.env` (see `.env.example` for every variable)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/mailbridge.sqlite3"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    bot_token: SecretStr | None = None
+    telegram_api_url: str = DEFAULT_TELEGRAM_API_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    encryption_keys: SecretStr | None = None
+    encryption_key_file: Path = Path("data/encryption.key")
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    allow_private_mail_hosts: bool = False
+    mail_ca_file: Path | None = None
+    mail_timeout: float = Field(default=15.0, gt=0, le=300)
+    import_limit: int = Field(default=50, ge=1, le=500)
+    enable_postman_oauth2: bool = Field(default=False, alias="enablePostmanOauth2")
+    mail_provider_overrides: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
+    redis_url: str | None = None
+    log_level: str = "INFO"
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("mail_provider_overrides", mode="before")
+    @classmethod
+    def _parse_overrides(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

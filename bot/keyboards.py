@@ -1,0 +1,95 @@
+"""Inline keyboards. Labels come from the user's translator; callback data from bot.callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.callbacks import AccountCB, LangCB, MenuCB, ServiceCB, WizardCB
+from bot.i18n import Translator
+from bot.render import on_off
+from storage.models import Mailbox, Service
+
+Button = InlineKeyboardButton
+
+
+def markup(rows: Iterable[Sequence[Button]]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[list(row) for row in rows if row])
+
+
+def start_menu(t: Translator, connected: bool) -> InlineKeyboardMarkup:
+    first = (
+        Button(text=t("btn.mail_settings"), callback_data=MenuCB(action="mail").pack())
+        if connected
+        else Button(text=t("btn.connect"), callback_data=MenuCB(action="connect").pack())
+    )
+    return markup([[first], [Button(text=t("btn.settings"), callback_data=MenuCB(action="settings").pack())]])
+
+
+def settings_menu(t: Translator) -> InlineKeyboardMarkup:
+    return markup(
+        [
+            [Button(text=t("btn.mail"), callback_data=MenuCB(action="mail").pack())],
+            [Button(text=t("btn.language"), callback_data=MenuCB(action="lang").pack())],
+        ]
+    )
+
+
+def language_menu() -> InlineKeyboardMarkup:
+    return markup(
+        [
+            [
+                Button(text="English", callback_data=LangCB(code="en").pack()),
+                Button(text="Русский", callback_data=LangCB(code="ru").pack()),
+            ]
+        ]
+    )
+
+
+def connect_only(t: Translator) -> InlineKeyboardMarkup:
+    return markup([[Button(text=t("btn.connect"), callback_data=MenuCB(action="connect").pack())]])
+
+
+def wiz(t: Translator, nonce: str, action: str, label_key: str, value: str = "", **fmt: object) -> Button:
+    return Button(text=t(label_key, **fmt), callback_data=WizardCB(wiz=nonce, action=action, value=value).pack())
+
+
+def nav_row(t: Translator, nonce: str, back: bool = True) -> list[Button]:
+    row = [wiz(t, nonce, "cancel", "btn.cancel")]
+    if back:
+        row.insert(0, wiz(t, nonce, "back", "btn.back"))
+    return row
+
+
+def services(t: Translator, nonce: str, items: Sequence[Service]) -> InlineKeyboardMarkup:
+    buttons = [
+        Button(text=s.name(t.lang), callback_data=ServiceCB(wiz=nonce, service_id=s.id).pack()) for s in items
+    ]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    rows.append(nav_row(t, nonce, back=False))
+    return markup(rows)
+
+
+def account_card(t: Translator, mailbox: Mailbox) -> InlineKeyboardMarkup:
+    def b(action: str, label: str) -> Button:
+        return Button(text=label, callback_data=AccountCB(mailbox_id=mailbox.id, action=action).pack())
+
+    return markup(
+        [
+            [b("signature", t("btn.edit_signature"))],
+            [b("notify", t("btn.toggle_notify", state=on_off(t, mailbox.notify)))],
+            [b("notify_sound", t("btn.toggle_sound", state=on_off(t, mailbox.notify_sound)))],
+            [b("use_in_processes", t("btn.toggle_processes", state=on_off(t, mailbox.use_in_processes)))],
+            [Button(text=t("btn.language"), callback_data=MenuCB(action="lang").pack())],
+        ]
+    )
+
+
+def signature_edit(t: Translator, mailbox_id: int) -> InlineKeyboardMarkup:
+    return markup(
+        [
+            [Button(text=t("btn.no_signature"), callback_data=AccountCB(mailbox_id=mailbox_id, action="sig_clear").pack())],
+            [Button(text=t("btn.back"), callback_data=AccountCB(mailbox_id=mailbox_id, action="card").pack())],
+        ]
+    )

@@ -1,0 +1,25 @@
+"""FSM states, named for what they wait for."""
+
+from aiogram.fsm.state import State, StatesGroup
+
+
+class ConnectMailbox(StatesGroup):
+    choosing_service = State()
+    waiting_email = State()
+    waiting_login = State()
+    reviewing_servers = State()
+    waiting_imap_host = State()
+    waiting_imap_port = State()
+    waiting_smtp_host = State()
+    waiting_smtp_port = State()
+    waiting_password = State()
+    choosing_fix = State()
+    waiting_signature = State()
+    choosing_alerts = State()
+    choosing_mobile = State()
+    choosing_processes = State()
+    confirming = State()
+
+
+class EditMailbox(StatesGroup):
+    waiting_signature = State()

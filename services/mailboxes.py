@@ -1,0 +1,246 @@
+"""Use cases around a user's mailbox: connect (check, draft, finish with import), settings.
+
+Chat handlers, the HTTP API and the watcher all call this layer; it holds no Telegram code.
+The password only ever exists in memory while it is checked, and encrypted in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mail.check import check_account
+from mail.discovery import Proposal, discover
+from mail.imap import close_imap, open_imap
+from mail.importer import import_recent
+from mail.types import Credentials, MailCheckError, MailServers, Security, ServerSettings
+from services.deps import MailDeps
+from storage.models import AuthKind, Letter, Mailbox, MailboxState, Service
+from storage.repositories import LetterRepo, MailboxRepo, ServiceRepo
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_MAX = 1000
+
+
+class NotYourMailbox(Exception):
+    """The mailbox id does not belong to the user who asked (forged or stale callback)."""
+
+
+class AlreadyConnected(Exception):
+    """The user already has a connected mailbox: one per Telegram account."""
+
+
+class NoDraft(Exception):
+    """The wizard lost its draft (cancelled elsewhere, or an old button)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInput:
+    """What the wizard collected, except the secret."""
+
+    service_id: int
+    email: str
+    login: str
+    servers: MailServers
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    signature: str
+    notify: bool
+    notify_sound: bool
+    use_in_processes: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResult:
+    mailbox: Mailbox
+    imported: int
+
+
+def servers_of(mailbox: Mailbox) -> MailServers:
+    return MailServers(
+        ServerSettings(mailbox.imap_host, mailbox.imap_port, Security(mailbox.imap_security)),
+        ServerSettings(mailbox.smtp_host, mailbox.smtp_port, Security(mailbox.smtp_security)),
+    )
+
+
+class MailboxService:
+    def __init__(self, session: AsyncSession, deps: MailDeps) -> None:
+        self.session = session
+        self.deps = deps
+        self.mailboxes = MailboxRepo(session)
+        self.letters = LetterRepo(session)
+        self.services = ServiceRepo(session)
+
+    # ---- reading ---------------------------------------------------------------------------
+    async def get_service(self, service_id: int) -> Service | None:
+        service = await self.services.get(service_id)
+        return service if service is not None and service.enabled else None
+
+    async def current(self, user_id: int) -> Mailbox | None:
+        """The user's mailbox, drafts excluded."""
+        mailbox = await self.mailboxes.for_user(user_id)
+        if mailbox is None or mailbox.state == MailboxState.DRAFT.value:
+            return None
+        return mailbox
+
+    async def owned(self, user_id: int, mailbox_id: int) -> Mailbox:
+        mailbox = await self.mailboxes.get(mailbox_id)
+        if mailbox is None or mailbox.user_id != user_id or mailbox.state == MailboxState.DRAFT.value:
+            raise NotYourMailbox(mailbox_id)
+        return mailbox
+
+    async def letter_count(self, mailbox: Mailbox) -> int:
+        return await self.letters.count(mailbox.id)
+
+    async def propose_servers(self, email: str) -> Proposal | None:
+        return await discover(email, self.deps.discovery_env, timeout=min(self.deps.timeout, 5.0))
+
+    # ---- connecting ------------------------------------------------------------------------
+    async def ensure_can_connect(self, user_id: int) -> None:
+        if await self.current(user_id) is not None:
+            raise AlreadyConnected(user_id)
+
+    async def store_secret(self, user_id: int, data: AccountInput, password: str) -> Mailbox:
+        """Keep the just-typed password encrypted in a draft, so a failed check can be fixed
+        field by field without typing the password again."""
+        await self.ensure_can_connect(user_id)
+        draft = await self.mailboxes.for_user(user_id)
+        if draft is None:
+            draft = Mailbox(user_id=user_id, state=MailboxState.DRAFT.value)
+            self._apply(draft, data)
+            draft.secret_enc = self.deps.secrets.encrypt(password)
+            draft.auth_kind = AuthKind.PASSWORD.value
+            await self.mailboxes.add(draft)
+        else:
+            self._apply(draft, data)
+            draft.secret_enc = self.deps.secrets.encrypt(password)
+            draft.auth_kind = AuthKind.PASSWORD.value
+            await self.session.flush()
+        return draft
+
+    async def check_draft(self, user_id: int, data: AccountInput) -> Mailbox:
+        """Log in to IMAP and SMTP with the draft's secret and the wizard's (maybe edited)
+        fields. Raises MailCheckError; the draft keeps the error for the user to fix."""
+        draft = await self._draft(user_id)
+        self._apply(draft, data)
+        try:
+            await check_account(
+                data.servers,
+                self._credentials(draft),
+                ssl_context=self.deps.ssl_context,
+                guard=self.deps.guard,
+                timeout=self.deps.timeout,
+            )
+        except MailCheckError as exc:
+            draft.last_error = f"{exc.protocol.value}:{exc.kind.value}"
+            await self.session.flush()
+            raise
+        draft.last_error = None
+        await self.session.flush()
+        return draft
+
+    async def finish(self, user_id: int, data: AccountInput, prefs: Preferences) -> ConnectResult:
+        """Save the account: preferences, state connected, import the latest letters."""
+        draft = await self._draft(user_id)
+        self._apply(draft, data)
+        draft.signature = prefs.signature[:SIGNATURE_MAX]
+        draft.notify = prefs.notify
+        draft.notify_sound = prefs.notify_sound
+        draft.use_in_processes = prefs.use_in_processes
+        imported = await self._import(draft)
+        now = datetime.now(UTC)
+        draft.state = MailboxState.CONNECTED.value
+        draft.state_since = now
+        draft.connected_at = now
+        draft.last_error = None
+        await self.session.flush()
+        log.info("mailbox %s connected for user %s, %s letters imported", draft.id, user_id, imported)
+        return ConnectResult(draft, imported)
+
+    async def discard_draft(self, user_id: int) -> None:
+        draft = await self.mailboxes.for_user(user_id)
+        if draft is not None and draft.state == MailboxState.DRAFT.value:
+            await self.mailboxes.delete(draft)
+
+    # ---- settings --------------------------------------------------------------------------
+    async def set_signature(self, user_id: int, mailbox_id: int, signature: str) -> Mailbox:
+        if len(signature) > SIGNATURE_MAX:
+            raise ValueError("signature too long")
+        mailbox = await self.owned(user_id, mailbox_id)
+        mailbox.signature = signature
+        await self.session.flush()
+        return mailbox
+
+    async def toggle(self, user_id: int, mailbox_id: int, field: str) -> Mailbox:
+        if field not in {"notify", "notify_sound", "use_in_processes"}:
+            raise ValueError(field)
+        mailbox = await self.owned(user_id, mailbox_id)
+        setattr(mailbox, field, not getattr(mailbox, field))
+        await self.session.flush()
+        return mailbox
+
+    # ---- internals -------------------------------------------------------------------------
+    async def _draft(self, user_id: int) -> Mailbox:
+        draft = await self.mailboxes.for_user(user_id)
+        if draft is None or draft.state != MailboxState.DRAFT.value:
+            raise NoDraft(user_id)
+        return draft
+
+    def _credentials(self, mailbox: Mailbox) -> Credentials:
+        secret = self.deps.secrets.decrypt(mailbox.secret_enc)
+        if mailbox.auth_kind == AuthKind.OAUTH2.value:
+            return Credentials(mailbox.login, oauth2_token=secret)
+        return Credentials(mailbox.login, password=secret)
+
+    @staticmethod
+    def _apply(mailbox: Mailbox, data: AccountInput) -> None:
+        mailbox.service_id = data.service_id
+        mailbox.email = data.email
+        mailbox.login = data.login
+        mailbox.imap_host = data.servers.imap.host
+        mailbox.imap_port = data.servers.imap.port
+        mailbox.imap_security = data.servers.imap.security.value
+        mailbox.smtp_host = data.servers.smtp.host
+        mailbox.smtp_port = data.servers.smtp.port
+        mailbox.smtp_security = data.servers.smtp.security.value
+
+    async def _import(self, mailbox: Mailbox) -> int:
+        client = await open_imap(
+            servers_of(mailbox).imap,
+            self._credentials(mailbox),
+            ssl_context=self.deps.ssl_context,
+            guard=self.deps.guard,
+            timeout=self.deps.timeout,
+        )
+        try:
+            result = await import_recent(client, limit=self.deps.import_limit)
+        finally:
+            await close_imap(client)
+        if mailbox.uidvalidity is not None and mailbox.uidvalidity != result.uidvalidity:
+            await self.letters.delete_for_mailbox(mailbox.id)
+        mailbox.uidvalidity = result.uidvalidity
+        mailbox.highest_uid = result.highest_uid
+        await self.letters.delete_for_mailbox(mailbox.id)
+        return await self.letters.add_many(
+            Letter(
+                mailbox_id=mailbox.id,
+                uidvalidity=result.uidvalidity,
+                uid=item.uid,
+                message_id=item.message_id,
+                from_name=item.from_name,
+                from_addr=item.from_addr,
+                to_addrs=item.to,
+                subject=item.subject,
+                sent_at=item.date,
+                snippet=item.snippet,
+                has_attachments=item.has_attachments,
+                size=item.size,
+            )
+            for item in result.letters
+        )

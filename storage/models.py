@@ -1,0 +1,157 @@
+"""Database models. Kept dialect-neutral: the same schema runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ServiceKind(str, enum.Enum):
+    STANDARD = "standard"
+    COMPANY = "company"
+    OTHER = "other"
+
+
+class MailboxState(str, enum.Enum):
+    DRAFT = "draft"  # credentials checked, wizard not finished yet
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    BROKEN = "broken"
+
+
+class AuthKind(str, enum.Enum):
+    PASSWORD = "password"
+    OAUTH2 = "oauth2"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    language: Mapped[str | None] = mapped_column(String(8))
+    first_name: Mapped[str | None] = mapped_column(String(256))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    mailbox: Mapped[Mailbox | None] = relationship(back_populates="user", uselist=False)
+
+
+class Service(Base):
+    """A choice in the service picker: a standard provider, a company server, or Other."""
+
+    __tablename__ = "services"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name_en: Mapped[str] = mapped_column(String(128))
+    name_ru: Mapped[str] = mapped_column(String(128))
+    domains: Mapped[str] = mapped_column(Text, default="")  # comma-separated, lower case
+    imap_host: Mapped[str | None] = mapped_column(String(255))
+    imap_port: Mapped[int | None] = mapped_column(Integer)
+    imap_security: Mapped[str | None] = mapped_column(String(16))
+    smtp_host: Mapped[str | None] = mapped_column(String(255))
+    smtp_port: Mapped[int | None] = mapped_column(Integer)
+    smtp_security: Mapped[str | None] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    oauth2_client_id: Mapped[str | None] = mapped_column(String(512))
+    oauth2_client_secret_enc: Mapped[str | None] = mapped_column(Text)
+
+    def name(self, lang: str) -> str:
+        return self.name_ru if lang == "ru" else self.name_en
+
+    @property
+    def domain_list(self) -> list[str]:
+        return [d for d in self.domains.split(",") if d]
+
+
+class Mailbox(Base):
+    """The one mailbox a Telegram user has connected (or is connecting)."""
+
+    __tablename__ = "mailboxes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # unique: a Telegram user has at most ONE mailbox, enforced by the database
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), unique=True
+    )
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="RESTRICT"))
+    email: Mapped[str] = mapped_column(String(320))
+    login: Mapped[str] = mapped_column(String(320))
+    auth_kind: Mapped[str] = mapped_column(String(16), default=AuthKind.PASSWORD.value)
+    secret_enc: Mapped[str] = mapped_column(Text)
+    imap_host: Mapped[str] = mapped_column(String(255))
+    imap_port: Mapped[int] = mapped_column(Integer)
+    imap_security: Mapped[str] = mapped_column(String(16))
+    smtp_host: Mapped[str] = mapped_column(String(255))
+    smtp_port: Mapped[int] = mapped_column(Integer)
+    smtp_security: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(Text, default="")
+    notify: Mapped[bool] = mapped_column(Boolean, default=True)
+    notify_sound: Mapped[bool] = mapped_column(Boolean, default=True)
+    use_in_processes: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default=MailboxState.DRAFT.value)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    state_since: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    highest_uid: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    connected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship(back_populates="mailbox")
+    service: Mapped[Service] = relationship(lazy="joined")
+
+
+class Letter(Base):
+    """An imported letter: headers, a snippet and an attachment flag (bodies stay on the server)."""
+
+    __tablename__ = "letters"
+    __table_args__ = (UniqueConstraint("mailbox_id", "uidvalidity", "uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(
+        ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True
+    )
+    folder: Mapped[str] = mapped_column(String(255), default="INBOX")
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    from_name: Mapped[str] = mapped_column(String(998), default="")
+    from_addr: Mapped[str] = mapped_column(String(998), default="")
+    to_addrs: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    snippet: Mapped[str] = mapped_column(Text, default="")
+    has_attachments: Mapped[bool] = mapped_column(Boolean, default=False)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,108 @@
+"""Repositories: the only place with SQL. They flush but never commit (one transaction per update)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Letter, Mailbox, Service, User
+
+
+class UserRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: int) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def get_or_create(self, user_id: int, *, language: str | None, first_name: str | None) -> User:
+        user = await self.get(user_id)
+        if user is None:
+            user = User(id=user_id, language=language, first_name=first_name, is_active=True)
+            self.session.add(user)
+            await self.session.flush()
+        elif not user.is_active:
+            user.is_active = True
+        return user
+
+
+class ServiceRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, service_id: int) -> Service | None:
+        return await self.session.get(Service, service_id)
+
+    async def by_code(self, code: str) -> Service | None:
+        return (await self.session.execute(select(Service).where(Service.code == code))).scalar_one_or_none()
+
+    async def list_enabled(self) -> Sequence[Service]:
+        stmt = select(Service).where(Service.enabled.is_(True)).order_by(Service.sort_order, Service.id)
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def list_all(self) -> Sequence[Service]:
+        return (await self.session.execute(select(Service).order_by(Service.sort_order, Service.id))).scalars().all()
+
+    async def upsert(self, code: str, **fields: Any) -> Service:
+        service = await self.by_code(code)
+        if service is None:
+            service = Service(code=code, **fields)
+            self.session.add(service)
+        else:
+            for key, value in fields.items():
+                setattr(service, key, value)
+        await self.session.flush()
+        return service
+
+
+class MailboxRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, mailbox_id: int) -> Mailbox | None:
+        return await self.session.get(Mailbox, mailbox_id)
+
+    async def for_user(self, user_id: int) -> Mailbox | None:
+        stmt = select(Mailbox).where(Mailbox.user_id == user_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def add(self, mailbox: Mailbox) -> Mailbox:
+        self.session.add(mailbox)
+        await self.session.flush()
+        return mailbox
+
+    async def delete(self, mailbox: Mailbox) -> None:
+        await self.session.execute(delete(Letter).where(Letter.mailbox_id == mailbox.id))
+        await self.session.delete(mailbox)
+        await self.session.flush()
+
+
+class LetterRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add_many(self, letters: Iterable[Letter]) -> int:
+        items = list(letters)
+        self.session.add_all(items)
+        await self.session.flush()
+        return len(items)
+
+    async def count(self, mailbox_id: int) -> int:
+        stmt = select(func.count()).select_from(Letter).where(Letter.mailbox_id == mailbox_id)
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def latest(self, mailbox_id: int, limit: int = 10, offset: int = 0) -> Sequence[Letter]:
+        stmt = (
+            select(Letter)
+            .where(Letter.mailbox_id == mailbox_id)
+            .order_by(Letter.uid.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def delete_for_mailbox(self, mailbox_id: int) -> None:
+        await self.session.execute(delete(Letter).where(Letter.mailbox_id == mailbox_id))
