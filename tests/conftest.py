@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.harness.plugin_mail",
     "tests.harness.plugin_telegram",
+    "tests.harness.plugin_app",
 ]

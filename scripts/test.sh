@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Python packages into .venv; Dovecot from Debian's packages
+# when missing) and run the whole suite: `bash scripts/test.sh [pytest args]`.
+# TEST_DATABASE_URL=postgresql+asyncpg://... runs the same suite against PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+ensure_debian_packages dovecot-imapd dovecot-lmtpd
+ensure_venv
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -e ".[test]"
+# Dovecot stops using inotify past 128 IDLE processes per user: raise the limit when allowed.
+if [ -w /proc/sys/fs/inotify/max_user_instances ]; then
+  echo 8192 > /proc/sys/fs/inotify/max_user_instances || true
+fi
+"$VENV/bin/ruff" check .
+"$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,35 @@
+"""Every CallbackData fits Telegram's 64-byte limit with its largest values."""
+
+from __future__ import annotations
+
+import pytest
+from aiogram.filters.callback_data import CallbackData
+
+from bot.callbacks import ALL_CALLBACKS, AccountCB, LangCB, MenuCB, ServiceCB, WizardCB
+
+BIG_ID = 2**63 - 1
+NONCE = "A" * 8  # secrets.token_urlsafe(6) gives 8 characters
+
+LARGEST: dict[type[CallbackData], CallbackData] = {
+    MenuCB: MenuCB(action="settings"),
+    LangCB: LangCB(code="ru"),
+    ServiceCB: ServiceCB(wiz=NONCE, service_id=BIG_ID),
+    WizardCB: WizardCB(wiz=NONCE, action="login_default", value="use_in_processes"),
+    AccountCB: AccountCB(mailbox_id=BIG_ID, action="use_in_processes", value="use_in_processes"),
+}
+
+
+def test_every_callback_is_covered() -> None:
+    assert set(LARGEST) == set(ALL_CALLBACKS)
+
+
+@pytest.mark.parametrize("cb", list(LARGEST.values()), ids=lambda c: type(c).__name__)
+def test_fits_64_bytes(cb: CallbackData) -> None:
+    packed = cb.pack()
+    assert len(packed.encode("utf-8")) <= 64, packed
+    assert type(cb).unpack(packed) == cb
+
+
+def test_prefixes_are_unique() -> None:
+    prefixes = [cls.__prefix__ for cls in ALL_CALLBACKS]
+    assert len(prefixes) == len(set(prefixes))

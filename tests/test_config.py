@@ -1,0 +1,44 @@
+"""Settings parse the operator-facing names, and `python -m bot` without a token says how to get one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.config import DEFAULT_DATABASE_URL, DEFAULT_TELEGRAM_API_URL, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_and_env_names(monkeypatch) -> None:
+    for name in list(os.environ):
+        if name in {"BOT_TOKEN", "DATABASE_URL", "ADMIN_IDS", "ENCRYPTION_KEYS", "TELEGRAM_API_URL"}:
+            monkeypatch.delenv(name)
+    s = Settings(_env_file=None)
+    assert s.database_url == DEFAULT_DATABASE_URL and s.telegram_api_url == DEFAULT_TELEGRAM_API_URL
+    assert s.allow_private_mail_hosts is False and s.enable_postman_oauth2 is False
+    monkeypatch.setenv("BOT_TOKEN", "1:abc")
+    monkeypatch.setenv("ADMIN_IDS", "1, 22,333")
+    monkeypatch.setenv("ALLOW_PRIVATE_MAIL_HOSTS", "true")
+    monkeypatch.setenv("TELEGRAM_API_URL", "http://127.0.0.1:8081/")
+    monkeypatch.setenv("MAIL_PROVIDER_OVERRIDES", '{"gmail": {"imap": {"host": "h", "port": 1, "security": "ssl"}}}')
+    monkeypatch.setenv("enablePostmanOauth2", "true")
+    s = Settings(_env_file=None)
+    assert s.admin_ids == [1, 22, 333]
+    assert s.allow_private_mail_hosts is True
+    assert s.telegram_api_url == "http://127.0.0.1:8081"
+    assert s.mail_provider_overrides["gmail"]["imap"]["port"] == 1
+    assert s.enable_postman_oauth2 is True
+    assert "1:abc" not in repr(s)
+
+
+def test_start_without_token_explains(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "BOT_TOKEN"}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert "BOT_TOKEN" in proc.stderr and "@BotFather" in proc.stderr

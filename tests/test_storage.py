@@ -1,0 +1,76 @@
+"""Storage: migrations match the models, one mailbox per user is a database rule, secrets are
+encrypted with rotating keys, and the key file is created private."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from cryptography.fernet import Fernet
+from sqlalchemy.exc import IntegrityError
+
+from storage.crypto import SecretBox, load_or_create_keys
+from storage.db import create_engine, create_sessionmaker, migrate
+from storage.models import Base, Mailbox, Service, User
+
+
+async def test_migrations_match_models(db_url: str) -> None:
+    await migrate(db_url)
+    engine = create_engine(db_url)
+    async with engine.connect() as conn:
+        diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata))
+    await engine.dispose()
+    assert diff == []
+
+
+async def test_one_mailbox_per_user_is_enforced_by_the_database(db_url: str) -> None:
+    await migrate(db_url)
+    engine = create_engine(db_url)
+    sessions = create_sessionmaker(engine)
+    try:
+        async with sessions() as s:
+            s.add(User(id=777001, language="en"))
+            service = Service(code="t-one", kind="other", name_en="T", name_ru="T")
+            s.add(service)
+            await s.flush()
+
+            def box() -> Mailbox:
+                return Mailbox(
+                    user_id=777001, service_id=service.id, email="a@b.c", login="a@b.c", secret_enc="x",
+                    imap_host="h", imap_port=993, imap_security="ssl", smtp_host="h", smtp_port=465, smtp_security="ssl",
+                )
+
+            s.add(box())
+            await s.flush()
+            s.add(box())
+            with pytest.raises(IntegrityError):
+                await s.flush()
+            await s.rollback()
+    finally:
+        await engine.dispose()
+
+
+def test_secret_box_round_trip_and_rotation() -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    token = SecretBox([old]).encrypt("pässword")
+    assert "pässword" not in token
+    rotated = SecretBox([new, old])
+    assert rotated.decrypt(token) == "pässword"
+    assert SecretBox([new]).decrypt(rotated.rotate(token)) == "pässword"
+    with pytest.raises(ValueError):
+        SecretBox([new]).decrypt(token)
+    assert "pässword" not in repr(rotated)
+
+
+def test_key_file_created_private(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    key_file = tmp_path / "sub" / "encryption.key"
+    keys = load_or_create_keys(None, key_file)
+    assert len(keys) == 1 and key_file.exists()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert str(key_file.resolve()) in caplog.text
+    assert keys[0] not in caplog.text
+    assert load_or_create_keys(None, key_file) == keys  # reused on the next start
+    assert load_or_create_keys("k1, k2", key_file) == ["k1", "k2"]  # configuration wins
