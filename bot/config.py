@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     log_level: str = "INFO"
 
+    @field_validator("bot_token", "encryption_keys", "mail_ca_file", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:

@@ -42,3 +42,17 @@ def test_start_without_token_explains(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "BOT_TOKEN" in proc.stderr and "@BotFather" in proc.stderr
+
+
+def test_env_example_lists_every_setting_and_empty_values_mean_unset(tmp_path: Path, monkeypatch) -> None:
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    names = {line.split("=", 1)[0] for line in example.splitlines() if line and not line.startswith("#")}
+    expected = {(f.alias or name).upper() if (f.alias or name) != "enablePostmanOauth2" else "enablePostmanOauth2"
+                for name, f in Settings.model_fields.items()}
+    assert expected == names
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(example, encoding="utf-8")
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    s = Settings()
+    assert s.bot_token is None and s.mail_ca_file is None and s.encryption_keys is None and s.redis_url is None
