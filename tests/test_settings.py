@@ -1,0 +1,78 @@
+"""/settings: the account card, edits of signature and switches, and the language switch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.harness.plugin_app import BotHarness
+from tests.test_connect_wizard import connect, stored_mailbox
+
+
+async def open_card(user: Any) -> None:
+    await user.send("/settings")
+    await user.press("📬 Mail")
+
+
+async def test_settings_without_mailbox_leads_to_the_wizard(bot_app: BotHarness) -> None:
+    user = bot_app.user(5001)
+    await user.send("/settings")
+    assert "Settings" in user.last().text
+    await user.press("📬 Mail")
+    assert "No mailbox is connected yet" in user.last().text
+    await user.press("📬 Connect mail")
+    assert "Which mail service" in user.last().text
+
+
+async def test_card_shows_account_and_edits_apply(bot_app: BotHarness, mail_user: Any) -> None:
+    user = bot_app.user(5002)
+    await connect(bot_app, user, service="Yandex", email=mail_user.address, password=mail_user.password,
+                  signature="Old sig", processes=False)
+    await open_card(user)
+    card = user.last().text
+    for part in (mail_user.address, "Yandex", "connected", "Old sig", "New-mail alerts: on", "Business processes: off"):
+        assert part in card, part
+
+    await user.press("New-mail alerts: on")
+    assert "New-mail alerts: off" in user.last().text
+    await user.press("Sound on mobile: on")
+    assert "Sound on mobile: off" in user.last().text
+    await user.press("Business processes: off")
+    assert "Business processes: on" in user.last().text
+
+    await user.press("✍️ Signature")
+    assert "Current signature: Old sig" in user.last().text
+    await user.send("y" * 1001)
+    assert "the limit is 1000" in user.last().text
+    await user.send("<i>New</i> sig & co")
+    assert "&lt;i&gt;New&lt;/i&gt; sig &amp; co" in user.last().html
+
+    box = await stored_mailbox(bot_app, user.id)
+    assert box is not None
+    assert (box.notify, box.notify_sound, box.use_in_processes) == (False, False, True)
+    assert box.signature == "<i>New</i> sig & co"
+
+    await user.press("✍️ Signature")
+    await user.press("No signature")
+    box = await stored_mailbox(bot_app, user.id)
+    assert box is not None and box.signature == ""
+
+
+async def test_language_switch(bot_app: BotHarness) -> None:
+    user = bot_app.user(5003, language_code="en")
+    await user.send("/settings")
+    await user.press("🌐 Language")
+    await user.press("Русский")
+    assert "Язык: русский" in " ".join(m.text for m in user.messages()[-2:])
+    await user.send("/start")
+    assert "📬 Подключить почту" in user.buttons()
+    await user.send("/settings")
+    await user.press("🌐 Язык")
+    await user.press("English")
+    await user.send("/start")
+    assert "📬 Connect mail" in user.buttons()
+
+
+async def test_language_follows_telegram_first(bot_app: BotHarness) -> None:
+    user = bot_app.user(5004, language_code="ru-RU")
+    await user.send("/help")
+    assert "подключает один почтовый ящик" in user.last().text

@@ -1,0 +1,180 @@
+"""Bad input: each case gets a clear translated message, the user stays on the same step,
+nothing is lost and nothing crashes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.callbacks import AccountCB, ServiceCB
+from storage.models import Mailbox
+from tests.harness.plugin_app import BotHarness
+from tests.test_connect_wizard import connect
+
+
+async def to_email_step(user: Any, service: str = "Gmail") -> None:
+    await user.send("/start")
+    await user.press("📬 Connect mail")
+    await user.press(service)
+
+
+async def to_other_review(user: Any, email: str) -> None:
+    await to_email_step(user, "Other")
+    await user.send(email)
+    await user.press(f"Use {email}")
+    await user.wait_for_text("Server settings found via")
+
+
+async def test_not_an_email(bot_app: BotHarness) -> None:
+    user = bot_app.user(3001)
+    await to_email_step(user)
+    for bad in ["not an address", "a@", "@b.c", "a b@c.d", "x@y@z.com", "a" * 400 + "@x.com", "<b>x</b>@example.com"]:
+        await user.send(bad)
+        text = user.last().text
+        assert "is not an e-mail address" in text, bad
+    # markup is shown back escaped, never interpreted (the fake Bot API refuses broken HTML)
+    assert "&lt;b&gt;x&lt;/b&gt;@example.com" in user.last().html
+    # still on the same step: a valid address is accepted now
+    await user.send("good@example.com")
+    assert "Login for" in user.last().text
+
+
+async def test_text_where_a_button_is_expected(bot_app: BotHarness) -> None:
+    user = bot_app.user(3002)
+    await user.send("/start")
+    await user.press("📬 Connect mail")
+    await user.send("Gmail please")
+    texts = [m.text for m in user.messages()[-2:]]
+    assert "Please choose with the buttons." in texts[0]
+    assert "Which mail service" in texts[1]
+    await user.press("Gmail")
+    assert "Send your e-mail address" in user.last().text
+
+
+async def test_sticker_like_input_where_text_is_expected(bot_app: BotHarness) -> None:
+    user = bot_app.user(3003)
+    await to_email_step(user)
+    await user.send("")  # a message without text (as a sticker or photo would be)
+    assert "Please send text" in user.last().text or "is not an e-mail address" in user.last().text
+    await user.send("ok@example.com")
+    assert "Login for" in user.last().text
+
+
+async def test_second_start_in_the_middle_keeps_the_step(bot_app: BotHarness) -> None:
+    user = bot_app.user(3004)
+    await to_email_step(user)
+    await user.send("/start")
+    texts = [m.text for m in user.messages()[-2:]]
+    assert "You are connecting a mailbox" in texts[0]
+    assert "Send your e-mail address" in texts[1]
+    await user.send("ok@example.com")
+    assert "Login for" in user.last().text
+
+
+async def test_old_button_from_previous_wizard_is_refused(bot_app: BotHarness) -> None:
+    user = bot_app.user(3005)
+    await to_email_step(user)
+    first_picker = next(m for m in user.messages() if "Which mail service" in m.text)
+    old_data = next(b.callback_data for row in first_picker.buttons for b in row if b.text == "Yahoo") if first_picker.buttons else ServiceCB(wiz="old", service_id=1).pack()
+    await user.send("/cancel")
+    await user.send("/start")
+    await user.press("📬 Connect mail")
+    await user.press_data(old_data, first_picker.message_id)
+    assert user.callback_answers[-1].text and "out of date" in user.callback_answers[-1].text
+    assert "Which mail service" in user.last().text  # nothing moved on
+
+
+async def test_forged_service_and_unknown_data(bot_app: BotHarness) -> None:
+    user = bot_app.user(3006)
+    await user.send("/start")
+    await user.press("📬 Connect mail")
+    picker = user.last()
+    nonce = ServiceCB.unpack(picker.buttons[0][0].callback_data).wiz
+    await user.press_data(ServiceCB(wiz=nonce, service_id=999999).pack(), picker.message_id)
+    assert "no longer available" in (user.callback_answers[-1].text or "")
+    await user.press_data("garbage:data", picker.message_id)
+    assert "out of date" in (user.callback_answers[-1].text or "")
+    await user.press("Gmail")
+    assert "Send your e-mail address" in user.last().text
+
+
+async def test_ports_and_hosts_validated(bot_app: BotHarness) -> None:
+    user = bot_app.user(3007)
+    await to_other_review(user, "person@example.com")
+    await user.press("IMAP port")
+    for bad in ["abc", "0", "65536", "70000", "-1", "99999999999999999999", "9.5"]:
+        await user.send(bad)
+        assert "whole number from 1 to 65535" in user.last().text, bad
+    await user.send("1993")
+    assert "1993" in user.last().text and "Server settings" in user.last().text
+    await user.press("SMTP server")
+    for bad in [" ", "a" * 300, "http://smtp.example.com", "smtp example com", "<script>"]:
+        await user.send(bad)
+        assert "That is not a server name" in user.last().text, bad
+    await user.send("smtp.example.com")
+    assert "smtp.example.com:465" in user.last().text
+
+
+async def test_security_toggle_follows_standard_ports(bot_app: BotHarness) -> None:
+    user = bot_app.user(3008)
+    await to_other_review(user, "person@example.com")
+    assert "imap.example.com:993" in user.last().text
+    await user.press("IMAP security: SSL/TLS")
+    assert "imap.example.com:143 · STARTTLS" in user.last().text
+    await user.press("SMTP security: SSL/TLS")
+    assert "smtp.example.com:587 · STARTTLS" in user.last().text
+
+
+async def test_signature_limit_and_markup(bot_app: BotHarness, mail_user: Any) -> None:
+    user = bot_app.user(3009)
+    await to_email_step(user)
+    await user.send(mail_user.address)
+    await user.press(f"Use {mail_user.address}")
+    await user.send(mail_user.password)
+    await user.wait_for_text("Signed in")
+    await user.send("x" * 1001)
+    assert "1001 characters long; the limit is 1000" in user.last().text
+    await user.send("<b>Boss</b> & <i>co</i> *bold* _it_ [x](http://e.vil)")
+    shown = next(m for m in user.messages() if m.text.startswith("Signature:"))
+    assert "&lt;b&gt;Boss&lt;/b&gt; &amp; &lt;i&gt;co&lt;/i&gt;" in shown.html
+    assert "New-mail alerts" in user.last().text or "Alerts about new letters" in user.last().text
+
+
+async def test_bad_login_and_password_shapes(bot_app: BotHarness, mail_user: Any) -> None:
+    user = bot_app.user(3010)
+    await to_email_step(user)
+    await user.send(mail_user.address)
+    await user.send("has space")
+    assert "without spaces" in user.last().text
+    await user.press(f"Use {mail_user.address}")
+    msg = await user.send("x" * 2000)
+    assert user.is_deleted(msg)
+    assert "one line of text" in user.last().text
+    await user.send(mail_user.password)
+    await user.wait_for_text("Signed in")
+
+
+async def test_forged_account_callback_for_another_users_mailbox(bot_app: BotHarness, mail_user: Any) -> None:
+    owner = bot_app.user(3011)
+    await connect(bot_app, owner, service="Gmail", email=mail_user.address, password=mail_user.password)
+    async with bot_app.session() as s:
+        box = (await s.execute(select(Mailbox).where(Mailbox.user_id == owner.id))).scalar_one()
+    intruder = bot_app.user(3012)
+    await intruder.send("/start")
+    menu = intruder.last()
+    for action in ("notify", "use_in_processes", "signature", "sig_clear", "card"):
+        await intruder.press_data(AccountCB(mailbox_id=box.id, action=action).pack(), menu.message_id)
+        assert "not yours" in (intruder.callback_answers[-1].text or ""), action
+    async with bot_app.session() as s:
+        after = (await s.execute(select(Mailbox).where(Mailbox.id == box.id))).scalar_one()
+    assert after.notify == box.notify and after.use_in_processes == box.use_in_processes
+    assert after.signature == box.signature
+
+
+async def test_unknown_command_outside_wizard(bot_app: BotHarness) -> None:
+    user = bot_app.user(3013)
+    await user.send("/nonsense")
+    assert "don't know that command" in user.last().text
+    await user.send("hello")
+    assert "don't know that command" in user.last().text

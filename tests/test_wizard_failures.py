@@ -1,0 +1,202 @@
+"""Every failure class of the connection check, through the chat, and fixing just that field.
+Faults come from the network edge: a closed port, a silent server, an untrusted CA, a name
+that does not resolve, a loopback address with private hosts refused."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.harness.autoconfig import AutoconfigServer, LocalDiscoveryEnv
+from tests.harness.plugin_app import BotHarness
+from tests.test_connect_wizard import stored_mailbox
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def autoconfig() -> AsyncIterator[AutoconfigServer]:
+    server = AutoconfigServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """Accepts TCP connections and never says a word."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        held.append(w)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for w in held:
+        w.close()
+    server.close()
+
+
+async def start_gmail(user: Any, address: str, password: str) -> None:
+    await user.send("/start")
+    await user.press("📬 Connect mail")
+    await user.press("Gmail")
+    await user.send(address)
+    await user.press(f"Use {address}")
+    await user.send(password)
+
+
+async def other_until_review(user: Any, address: str) -> None:
+    await user.send("/start")
+    await user.press("📬 Connect mail")
+    await user.press("Other")
+    await user.send(address)
+    await user.press(f"Use {address}")
+    await user.wait_for_text("Server settings found via")
+
+
+async def set_field(user: Any, label: str, value: str) -> None:
+    await user.press(label)
+    await user.send(value)
+
+
+async def test_other_with_autoconfig_discovery_connects(harness: BotHarness, autoconfig: AutoconfigServer, mail_user: Any) -> None:
+    stack = harness.stack
+    domain = mail_user.address.split("@")[1]
+    autoconfig.publish_config(
+        f"https://autoconfig.{domain}/mail/config-v1.1.xml", domain,
+        ("localhost", stack.imap_starttls_port, "STARTTLS"), ("localhost", stack.smtp_starttls_port, "STARTTLS"),
+    )
+    harness.discovery_env = LocalDiscoveryEnv(autoconfig)
+    await harness.start()
+    user = harness.user(4001)
+    await other_until_review(user, mail_user.address)
+    review = user.last().text
+    assert "the domain's autoconfig server" in review
+    assert f"localhost:{stack.imap_starttls_port} · STARTTLS" in review
+    assert f"localhost:{stack.smtp_starttls_port} · STARTTLS" in review
+    # nothing was sent to a mail server before the user confirmed: the password isn't known yet
+    await user.press("✅ These are right")
+    await user.send(mail_user.password)
+    await user.wait_for_text("Signed in to IMAP and SMTP")
+    await user.press("No signature")
+    await user.press("🔕 Don't notify")
+    await user.press("🚫 Don't allow")
+    await user.press("💾 Save")
+    await user.wait_for_text("Mailbox connected")
+    box = await stored_mailbox(harness, user.id)
+    assert box is not None and box.imap_security == "starttls" and box.imap_port == stack.imap_starttls_port
+
+
+async def test_other_with_wellknown_discovery(harness: BotHarness, autoconfig: AutoconfigServer, mail_user: Any) -> None:
+    stack = harness.stack
+    autoconfig.publish_config(
+        "https://corp.example/.well-known/autoconfig/mail/config-v1.1.xml", "corp.example",
+        ("localhost", stack.imap_ssl_port, "SSL"), ("localhost", stack.smtp_ssl_port, "SSL"),
+    )
+    harness.discovery_env = LocalDiscoveryEnv(autoconfig)
+    await harness.start()
+    user = harness.user(4002)
+    await other_until_review(user, "someone@corp.example")
+    assert "the domain's own configuration file" in user.last().text
+    assert f"localhost:{stack.imap_ssl_port}" in user.last().text
+
+
+async def test_other_with_mx_of_a_known_provider(harness: BotHarness, autoconfig: AutoconfigServer) -> None:
+    harness.discovery_env = LocalDiscoveryEnv(autoconfig, mx={"firm.example": ["aspmx.l.google.com"]})
+    await harness.start()
+    user = harness.user(4003)
+    await other_until_review(user, "boss@firm.example")
+    assert "mail exchanger (MX)" in user.last().text
+    assert "imap.gmail.com:993" in user.last().text
+
+
+async def test_other_with_nothing_found_offers_a_guess_to_edit(harness: BotHarness, autoconfig: AutoconfigServer) -> None:
+    harness.discovery_env = LocalDiscoveryEnv(autoconfig)
+    await harness.start()
+    user = harness.user(4004)
+    await other_until_review(user, "x@nowhere.example")
+    assert "a guess" in user.last().text
+    assert "imap.nowhere.example:993" in user.last().text
+
+
+async def test_host_not_found_then_fix_the_host(harness: BotHarness, autoconfig: AutoconfigServer, mail_user: Any) -> None:
+    stack = harness.stack
+    harness.discovery_env = LocalDiscoveryEnv(autoconfig)
+    await harness.start()
+    user = harness.user(4005)
+    await other_until_review(user, mail_user.address)
+    await set_field(user, "IMAP server", "no-such-host.invalid")
+    await set_field(user, "SMTP server", "localhost")
+    await set_field(user, "SMTP port", str(stack.smtp_ssl_port))
+    await user.press("✅ These are right")
+    await user.send(mail_user.password)
+    failure = await user.wait_for_text("server name was not found")
+    assert failure.text.startswith("❌ IMAP")
+    # fix only the IMAP host and port: the password is not asked again
+    await user.press("Change IMAP server")
+    await user.send("localhost")
+    await user.wait_for_text("connection", timeout=10)  # port 993 is closed here: refused
+    assert "refused the connection" in user.last().text
+    await user.press("Change IMAP port")
+    await user.send(str(stack.imap_ssl_port))
+    await user.wait_for_text("Signed in to IMAP and SMTP")
+
+
+async def test_connection_refused(harness: BotHarness, mail_user: Any) -> None:
+    closed = free_port()
+    harness.overrides = {"gmail": {"imap": {"host": "localhost", "port": closed, "security": "ssl"}}}
+    await harness.start()
+    user = harness.user(4006)
+    await start_gmail(user, mail_user.address, mail_user.password)
+    msg = await user.wait_for_text("refused the connection")
+    assert "IMAP" in msg.text
+    assert "🔄 Try again" in user.buttons()
+
+
+async def test_untrusted_certificate(harness: BotHarness, mail_user: Any) -> None:
+    await harness.start(mail_ca_file=None)
+    user = harness.user(4007)
+    await start_gmail(user, mail_user.address, mail_user.password)
+    await user.wait_for_text("TLS certificate is not trusted")
+
+
+async def test_timeout(harness: BotHarness, mail_user: Any, silent_server: int) -> None:
+    harness.overrides = {"gmail": {"imap": {"host": "localhost", "port": silent_server, "security": "ssl"}}}
+    await harness.start(mail_timeout=1.0)
+    user = harness.user(4008)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await start_gmail(user, mail_user.address, mail_user.password)
+    await user.wait_for_text("did not answer in time", timeout=10)
+    assert loop.time() - started < 6
+
+
+async def test_private_address_refused_by_default(harness: BotHarness, mail_user: Any) -> None:
+    await harness.start(allow_private_mail_hosts=False)
+    user = harness.user(4009)
+    await start_gmail(user, mail_user.address, mail_user.password)
+    await user.wait_for_text("private or local network address")
+    assert await stored_mailbox(harness, user.id) is not None  # the draft, not connected
+    assert (await stored_mailbox(harness, user.id)).state == "draft"  # type: ignore[union-attr]
+
+
+async def test_retry_after_server_comes_back(harness: BotHarness, mail_user: Any) -> None:
+    await harness.start()
+    user = harness.user(4010)
+    await harness.stack.stop_imap()
+    try:
+        await start_gmail(user, mail_user.address, mail_user.password)
+        await user.wait_for_text("refused the connection")
+    finally:
+        await harness.stack.start_imap()
+    await user.press("🔄 Try again")
+    await user.wait_for_text("Signed in to IMAP and SMTP")
