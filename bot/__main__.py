@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from bot.config import Settings
 from bot.logs import configure_logging
 
-NO_TOKEN = """\
+HOW_TO_GET_STARTED = """\
 BOT_TOKEN is not set.
 
 Get a token from @BotFather in Telegram (send /newbot, pick a name), then either
@@ -37,7 +37,7 @@ def main() -> int:
         print(f"Configuration error:\n{exc}", file=sys.stderr)
         return 2
     if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
-        print(NO_TOKEN, file=sys.stderr)
+        print(HOW_TO_GET_STARTED, file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     try:

@@ -14,6 +14,15 @@ def server_line(t: Translator, server: ServerSettings) -> str:
     return escape(f"{server.host}:{server.port}") + " · " + escape(t(f"security.{server.security.value}"))
 
 
+def hint_text(t: Translator, hint: str, imap_path: str = "") -> str:
+    """The provider's advice shown before the password and after a refused login."""
+    if not hint:
+        return ""
+    if imap_path:
+        return t("connect.hint_imap", hint=hint, path=imap_path)
+    return t("connect.hint", hint=hint)
+
+
 def check_failure(t: Translator, exc: MailCheckError, *, hint: str = "") -> str:
     text = t(f"fail.{exc.kind.value}", protocol=exc.protocol.value.upper())
     detail = (exc.detail or "").strip()
@@ -22,7 +31,7 @@ def check_failure(t: Translator, exc: MailCheckError, *, hint: str = "") -> str:
             detail = detail[:DETAIL_MAX] + "…"
         text += "\n\n" + t("fail.server_said", detail=detail)
     if hint and exc.kind in HINTED:
-        text += "\n\n" + t("connect.hint", hint=hint)
+        text += "\n\n" + hint
     return text + "\n\n" + t("fail.what_next")
 
 

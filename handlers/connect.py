@@ -22,11 +22,11 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from bot import keyboards as kb
 from bot.callbacks import MenuCB, ServiceCB, WizardCB
 from bot.i18n import Html, Translator, escape
-from bot.render import check_failure, mailbox_summary, on_off, server_line
+from bot.render import check_failure, hint_text, mailbox_summary, on_off, server_line
 from bot.states import ConnectMailbox as S
 from mail.types import FailureKind, MailCheckError, MailServers, Security, ServerSettings
 from mail.validate import parse_email, parse_host, parse_port
-from services.catalog import service_servers
+from services.catalog import service_hint, service_servers
 from services.mailboxes import (
     SIGNATURE_MAX,
     AccountInput,
@@ -84,6 +84,10 @@ def _account(data: dict[str, Any]) -> AccountInput:
         login=data.get("login") or data["email"],
         servers=_servers(data),
     )
+
+
+def _hint(t: Translator, data: dict[str, Any]) -> str:
+    return hint_text(t, data.get("hint") or "", data.get("imap_path") or "")
 
 
 def _is_other(data: dict[str, Any]) -> bool:
@@ -147,11 +151,9 @@ async def _render(
         current = data.get(field, "")
         return t(f"connect.ask_{field}", current=current), kb.markup([nav])
     if step == S.waiting_password:
-        hint = data.get("hint") or ""
         text = t("connect.ask_password", login=data.get("login") or data["email"])
-        if hint:
-            text = t("connect.hint", hint=hint) + "\n\n" + text
-        return text, kb.markup([nav])
+        hint = _hint(t, data)
+        return (hint + "\n\n" + text if hint else text), kb.markup([nav])
     if step == S.waiting_signature:
         return t("connect.ask_signature", limit=SIGNATURE_MAX), kb.markup(
             [[kb.wiz(t, nonce, "no_signature", "btn.no_signature")], nav]
@@ -228,7 +230,7 @@ async def _run_check(message: Message, state: FSMContext, t: Translator, mailbox
         await state.update_data(fail_kind=exc.kind.value, fail_protocol=exc.protocol.value)
         await state.set_state(S.choosing_fix)
         await progress.edit_text(
-            check_failure(t, exc, hint=data.get("hint") or ""),
+            check_failure(t, exc, hint=_hint(t, data)),
             reply_markup=_fix_keyboard(t, data, exc),
         )
         return
@@ -332,17 +334,13 @@ async def on_service(cb: CallbackQuery, callback_data: ServiceCB, state: FSMCont
         return
     await cb.answer()
     await _retire(cb)
-    hint = ""
-    if service.kind == ServiceKind.STANDARD.value:
-        from mail.providers import provider_by_id
-
-        provider = provider_by_id(service.code)
-        hint = provider.hint(t.lang) if provider else ""
+    hint, imap_path = service_hint(service, t.lang)
     update: dict[str, Any] = {
         "service_id": service.id,
         "service_kind": service.kind,
         "service_name": service.name(t.lang),
         "hint": hint,
+        "imap_path": imap_path,
         "has_secret": False,
     }
     servers = service_servers(service)
@@ -605,7 +603,7 @@ async def on_save(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext,
     except MailCheckError as exc:
         await state.update_data(fail_kind=exc.kind.value, fail_protocol=exc.protocol.value)
         await state.set_state(S.choosing_fix)
-        await progress.edit_text(check_failure(t, exc, hint=data.get("hint") or ""), reply_markup=_fix_keyboard(t, data, exc))
+        await progress.edit_text(check_failure(t, exc, hint=_hint(t, data)), reply_markup=_fix_keyboard(t, data, exc))
         return
     except NoDraft:
         await state.clear()

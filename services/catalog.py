@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mail.providers import load_providers
+from mail.providers import load_providers, provider_by_id
 from mail.types import MailServers, Security, ServerSettings
 from storage.models import Service, ServiceKind
 from storage.repositories import ServiceRepo
@@ -78,3 +78,14 @@ def service_servers(service: Service) -> MailServers | None:
 
 async def picker(session: AsyncSession) -> Sequence[Service]:
     return await ServiceRepo(session).list_enabled()
+
+
+def service_hint(service: Service, lang: str) -> tuple[str, str]:
+    """(advice before the password, where to switch IMAP on) for a standard service."""
+    if service.kind != ServiceKind.STANDARD.value:
+        return "", ""
+    provider = provider_by_id(service.code)
+    if provider is None:
+        return "", ""
+    path = provider.imap_enable_path(lang) if provider.imap_must_be_enabled else None
+    return provider.hint(lang), path or ""

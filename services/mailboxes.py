@@ -10,12 +10,12 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from mail.check import check_account
 from mail.discovery import Proposal, discover
 from mail.imap import close_imap, open_imap
 from mail.importer import import_recent
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from mail.types import Credentials, MailCheckError, MailServers, Security, ServerSettings
 from services.deps import MailDeps
 from storage.models import AuthKind, Letter, Mailbox, MailboxState, Service
@@ -222,11 +222,9 @@ class MailboxService:
             result = await import_recent(client, limit=self.deps.import_limit)
         finally:
             await close_imap(client)
-        if mailbox.uidvalidity is not None and mailbox.uidvalidity != result.uidvalidity:
-            await self.letters.delete_for_mailbox(mailbox.id)
         mailbox.uidvalidity = result.uidvalidity
         mailbox.highest_uid = result.highest_uid
-        await self.letters.delete_for_mailbox(mailbox.id)
+        await self.letters.delete_for_mailbox(mailbox.id)  # a repeated Save starts from a clean import
         return await self.letters.add_many(
             Letter(
                 mailbox_id=mailbox.id,

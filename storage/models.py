@@ -49,7 +49,7 @@ class MailboxState(str, enum.Enum):
 
 
 class AuthKind(str, enum.Enum):
-    PASSWORD = "password"
+    PASSWORD = "password"  # noqa: S105 - an auth kind, not a secret
     OAUTH2 = "oauth2"
 
 
