@@ -14,6 +14,9 @@ several stacks can coexist. Nothing is mocked:
   relays every accepted letter to Dovecot over LMTP, so sent mail lands in the recipient's
   mailbox. It runs in its own thread with its own event loop, so it answers whatever loop
   (or synchronous client) the test uses.
+* ``imap_starttls_port`` is a transparent TCP forwarder (same thread) to Dovecot's plain
+  listener on 127.0.0.2, because Dovecot treats 127.0.0.1 -> 127.0.0.1 as "secured" and would
+  allow LOGIN without STARTTLS (see ``_ImapStartTlsFront``).
 
 Needs root (Dovecot's master, ``useradd vmail``, chown of the Maildir root).
 """
@@ -453,6 +456,7 @@ class MailStack:
                 except (_PortInUse, OSError) as exc:
                     # a port was taken between choosing and binding: choose again
                     log.info("mailstack start attempt %d failed: %s", attempt + 1, exc)
+                    await self.stop_imap()
                     await self._services.run(self._services._close_smtp())
                     if attempt == 2:
                         raise
@@ -467,6 +471,8 @@ class MailStack:
         if self._services is not None:
             await asyncio.to_thread(self._services.stop)
             self._services = None
+        if not self.base_dir.is_relative_to(self.workdir):  # the short-path fallback
+            shutil.rmtree(self.base_dir, ignore_errors=True)
         atexit.unregister(self._kill_sync)
 
     async def stop_imap(self) -> None:
