@@ -83,7 +83,7 @@ class BotHarness:
 
         self.app = await build_app(self.settings(**extra), discovery_env=self.discovery_env)
         self._task = asyncio.create_task(run_polling(self.app, handle_as_tasks=False, handle_signals=False))
-        await self.fake.wait_for_polling() if hasattr(self.fake, "wait_for_polling") else await asyncio.sleep(0)
+        await self.fake.wait_polling()
         return self.app
 
     async def stop(self) -> None:
