@@ -44,7 +44,7 @@ class FailureKind(str, enum.Enum):
 
     AUTH_FAILED = "auth_failed"  # wrong login or password
     IMAP_DISABLED = "imap_disabled"  # provider says IMAP is off for this account
-    APP_PASSWORD_REQUIRED = "app_password_required"  # provider wants an app password
+    APP_PASSWORD_REQUIRED = "app_password_required"  # noqa: S105 - provider wants an app password
     HOST_NOT_FOUND = "host_not_found"
     CONNECTION_REFUSED = "connection_refused"
     TLS_UNTRUSTED = "tls_untrusted"  # certificate not trusted / hostname mismatch

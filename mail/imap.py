@@ -1,0 +1,420 @@
+"""IMAP connections: guarded connect, implicit TLS or STARTTLS, LOGIN or XOAUTH2.
+
+aioimaplib does the IMAP protocol once a connection exists; the connection itself is made
+here, so that
+
+* the TCP connection goes to the address `HostGuard` checked (no second DNS lookup),
+* STARTTLS works (aioimaplib 2.0.3 has none): the plaintext part (greeting, CAPABILITY,
+  STARTTLS) is spoken on the raw socket, then asyncio runs the TLS handshake on that same
+  socket (`loop.create_connection(sock=..., ssl=...)`, the same machinery as
+  `loop.start_tls`) and aioimaplib's protocol is attached to the TLS transport; it then asks
+  for CAPABILITY again over TLS, as RFC 3501 requires,
+* XOAUTH2 doesn't hang on a rejected token: the server answers a bad token with a `+`
+  continuation carrying a base64 JSON error that must be answered with an empty line;
+  aioimaplib never answers it, so a small protocol wrapper between the transport and
+  aioimaplib's protocol (`_Wire`) sends that empty line while an AUTHENTICATE is pending.
+
+A password is never sent before TLS: if a STARTTLS server doesn't offer STARTTLS, the check
+fails with TLS_FAILED before LOGIN. aioimaplib's DEBUG log prints raw traffic (including the
+base64 XOAUTH2 string), so its logger is kept at INFO or above.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import socket
+import ssl
+from typing import Any
+
+import aioimaplib
+
+from mail.netguard import HostGuard, as_mail_error, classify_auth_text, classify_imap_login
+from mail.types import Credentials, FailureKind, MailCheckError, Protocol, Security, ServerSettings
+
+log = logging.getLogger(__name__)
+
+IMAP = Protocol.IMAP
+LOGOUT_TIMEOUT = 2.0
+MAX_LINE = 16 * 1024
+_LIB_LOG = logging.getLogger("aioimaplib")
+_BYE = re.compile(rb"(?:^|\n)\* BYE ?([^\r\n]*)")
+_CAPS_CODE = re.compile(rb"\[CAPABILITY ([^\]]*)\]", re.IGNORECASE)
+_SYNTHETIC_GREETING = b"* OK [mailbridge] TLS established\r\n"
+
+
+def quiet_library_log() -> None:
+    """aioimaplib logs raw protocol data at DEBUG: never let that reach any handler."""
+    if _LIB_LOG.level < logging.INFO:  # NOTSET (0) included
+        _LIB_LOG.setLevel(logging.INFO)
+
+
+quiet_library_log()
+
+
+class _Wire(asyncio.Protocol):
+    """Sits between the transport and aioimaplib's protocol: passes everything through,
+    remembers a BYE text, notices a lost connection, answers a SASL error continuation."""
+
+    def __init__(self, inner: asyncio.Protocol, greeting: bytes | None) -> None:
+        self.inner = inner
+        self.greeting = greeting
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        self.bye = ""
+        self.sasl_pending = False
+        self.sasl_challenge = b""
+        self._partial = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.inner.connection_made(transport)
+        if self.greeting:
+            # After STARTTLS the server sends no new greeting: give aioimaplib the one it
+            # expects, so it goes to NONAUTH and asks CAPABILITY again over TLS.
+            self.inner.data_received(self.greeting)
+
+    def data_received(self, data: bytes) -> None:
+        if b"BYE" in data:
+            m = _BYE.search(data)
+            if m:
+                self.bye = m.group(1)[:500].decode("utf-8", "replace")
+        if self.sasl_pending:
+            self._answer_sasl(data)
+        self.inner.data_received(data)
+
+    def _answer_sasl(self, data: bytes) -> None:
+        lines = (self._partial + data).split(b"\r\n")
+        self._partial = lines.pop()[-MAX_LINE:]
+        for line in lines:
+            if line.startswith(b"+") and self.transport is not None:
+                self.sasl_challenge = line[1:].strip()[:4096]
+                self.transport.write(b"\r\n")
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self.inner.connection_lost(exc)
+        finally:
+            if not self.lost.done():
+                self.lost.set_result(exc)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class MailIMAP(aioimaplib.IMAP4):  # type: ignore[misc]
+    """aioimaplib's client on a connection made by this module (see the module doc).
+
+    Use it like any aioimaplib client (select, uid, fetch, idle_start, ...). Extras:
+    `closed` is a future that completes when the connection is gone; `server` is the
+    ServerSettings it was opened with.
+    """
+
+    def __init__(self, server: ServerSettings, timeout: float) -> None:
+        self.server = server
+        self.wire: _Wire | None = None
+        super().__init__(host=server.host, port=server.port, timeout=timeout)
+
+    def create_client(
+        self,
+        host: str,
+        port: int,
+        loop: asyncio.AbstractEventLoop | None,
+        conn_lost_cb: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        # No connection here: open_imap connects a guarded socket and attaches the protocol.
+        self.protocol = aioimaplib.IMAP4ClientProtocol(
+            loop or asyncio.get_running_loop(), conn_lost_cb
+        )
+
+    async def wait_hello_from_server(self) -> None:
+        await asyncio.wait_for(self.protocol.wait("AUTH|NONAUTH"), self.timeout)
+
+    @property
+    def closed(self) -> asyncio.Future[BaseException | None]:
+        assert self.wire is not None
+        return self.wire.lost
+
+
+class _SockReader:
+    """Line reader on a raw non-blocking socket, for the plaintext part before STARTTLS."""
+
+    def __init__(self, sock: socket.socket, protocol: Protocol) -> None:
+        self.sock = sock
+        self.protocol = protocol
+        self.buffer = b""
+
+    async def readline(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self.buffer:
+            if len(self.buffer) > MAX_LINE:
+                raise MailCheckError(self.protocol, FailureKind.PROTOCOL, "server line too long")
+            chunk = await loop.sock_recv(self.sock, 4096)
+            if not chunk:
+                raise MailCheckError(
+                    self.protocol, FailureKind.PROTOCOL, "the server closed the connection"
+                )
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.rstrip(b"\r")
+
+    async def send(self, data: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, data)
+
+
+def _text(data: bytes | bytearray) -> str:
+    return bytes(data).decode("utf-8", "replace").strip()
+
+
+async def _imap_starttls_prelude(sock: socket.socket) -> None:
+    """Greeting, CAPABILITY, STARTTLS on the plain socket. Raises TLS_FAILED if the server
+    doesn't offer STARTTLS (nothing secret has been sent at that point)."""
+    r = _SockReader(sock, IMAP)
+    greeting = await r.readline()
+    upper = greeting.upper()
+    if upper.startswith(b"* BYE"):
+        raise MailCheckError(IMAP, FailureKind.PROTOCOL, _text(greeting[5:]))
+    if upper.startswith(b"* PREAUTH"):
+        raise MailCheckError(IMAP, FailureKind.TLS_FAILED, "server logged in before STARTTLS")
+    if not upper.startswith(b"* OK"):
+        raise MailCheckError(
+            IMAP, FailureKind.PROTOCOL, f"unexpected greeting: {_text(greeting)[:200]}"
+        )
+    caps: set[bytes] = set()
+    m = _CAPS_CODE.search(greeting)
+    if m:
+        caps = set(m.group(1).upper().split())
+    else:
+        await r.send(b"S1 CAPABILITY\r\n")
+        for _ in range(200):
+            line = await r.readline()
+            if line.upper().startswith(b"* CAPABILITY "):
+                caps |= set(line[13:].upper().split())
+            elif line.startswith(b"S1 "):
+                if not line[3:].upper().startswith(b"OK"):
+                    raise MailCheckError(IMAP, FailureKind.PROTOCOL, _text(line[3:]))
+                break
+    if b"STARTTLS" not in caps:
+        raise MailCheckError(
+            IMAP,
+            FailureKind.TLS_FAILED,
+            "the server does not offer STARTTLS; the password is not sent unencrypted",
+        )
+    await r.send(b"S2 STARTTLS\r\n")
+    for _ in range(200):
+        line = await r.readline()
+        if line.startswith(b"S2 "):
+            if not line[3:].upper().startswith(b"OK"):
+                raise MailCheckError(IMAP, FailureKind.TLS_FAILED, _text(line[3:]))
+            break
+    else:
+        raise MailCheckError(IMAP, FailureKind.PROTOCOL, "no reply to STARTTLS")
+    if r.buffer:
+        # data after "OK" and before the handshake would be injected into the TLS session
+        raise MailCheckError(IMAP, FailureKind.TLS_FAILED, "unexpected data after STARTTLS")
+
+
+async def _race(wire: _Wire, aw: Any) -> Any:
+    """Await `aw`, but fail fast with the server's BYE text if the connection drops."""
+    task = asyncio.ensure_future(aw)
+    try:
+        done, _ = await asyncio.wait({task, wire.lost}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise MailCheckError(IMAP, FailureKind.PROTOCOL, wire.bye or "the server closed the connection")
+
+
+async def connect_imap(
+    server: ServerSettings,
+    *,
+    ssl_context: ssl.SSLContext,
+    guard: HostGuard,
+    timeout: float = 15.0,  # noqa: ASYNC109
+) -> MailIMAP:
+    """A TLS-protected, greeted (not logged in) IMAP client. Raises MailCheckError."""
+    try:
+        return await _connect_imap(server, ssl_context, guard, timeout)
+    except MailCheckError:
+        raise
+    except Exception as exc:
+        raise as_mail_error(IMAP, exc) from None
+
+
+async def _connect_imap(
+    server: ServerSettings,
+    ssl_context: ssl.SSLContext,
+    guard: HostGuard,
+    timeout: float,  # noqa: ASYNC109
+) -> MailIMAP:
+    quiet_library_log()
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        sock = await guard.open_socket(server.host, server.port, IMAP, timeout)
+        try:
+            greeting = None
+            if server.security is Security.STARTTLS:
+                await _imap_starttls_prelude(sock)
+                greeting = _SYNTHETIC_GREETING
+            client = MailIMAP(server, timeout)
+            wire = _Wire(client.protocol, greeting)
+            client.wire = wire
+            try:
+                await loop.create_connection(
+                    lambda: wire,
+                    sock=sock,
+                    ssl=ssl_context,
+                    server_hostname=server.host,
+                    ssl_handshake_timeout=timeout,
+                )
+            except (ConnectionError, EOFError) as exc:
+                raise MailCheckError(
+                    IMAP, FailureKind.TLS_FAILED, "connection closed during the TLS handshake"
+                ) from exc
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            await _race(wire, client.protocol.wait("AUTH|NONAUTH"))
+        except BaseException:
+            wire.abort()
+            raise
+    return client
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _decode_challenge(raw: bytes) -> str:
+    try:
+        return base64.b64decode(raw, validate=False).decode("utf-8", "replace")[:500]
+    except (ValueError, TypeError):
+        return raw.decode("ascii", "replace")[:500]
+
+
+def _login_error(response: Any, wire: _Wire) -> MailCheckError:
+    lines = [_text(x) for x in response.lines if isinstance(x, bytes | bytearray)]
+    tagged = lines[-1] if lines else ""
+    extra = [
+        x
+        for x in lines[:-1]
+        if x and not x.upper().startswith("CAPABILITY") and not x.startswith("+")
+    ]
+    detail = " ".join([*extra, tagged]).strip()[:1000]
+    if wire.sasl_challenge:
+        detail = f"{detail} ({_decode_challenge(wire.sasl_challenge)})".strip()
+    kind = classify_imap_login(str(response.result), detail)
+    return MailCheckError(IMAP, kind, detail)
+
+
+async def _authenticate(client: MailIMAP, creds: Credentials) -> None:
+    wire = client.wire
+    assert wire is not None
+    if client.protocol.state == aioimaplib.AUTH:  # PREAUTH (over TLS): already logged in
+        return
+    try:
+        if creds.oauth2_token:
+            wire.sasl_pending = True
+            try:
+                response = await _race(wire, client.xoauth2(creds.login, creds.oauth2_token))
+            finally:
+                wire.sasl_pending = False
+        elif creds.password is not None:
+            response = await _race(wire, client.login(_quote(creds.login), creds.password))
+        else:
+            raise MailCheckError(IMAP, FailureKind.AUTH_FAILED, "no password or token")
+    except (ValueError, UnicodeError) as exc:
+        # aioimaplib refuses CR/LF/NUL in arguments; XOAUTH2 needs ASCII
+        raise MailCheckError(
+            IMAP,
+            FailureKind.AUTH_FAILED,
+            "the login or password contains characters a server can't accept",
+        ) from exc
+    if response.result != "OK":
+        raise _login_error(response, wire)
+
+
+async def open_imap(
+    server: ServerSettings,
+    creds: Credentials,
+    *,
+    ssl_context: ssl.SSLContext,
+    guard: HostGuard,
+    timeout: float = 15.0,  # noqa: ASYNC109
+) -> MailIMAP:
+    """A connected, TLS-protected, logged-in IMAP client. Raises MailCheckError."""
+    client: MailIMAP | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            client = await _connect_imap(server, ssl_context, guard, timeout)
+            await _authenticate(client, creds)
+    except MailCheckError:
+        _abort(client)
+        raise
+    except Exception as exc:
+        _abort(client)
+        raise as_mail_error(IMAP, exc) from None
+    except BaseException:
+        _abort(client)
+        raise
+    return client
+
+
+def _abort(client: Any) -> None:
+    transport = getattr(getattr(client, "protocol", None), "transport", None)
+    if transport is not None:
+        transport.abort()
+
+
+async def close_imap(client: Any) -> None:
+    """LOGOUT with a short timeout, then always close the connection."""
+    if client is None:
+        return
+    protocol = getattr(client, "protocol", None)
+    transport = getattr(protocol, "transport", None)
+    try:
+        if (
+            protocol is not None
+            and transport is not None
+            and not transport.is_closing()
+            and protocol.state in (aioimaplib.NONAUTH, aioimaplib.AUTH, aioimaplib.SELECTED)
+        ):
+            await asyncio.wait_for(client.logout(), LOGOUT_TIMEOUT)
+    except Exception:  # noqa: BLE001, S110 - best effort; the transport is closed below
+        pass
+    finally:
+        if transport is not None:
+            transport.close()
+
+
+async def select_inbox(client: Any, timeout: float = 15.0) -> Any:  # noqa: ASYNC109
+    """SELECT INBOX; MailCheckError(PROTOCOL) with the server's words if it refuses."""
+    try:
+        response = await asyncio.wait_for(client.select("INBOX"), timeout)
+    except MailCheckError:
+        raise
+    except Exception as exc:
+        raise as_mail_error(IMAP, exc) from None
+    if response.result != "OK":
+        lines = [_text(x) for x in response.lines if isinstance(x, bytes | bytearray)]
+        detail = lines[-1] if lines else ""
+        raise MailCheckError(IMAP, classify_auth_text(detail) or FailureKind.PROTOCOL, detail)
+    return response
