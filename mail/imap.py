@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 IMAP = Protocol.IMAP
 LOGOUT_TIMEOUT = 2.0
+BYE_GRACE = 0.3
 MAX_LINE = 16 * 1024
 _LIB_LOG = logging.getLogger("aioimaplib")
 _BYE = re.compile(rb"(?:^|\n)\* BYE ?([^\r\n]*)")
@@ -64,6 +65,7 @@ class _Wire(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
         self.bye = ""
+        self.bye_seen: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.sasl_pending = False
         self.sasl_challenge = b""
         self._partial = b""
@@ -82,6 +84,8 @@ class _Wire(asyncio.Protocol):
             m = _BYE.search(data)
             if m:
                 self.bye = m.group(1)[:500].decode("utf-8", "replace")
+                if not self.bye_seen.done():
+                    self.bye_seen.set_result(self.bye)
         if self.sasl_pending:
             self._answer_sasl(data)
         self.inner.data_received(data)
@@ -229,10 +233,16 @@ async def _imap_starttls_prelude(sock: socket.socket) -> None:
 
 
 async def _race(wire: _Wire, aw: Any) -> Any:
-    """Await `aw`, but fail fast with the server's BYE text if the connection drops."""
+    """Await `aw`, but fail fast with the server's BYE text if the server says BYE or the
+    connection drops (aioimaplib itself would wait for its command timeout)."""
     task = asyncio.ensure_future(aw)
     try:
-        done, _ = await asyncio.wait({task, wire.lost}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {task, wire.lost, wire.bye_seen}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if task not in done:
+            # the tagged reply may have come in the same packet as the BYE: let it land
+            done, _ = await asyncio.wait({task}, timeout=BYE_GRACE)
     except BaseException:
         task.cancel()
         raise
@@ -276,25 +286,27 @@ async def _connect_imap(
             client = MailIMAP(server, timeout)
             wire = _Wire(client.protocol, greeting)
             client.wire = wire
-            try:
-                await loop.create_connection(
-                    lambda: wire,
-                    sock=sock,
-                    ssl=ssl_context,
-                    server_hostname=server.host,
-                    ssl_handshake_timeout=timeout,
-                )
-            except (ConnectionError, EOFError) as exc:
-                raise MailCheckError(
-                    IMAP, FailureKind.TLS_FAILED, "connection closed during the TLS handshake"
-                ) from exc
         except BaseException:
             sock.close()
             raise
+        # From here asyncio owns the socket: on failure it closes it through the transport
+        # (closing it here as well could free the fd under a live transport).
+        try:
+            await loop.create_connection(
+                lambda: wire,
+                sock=sock,
+                ssl=ssl_context,
+                server_hostname=server.host,
+                ssl_handshake_timeout=timeout,
+            )
+        except (ConnectionError, EOFError) as exc:
+            raise MailCheckError(
+                IMAP, FailureKind.TLS_FAILED, "connection closed during the TLS handshake"
+            ) from exc
         try:
             await _race(wire, client.protocol.wait("AUTH|NONAUTH"))
         except BaseException:
-            wire.abort()
+            _abort(client)
             raise
     return client
 
@@ -379,9 +391,14 @@ async def open_imap(
 
 
 def _abort(client: Any) -> None:
-    transport = getattr(getattr(client, "protocol", None), "transport", None)
+    protocol = getattr(client, "protocol", None)
+    transport = getattr(protocol, "transport", None)
     if transport is not None:
         transport.abort()
+    # aioimaplib runs the greeting in a task that raises on "* BYE": consume that error
+    for task in list(getattr(protocol, "tasks", ())):
+        if task.done() and not task.cancelled():
+            task.exception()
 
 
 async def close_imap(client: Any) -> None:

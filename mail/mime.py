@@ -100,7 +100,11 @@ _HEX2 = re.compile(rb"[0-9A-Fa-f]{2}")
 def b64decode_lenient(data: bytes) -> bytes:
     """Decode base64 ignoring junk and a truncated tail (broken mailers, partial fetches)."""
     clean = _B64_JUNK.sub(b"", data)
-    clean = clean[: len(clean) - len(clean) % 4]
+    rest = len(clean) % 4
+    if rest == 1:  # can't be completed: a truncated tail
+        clean = clean[:-1]
+    elif rest:
+        clean += b"=" * (4 - rest)
     try:
         return base64.b64decode(clean)
     except (binascii.Error, ValueError):

@@ -118,10 +118,11 @@ async def _open(
                     timeout=timeout,
                     local_hostname=_ehlo_name(sock),
                 )
-                await client.connect()
             except BaseException:
                 sock.close()
                 raise
+            # aiosmtplib/asyncio own the socket now and close it with the transport
+            await client.connect()
             if server.security is Security.STARTTLS:
                 await _starttls(client)
             if creds is not None:

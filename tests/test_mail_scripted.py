@@ -1,0 +1,418 @@
+"""Provider replies and protocol faults, injected by tiny scripted servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+
+import pytest
+import trustme
+
+from mail.check import check_account
+from mail.imap import open_imap
+from mail.netguard import HostGuard
+from mail.smtp import check_smtp
+from mail.tls import make_ssl_context
+from mail.types import (
+    Credentials,
+    FailureKind,
+    MailCheckError,
+    MailServers,
+    Protocol,
+    Security,
+    ServerSettings,
+)
+from tests.harness.scripted_servers import (
+    IMAP_TEXTS,
+    SMTP_TEXTS,
+    XOAUTH2_ERROR,
+    ScriptedImapServer,
+    ScriptedSmtpServer,
+    closed_port,
+    silent_server,
+)
+
+GUARD = HostGuard(allow_private=True)
+PASSWORD = "S3cret-passw0rd"
+CREDS = Credentials("user@example.org", password=PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server_ctx(ca: trustme.CA) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def client_ctx(ca: trustme.CA, tmp_path_factory) -> ssl.SSLContext:
+    path = tmp_path_factory.mktemp("scripted-ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return make_ssl_context(str(path))
+
+
+async def _imap_error(
+    server: ScriptedImapServer, ctx, security=Security.SSL, creds=CREDS
+) -> MailCheckError:
+    await server.start()
+    try:
+        with pytest.raises(MailCheckError) as err:
+            await open_imap(
+                ServerSettings("127.0.0.1", server.port, security),
+                creds,
+                ssl_context=ctx,
+                guard=GUARD,
+                timeout=5,
+            )
+        return err.value
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("yandex", FailureKind.IMAP_DISABLED),
+        ("gmail_app_password", FailureKind.APP_PASSWORD_REQUIRED),
+        ("gmail_bad_password", FailureKind.AUTH_FAILED),
+        ("gmail_imap_disabled", FailureKind.IMAP_DISABLED),
+        ("mailru_app_password", FailureKind.APP_PASSWORD_REQUIRED),
+        ("outlook", FailureKind.AUTH_FAILED),
+        ("outlook_not_connected", FailureKind.IMAP_DISABLED),
+        ("generic", FailureKind.AUTH_FAILED),
+        ("unavailable_disabled", FailureKind.IMAP_DISABLED),
+        ("rambler", FailureKind.IMAP_DISABLED),
+    ],
+)
+async def test_imap_provider_texts(server_ctx, client_ctx, text, kind) -> None:
+    reply = IMAP_TEXTS[text]
+    err = await _imap_error(ScriptedImapServer(tls=server_ctx, login_reply=reply), client_ctx)
+    assert err.protocol is Protocol.IMAP
+    assert err.kind is kind, err
+    assert reply.split(" ", 1)[1] in err.detail  # the server's own words
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("gmail_app_password", FailureKind.APP_PASSWORD_REQUIRED),
+        ("gmail_bad_password", FailureKind.AUTH_FAILED),
+        ("mailru_app_password", FailureKind.APP_PASSWORD_REQUIRED),
+        ("outlook_basic_disabled", FailureKind.APP_PASSWORD_REQUIRED),
+        ("outlook_bad_password", FailureKind.AUTH_FAILED),
+        ("office365_smtp_auth_disabled", FailureKind.IMAP_DISABLED),
+        ("generic", FailureKind.AUTH_FAILED),
+    ],
+)
+@pytest.mark.parametrize("security", [Security.SSL, Security.STARTTLS])
+async def test_smtp_provider_texts(server_ctx, client_ctx, text, kind, security) -> None:
+    code, lines = SMTP_TEXTS[text]
+    if security is Security.SSL:
+        server = ScriptedSmtpServer(tls=server_ctx, auth_reply=(code, lines))
+    else:
+        server = ScriptedSmtpServer(starttls=server_ctx, auth_reply=(code, lines))
+    await server.start()
+    try:
+        with pytest.raises(MailCheckError) as err:
+            await check_smtp(
+                ServerSettings("127.0.0.1", server.port, security),
+                CREDS,
+                ssl_context=client_ctx,
+                guard=GUARD,
+            )
+    finally:
+        await server.close()
+    assert err.value.protocol is Protocol.SMTP
+    assert err.value.kind is kind
+    assert err.value.detail.startswith(str(code))
+    assert lines[0].split(" ", 1)[1][:20] in err.value.detail
+
+
+async def test_imap_starttls_not_offered_never_sends_password(server_ctx, client_ctx) -> None:
+    server = ScriptedImapServer(starttls=server_ctx, advertise_starttls=False)
+    err = await _imap_error(server, client_ctx, security=Security.STARTTLS)
+    assert err.kind is FailureKind.TLS_FAILED
+    assert not server.saw_login
+    assert not server.saw(PASSWORD.encode())
+
+
+async def test_imap_starttls_with_capability_in_greeting(server_ctx, client_ctx) -> None:
+    server = ScriptedImapServer(
+        starttls=server_ctx, greeting="* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready"
+    )
+    await server.start()
+    try:
+        client = await open_imap(
+            ServerSettings("localhost", server.port, Security.STARTTLS),
+            CREDS,
+            ssl_context=client_ctx,
+            guard=GUARD,
+        )
+        client.protocol.transport.close()
+    finally:
+        await server.close()
+    # no CAPABILITY before STARTTLS (it was in the greeting), one after it (over TLS)
+    commands = [line.split(b" ")[1].upper() for line in server.received if b" " in line]
+    assert commands[:2] == [b"STARTTLS", b"CAPABILITY"]
+    assert b"LOGIN" in commands
+
+
+async def test_imap_starttls_ok_then_login(server_ctx, client_ctx) -> None:
+    server = ScriptedImapServer(starttls=server_ctx, login_reply=IMAP_TEXTS["gmail_app_password"])
+    err = await _imap_error(server, client_ctx, security=Security.STARTTLS)
+    assert err.kind is FailureKind.APP_PASSWORD_REQUIRED
+    assert server.saw_login  # LOGIN did happen, but only after TLS
+    index = [i for i, line in enumerate(server.received) if b"STARTTLS" in line.upper()]
+    login = [i for i, line in enumerate(server.received) if b" LOGIN " in line.upper()]
+    assert index and login and index[0] < login[0]
+
+
+async def test_smtp_starttls_not_offered_never_sends_password(server_ctx, client_ctx) -> None:
+    server = ScriptedSmtpServer(starttls=server_ctx, advertise_starttls=False)
+    await server.start()
+    try:
+        with pytest.raises(MailCheckError) as err:
+            await check_smtp(
+                ServerSettings("127.0.0.1", server.port, Security.STARTTLS),
+                CREDS,
+                ssl_context=client_ctx,
+                guard=GUARD,
+            )
+    finally:
+        await server.close()
+    assert err.value.kind is FailureKind.TLS_FAILED
+    assert not server.saw_auth
+
+
+async def test_imap_plain_server_on_ssl_setting_is_tls_failed(client_ctx) -> None:
+    err = await _imap_error(ScriptedImapServer(), client_ctx, security=Security.SSL)
+    assert err.kind is FailureKind.TLS_FAILED
+
+
+async def test_imap_greeting_bye(server_ctx, client_ctx) -> None:
+    err = await _imap_error(
+        ScriptedImapServer(tls=server_ctx, greeting="* BYE Too many connections"), client_ctx
+    )
+    assert err.kind is FailureKind.PROTOCOL
+    assert "Too many connections" in err.detail
+
+
+async def test_imap_bye_after_login_refusal_is_fast(server_ctx, client_ctx) -> None:
+    server = ScriptedImapServer(
+        tls=server_ctx, login_reply=IMAP_TEXTS["generic"], bye_after_login="Too many invalid logins"
+    )
+    started = time.monotonic()
+    err = await _imap_error(server, client_ctx)
+    assert err.kind is FailureKind.AUTH_FAILED
+    assert time.monotonic() - started < 2
+
+
+async def test_imap_xoauth2_rejected_does_not_hang(server_ctx, client_ctx) -> None:
+    server = ScriptedImapServer(
+        tls=server_ctx,
+        xoauth2_challenge=XOAUTH2_ERROR,
+        login_reply="NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)",
+    )
+    started = time.monotonic()
+    err = await _imap_error(
+        server, client_ctx, creds=Credentials("user@gmail.com", oauth2_token="ya29.expired")
+    )
+    assert time.monotonic() - started < 2
+    assert err.kind is FailureKind.AUTH_FAILED
+    assert '"status":"401"' in err.detail
+    assert server.received[-1] == b""  # the empty answer to the error challenge
+
+
+async def test_imap_xoauth2_accepted(server_ctx, client_ctx) -> None:
+    server = ScriptedImapServer(tls=server_ctx, login_reply="OK Success")
+    await server.start()
+    try:
+        client = await open_imap(
+            ServerSettings("127.0.0.1", server.port, Security.SSL),
+            Credentials("user@gmail.com", oauth2_token="ya29.good"),
+            ssl_context=client_ctx,
+            guard=GUARD,
+        )
+        client.protocol.transport.close()
+    finally:
+        await server.close()
+    assert any(b" AUTHENTICATE XOAUTH2 " in line.upper() for line in server.received)
+
+
+async def test_smtp_xoauth2_rejected(server_ctx, client_ctx) -> None:
+    server = ScriptedSmtpServer(
+        tls=server_ctx,
+        xoauth2_challenge=XOAUTH2_ERROR,
+        auth_reply=(535, ["5.7.8 Username and Password not accepted."]),
+    )
+    await server.start()
+    try:
+        with pytest.raises(MailCheckError) as err:
+            await check_smtp(
+                ServerSettings("127.0.0.1", server.port, Security.SSL),
+                Credentials("user@gmail.com", oauth2_token="ya29.expired"),
+                ssl_context=client_ctx,
+                guard=GUARD,
+                timeout=5,
+            )
+    finally:
+        await server.close()
+    assert err.value.kind is FailureKind.AUTH_FAILED
+
+
+async def test_smtp_greeting_refusal(server_ctx, client_ctx) -> None:
+    server = ScriptedSmtpServer(tls=server_ctx, greeting="554 5.7.1 No service for you")
+    await server.start()
+    try:
+        with pytest.raises(MailCheckError) as err:
+            await check_smtp(
+                ServerSettings("127.0.0.1", server.port, Security.SSL),
+                CREDS,
+                ssl_context=client_ctx,
+                guard=GUARD,
+            )
+    finally:
+        await server.close()
+    assert err.value.kind is FailureKind.PROTOCOL
+    assert "No service" in err.value.detail
+
+
+async def test_smtp_no_auth_offered(server_ctx, client_ctx) -> None:
+    server = ScriptedSmtpServer(tls=server_ctx, extensions=("8BITMIME",))
+    await server.start()
+    try:
+        with pytest.raises(MailCheckError) as err:
+            await check_smtp(
+                ServerSettings("127.0.0.1", server.port, Security.SSL),
+                CREDS,
+                ssl_context=client_ctx,
+                guard=GUARD,
+            )
+    finally:
+        await server.close()
+    assert err.value.kind is FailureKind.PROTOCOL
+
+
+async def test_smtp_auth_login_only(server_ctx, client_ctx) -> None:
+    server = ScriptedSmtpServer(tls=server_ctx, extensions=("AUTH LOGIN",))
+    await server.start()
+    try:
+        await check_smtp(
+            ServerSettings("127.0.0.1", server.port, Security.SSL),
+            CREDS,
+            ssl_context=client_ctx,
+            guard=GUARD,
+        )
+    finally:
+        await server.close()
+    assert any(line.upper().startswith(b"AUTH LOGIN") for line in server.received)
+
+
+async def test_check_account_reports_imap_first(server_ctx, client_ctx) -> None:
+    imap = ScriptedImapServer(tls=server_ctx, login_reply=IMAP_TEXTS["yandex"])
+    smtp = ScriptedSmtpServer(tls=server_ctx, auth_reply=SMTP_TEXTS["generic"])
+    await imap.start()
+    await smtp.start()
+    try:
+        with pytest.raises(MailCheckError) as err:
+            await check_account(
+                MailServers(
+                    ServerSettings("127.0.0.1", imap.port, Security.SSL),
+                    ServerSettings("127.0.0.1", smtp.port, Security.SSL),
+                ),
+                CREDS,
+                ssl_context=client_ctx,
+                guard=GUARD,
+            )
+    finally:
+        await imap.close()
+        await smtp.close()
+    assert err.value.protocol is Protocol.IMAP
+    assert err.value.kind is FailureKind.IMAP_DISABLED
+    assert smtp.saw_auth  # both ran (concurrently)
+
+
+async def test_check_account_runs_concurrently(client_ctx) -> None:
+    async with silent_server() as port:
+        s = MailServers(
+            ServerSettings("127.0.0.1", port, Security.SSL),
+            ServerSettings("127.0.0.1", port, Security.SSL),
+        )
+        started = time.monotonic()
+        with pytest.raises(MailCheckError) as err:
+            await check_account(s, CREDS, ssl_context=client_ctx, guard=GUARD, timeout=1.0)
+        assert time.monotonic() - started < 1.8  # not 2 x 1 s
+    assert err.value.kind is FailureKind.TIMEOUT
+    assert err.value.protocol is Protocol.IMAP
+
+
+@pytest.mark.parametrize("security", [Security.SSL, Security.STARTTLS])
+async def test_smtp_timeout(client_ctx, security) -> None:
+    async with silent_server() as port:
+        started = time.monotonic()
+        with pytest.raises(MailCheckError) as err:
+            await check_smtp(
+                ServerSettings("127.0.0.1", port, security),
+                CREDS,
+                ssl_context=client_ctx,
+                guard=GUARD,
+                timeout=0.8,
+            )
+        assert time.monotonic() - started < 1.6
+    assert err.value.kind is FailureKind.TIMEOUT
+
+
+async def test_smtp_connection_refused(client_ctx) -> None:
+    with pytest.raises(MailCheckError) as err:
+        await check_smtp(
+            ServerSettings("127.0.0.1", closed_port(), Security.SSL),
+            CREDS,
+            ssl_context=client_ctx,
+            guard=GUARD,
+        )
+    assert err.value.kind is FailureKind.CONNECTION_REFUSED
+
+
+async def test_guard_connects_to_checked_address_only(server_ctx, client_ctx) -> None:
+    """DNS rebinding: the resolver is asked once; the connection uses that answer."""
+    calls: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return ["127.0.0.1"] if len(calls) == 1 else ["10.0.0.1"]
+
+    server = ScriptedImapServer(tls=server_ctx)
+    await server.start()
+    try:
+        client = await open_imap(
+            ServerSettings("localhost", server.port, Security.SSL),
+            CREDS,
+            ssl_context=client_ctx,
+            guard=HostGuard(allow_private=True, resolver=resolver),
+        )
+        client.protocol.transport.close()
+    finally:
+        await server.close()
+    assert calls == ["localhost"]
+
+
+async def test_cancellation_closes_everything(client_ctx) -> None:
+    async with silent_server() as port:
+        task = asyncio.create_task(
+            open_imap(
+                ServerSettings("127.0.0.1", port, Security.STARTTLS),
+                CREDS,
+                ssl_context=client_ctx,
+                guard=GUARD,
+            )
+        )
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
