@@ -23,6 +23,7 @@ import aiohttp
 import dns.asyncresolver
 import dns.exception
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from mail.imap import close_imap, connect_imap
 from mail.netguard import HostGuard
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_XML_BYTES = 100 * 1024
 MAX_MX_HOSTS = 3
+MAX_REDIRECTS = 3
 PROBE_TIMEOUT = 4.0
 
 
@@ -263,28 +265,51 @@ class RealDiscoveryEnv:
         self.probe_timeout = probe_timeout
 
     async def http_get(self, url: str, timeout: float) -> bytes | None:  # noqa: ASYNC109
+        """GET with at most MAX_REDIRECTS redirects, each target checked by HostGuard.
+
+        Host names are resolved by `_GuardResolver` (aiohttp then connects to the checked
+        address); IP literals never reach a resolver in aiohttp, so every URL's host is also
+        checked here before the request. Redirects are followed by hand for the same reason.
+        """
         connector = aiohttp.TCPConnector(resolver=_GuardResolver(self.guard), ssl=self.ssl_context)
         client_timeout = aiohttp.ClientTimeout(total=timeout)
         try:
-            async with (
-                aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session,
-                session.get(
-                    url, max_redirects=3, headers={"Accept": "application/xml, text/xml"}
-                ) as resp,
-            ):
-                if resp.status != 200:
-                    return None
-                if (resp.content_length or 0) > self.max_bytes:
-                    return None
-                data = bytearray()
-                async for chunk in resp.content.iter_chunked(16384):
-                    data.extend(chunk)
-                    if len(data) > self.max_bytes:
+            async with aiohttp.ClientSession(
+                connector=connector, timeout=client_timeout
+            ) as session:
+                for _ in range(MAX_REDIRECTS + 1):
+                    target = URL(url)
+                    if target.scheme not in ("http", "https") or not target.host:
                         return None
-                return bytes(data)
+                    await self.guard.resolve(target.host, target.port or 0, MailProtocol.IMAP)
+                    async with session.get(
+                        target,
+                        allow_redirects=False,
+                        headers={"Accept": "application/xml, text/xml"},
+                    ) as resp:
+                        if resp.status in (301, 302, 303, 307, 308):
+                            location = resp.headers.get("Location")
+                            if not location:
+                                return None
+                            url = str(target.join(URL(location)))
+                            continue
+                        if resp.status != 200:
+                            return None
+                        return await self._read_capped(resp)
+                return None
         except (aiohttp.ClientError, TimeoutError, MailCheckError, OSError, ValueError) as exc:
             log.debug("GET %s: %s", url, exc)
             return None
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes | None:
+        if (resp.content_length or 0) > self.max_bytes:
+            return None
+        data = bytearray()
+        async for chunk in resp.content.iter_chunked(16384):
+            data.extend(chunk)
+            if len(data) > self.max_bytes:
+                return None
+        return bytes(data)
 
     async def mx_hosts(self, domain: str, timeout: float) -> list[str]:  # noqa: ASYNC109
         try:

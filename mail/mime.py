@@ -66,29 +66,33 @@ def lookup_charset(name: str | None) -> str | None:
     return info.name
 
 
+def _strict(data: bytes, codec: str) -> str | None:
+    """Strict decode; a multi-byte character cut at the very end (partial fetch) is
+    dropped instead of failing the whole text."""
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(data) - 3 and exc.start > 0:
+            try:
+                return data[: exc.start].decode(codec)
+            except UnicodeDecodeError:
+                return None
+        return None
+    except LookupError:
+        return None
+
+
 def decode_bytes(data: bytes, charset: str | None = None) -> str:
-    """Decode with the declared charset; fall back to UTF-8, then windows-1251."""
+    """Decode with the declared charset; if that is wrong, UTF-8, then windows-1251 (the
+    usual mislabelling in Russian mail)."""
     if not data:
         return ""
     codec = lookup_charset(charset)
-    if codec in (None, "ascii"):
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            return data.decode("cp1251", "replace")
-    try:
-        return data.decode(codec)
-    except (UnicodeDecodeError, LookupError):
-        pass
-    if codec != "utf-8":
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-    try:
-        return data.decode(codec, "replace")
-    except LookupError:  # pragma: no cover - codec vanished
-        return data.decode("utf-8", "replace")
+    for candidate in dict.fromkeys(c for c in (codec, "utf-8", "cp1251") if c and c != "ascii"):
+        text = _strict(data, candidate)
+        if text is not None:
+            return text
+    return data.decode(codec or "utf-8", "replace")
 
 
 # --------------------------------------------------------------------------- RFC 2047

@@ -349,12 +349,16 @@ class AutoconfigHttpServer:
 
     def __init__(self) -> None:
         self.documents: dict[tuple[str, str], bytes] = {}
+        self.redirects: dict[tuple[str, str], str] = {}
         self.requests: list[str] = []
         self.runner: web.AppRunner | None = None
         self.port = 0
 
     def add(self, host: str, path: str, body: bytes) -> None:
         self.documents[(host, path)] = body
+
+    def add_redirect(self, host: str, path: str, location: str) -> None:
+        self.redirects[(host, path)] = location
 
     async def start(self) -> AutoconfigHttpServer:
         app = web.Application()
@@ -372,6 +376,9 @@ class AutoconfigHttpServer:
         vhost = request.match_info["vhost"]
         path = "/" + request.match_info["path"]
         self.requests.append(f"{vhost}{path}")
+        location = self.redirects.get((vhost, path))
+        if location is not None:
+            raise web.HTTPFound(location)
         body = self.documents.get((vhost, path))
         if body is None:
             return web.Response(status=404, text="not found")
