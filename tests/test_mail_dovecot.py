@@ -294,19 +294,41 @@ def _letter(i: int, user: MailUser) -> EmailMessage:
     msg["Subject"] = f"Letter number {i}"
     msg["Date"] = f"Mon, 01 Jan 2024 10:{i % 60:02d}:00 +0000"
     msg["Message-ID"] = f"<letter{i}@example.org>"
-    if i % 3 == 0:
+    if i % 4 == 0:
         msg.set_content(f"Plain body of letter {i}. " + "filler " * 50)
-    elif i % 3 == 1:
+    elif i % 4 == 1:
         msg.set_content(f"Alternative plain {i}")
         msg.add_alternative(
             f"<html><body><p>Alternative <b>html</b> {i}</p></body></html>", subtype="html"
         )
-    else:
+    elif i % 4 == 2:
         msg.set_content(f"Body with attachment {i}")
         msg.add_attachment(
             b"%PDF-1.4 fake", maintype="application", subtype="pdf", filename=f"doc{i}.pdf"
         )
+    else:  # mixed(alternative(plain, html), pdf): the text is section 1.1
+        msg.set_content(f"Nested plain {i}")
+        msg.add_alternative(f"<p>Nested html {i}</p>", subtype="html")
+        msg.add_attachment(
+            b"%PDF-1.4 fake", maintype="application", subtype="pdf", filename=f"n{i}.pdf"
+        )
     return msg
+
+
+def _expect(letter, i: int) -> None:
+    if i % 4 == 0:
+        assert letter.snippet.startswith(f"Plain body of letter {i}. filler")
+        assert len(letter.snippet) <= 201
+        assert not letter.has_attachments
+    elif i % 4 == 1:
+        assert letter.snippet == f"Alternative plain {i}"
+        assert not letter.has_attachments
+    elif i % 4 == 2:
+        assert letter.snippet == f"Body with attachment {i}"
+        assert letter.has_attachments
+    else:
+        assert letter.snippet == f"Nested plain {i}"
+        assert letter.has_attachments
 
 
 async def test_import_recent_60_letters(mail_stack, mail_user, ctx) -> None:
@@ -341,16 +363,74 @@ async def test_import_recent_60_letters(mail_stack, mail_user, ctx) -> None:
         assert letter.message_id == f"<letter{i}@example.org>"
         assert letter.date is not None and letter.date.minute == i % 60
         assert letter.size > 0
-        if i % 3 == 0:
-            assert letter.snippet.startswith(f"Plain body of letter {i}. filler")
-            assert len(letter.snippet) <= 201
-            assert not letter.has_attachments
-        elif i % 3 == 1:
-            assert letter.snippet == f"Alternative plain {i}"
-            assert not letter.has_attachments
-        else:
-            assert letter.snippet == f"Body with attachment {i}"
-            assert letter.has_attachments
+        _expect(letter, i)
+
+
+def _odd_layout(i: int) -> bytes:
+    """Layouts whose text part sits in sections other than 1 / 1.1 (prefix fallback)."""
+    head = f"From: x{i}@example.org\r\nSubject: layout {i}\r\nMIME-Version: 1.0\r\n"
+    if i == 0:  # picture first, text second: section 2
+        return (
+            head + 'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+            "--b\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n"
+            "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nText in section two\r\n--b--\r\n"
+        ).encode()
+    if i == 1:  # related(alternative(plain, html), image): section 1.1
+        return (
+            head + 'Content-Type: multipart/related; boundary="r"\r\n\r\n'
+            '--r\r\nContent-Type: multipart/alternative; boundary="a"\r\n\r\n'
+            "--a\r\nContent-Type: text/plain\r\n\r\nRelated plain\r\n"
+            "--a\r\nContent-Type: text/html\r\n\r\n<p>Related html</p>\r\n--a--\r\n"
+            "--r\r\nContent-Type: image/png\r\nContent-ID: <i>\r\n\r\nxx\r\n--r--\r\n"
+        ).encode()
+    # mixed(mixed(alternative(plain, html))): section 1.1.1
+    return (
+        head + 'Content-Type: multipart/mixed; boundary="o"\r\n\r\n'
+        '--o\r\nContent-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        '--m\r\nContent-Type: multipart/alternative; boundary="a"\r\n\r\n'
+        "--a\r\nContent-Type: text/plain; charset=koi8-r\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode("Глубоко вложенный текст".encode("koi8_r")).decode()
+        + "\r\n--a--\r\n--m--\r\n--o--\r\n"
+    ).encode()
+
+
+async def test_import_many_layouts_bounded_round_trips(mail_stack, mail_user, ctx) -> None:
+    from mail.importer import import_recent
+
+    for i in range(8):
+        await mail_stack.deliver(mail_user.address, _letter(i, mail_user))
+    for i in range(3):
+        await mail_stack.deliver(mail_user.address, _odd_layout(i))
+    client = await open_imap(
+        servers(mail_stack, Security.SSL).imap, creds(mail_user), ssl_context=ctx, guard=GUARD
+    )
+    try:
+        result = await import_recent(client)
+    finally:
+        await close_imap(client)
+    assert result.round_trips == 5  # SELECT, headers, 2 section groups, 1 shared prefix fetch
+    by_uid = {x.uid: x for x in result.letters}
+    for uid in range(1, 9):
+        _expect(by_uid[uid], uid - 1)
+    assert by_uid[9].snippet == "Text in section two" and by_uid[9].has_attachments
+    assert by_uid[10].snippet == "Related plain" and not by_uid[10].has_attachments
+    assert by_uid[11].snippet == "Глубоко вложенный текст"
+
+
+async def test_import_limit_smaller_than_mailbox(mail_stack, mail_user, ctx) -> None:
+    from mail.importer import import_recent
+
+    for i in range(5):
+        await mail_stack.deliver(mail_user.address, _letter(i, mail_user))
+    client = await open_imap(
+        servers(mail_stack, Security.SSL).imap, creds(mail_user), ssl_context=ctx, guard=GUARD
+    )
+    try:
+        result = await import_recent(client, limit=2)
+    finally:
+        await close_imap(client)
+    assert [x.uid for x in result.letters] == [5, 4]
+    assert result.highest_uid == 5
 
 
 async def test_import_empty_mailbox(mail_stack, mail_user, ctx) -> None:
@@ -434,3 +514,31 @@ async def test_import_ugly_letters(mail_stack, mail_user, ctx) -> None:
     assert "hello" in by_uid[6].snippet
     assert by_uid[7].from_name == "Пётр"
     assert by_uid[7].subject == "Тема без кодирования"
+
+
+@pytest.mark.parametrize("security", [Security.SSL, Security.STARTTLS])
+async def test_opened_client_can_idle(mail_stack, mail_user, ctx, security) -> None:
+    """The watcher's contract: open_imap's client does SELECT + IDLE push as aioimaplib does."""
+    client = await open_imap(
+        servers(mail_stack, security).imap, creds(mail_user), ssl_context=ctx, guard=GUARD
+    )
+    try:
+        assert (await client.select("INBOX")).result == "OK"
+        idle = await client.idle_start(timeout=30)
+        await mail_stack.deliver(mail_user.address, _letter(1, mail_user))
+        push = await client.wait_server_push(timeout=5)
+        assert any(b"EXISTS" in line for line in push if isinstance(line, bytes))
+        client.idle_done()
+        await asyncio.wait_for(idle, 5)
+    finally:
+        await close_imap(client)
+
+
+async def test_library_debug_log_is_forced_off(mail_stack, mail_user, ctx, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("aioimaplib").setLevel(logging.DEBUG)  # someone turns it on
+    await check_account(
+        servers(mail_stack, Security.STARTTLS), creds(mail_user), ssl_context=ctx, guard=GUARD
+    )
+    assert mail_user.password not in caplog.text
+    assert logging.getLogger("aioimaplib").level >= logging.INFO

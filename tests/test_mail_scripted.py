@@ -416,3 +416,37 @@ async def test_cancellation_closes_everything(client_ctx) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_xoauth2_token_never_logged(server_ctx, client_ctx, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    token = "ya29.SECRET-token-value"
+    server = ScriptedImapServer(
+        tls=server_ctx,
+        xoauth2_challenge=XOAUTH2_ERROR,
+        login_reply="NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)",
+    )
+    await _imap_error(server, client_ctx, creds=Credentials("user@gmail.com", oauth2_token=token))
+    smtp = ScriptedSmtpServer(
+        tls=server_ctx, xoauth2_challenge=XOAUTH2_ERROR, auth_reply=(535, ["5.7.8 no"])
+    )
+    await smtp.start()
+    try:
+        with pytest.raises(MailCheckError):
+            await check_smtp(
+                ServerSettings("127.0.0.1", smtp.port, Security.SSL),
+                Credentials("user@gmail.com", oauth2_token=token),
+                ssl_context=client_ctx,
+                guard=GUARD,
+            )
+    finally:
+        await smtp.close()
+    import base64
+
+    for secret in (
+        token,
+        base64.b64encode(f"user=user@gmail.com\1auth=Bearer {token}\1\1".encode()).decode(),
+    ):
+        assert secret not in caplog.text
