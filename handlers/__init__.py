@@ -6,6 +6,6 @@ from handlers import connect, fallback, settings, start
 
 
 def all_routers() -> list[Router]:
-    # order matters: the wizard's /cancel and mid-wizard commands come before /start,
-    # the fallback router is last
-    return [connect.router, start.router, settings.router, fallback.router]
+    """Fresh routers for one Dispatcher. Order matters: the wizard's /cancel and mid-wizard
+    commands come before /start; the fallback router is last."""
+    return [m.router.create_router() for m in (connect, start, settings, fallback)]

@@ -13,7 +13,7 @@ import logging
 import secrets
 from typing import Any
 
-from aiogram import F, Router
+from aiogram import F
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
@@ -23,6 +23,7 @@ from bot import keyboards as kb
 from bot.callbacks import MenuCB, ServiceCB, WizardCB
 from bot.i18n import Html, Translator, escape
 from bot.render import check_failure, hint_text, mailbox_summary, on_off, server_line
+from bot.routing import RouteTable
 from bot.states import ConnectMailbox as S
 from mail.types import FailureKind, MailCheckError, MailServers, Security, ServerSettings
 from mail.validate import parse_email, parse_host, parse_port
@@ -38,7 +39,7 @@ from services.mailboxes import (
 from storage.models import ServiceKind, User
 
 log = logging.getLogger(__name__)
-router = Router(name="connect")
+router = RouteTable("connect")
 
 AUTH_KINDS = {FailureKind.AUTH_FAILED, FailureKind.IMAP_DISABLED, FailureKind.APP_PASSWORD_REQUIRED}
 SERVER_FIELDS = {

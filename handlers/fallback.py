@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from aiogram import Router
 from aiogram.types import CallbackQuery, ErrorEvent, Message
 
 from bot.i18n import Translator
+from bot.routing import RouteTable
 
 log = logging.getLogger(__name__)
-router = Router(name="fallback")
+router = RouteTable("fallback")
 
 
 @router.message()

@@ -3,7 +3,7 @@ checked against the user who pressed it."""
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import F
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
@@ -11,11 +11,12 @@ from bot import keyboards as kb
 from bot.callbacks import AccountCB
 from bot.i18n import Translator
 from bot.render import mailbox_summary
+from bot.routing import RouteTable
 from bot.states import EditMailbox
 from services.mailboxes import SIGNATURE_MAX, MailboxService, NotYourMailbox
 from storage.models import User
 
-router = Router(name="settings")
+router = RouteTable("settings")
 TOGGLES = {"notify", "notify_sound", "use_in_processes"}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import F
 from aiogram.filters import Command, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
@@ -11,11 +11,12 @@ from bot import keyboards as kb
 from bot.callbacks import LangCB, MenuCB
 from bot.i18n import LANGUAGES, Catalog, Translator
 from bot.render import mailbox_summary
+from bot.routing import RouteTable
 from services.mailboxes import MailboxService
 from services.users import UserService
 from storage.models import User
 
-router = Router(name="start")
+router = RouteTable("start")
 
 
 @router.message(CommandStart())

@@ -249,9 +249,11 @@ async def test_one_mailbox_per_user(bot_app: BotHarness, mail_user: Any) -> None
     assert "📬 My mailbox" in user.buttons()
     assert "📬 Connect mail" not in user.buttons()
     # an old Connect button from before is refused with an explanation
-    first_menu = next(m for m in user.messages() if "📬 Connect mail" in m.labels())
-    await user.press("📬 Connect mail", message_id=first_menu.message_id)
+    from bot.callbacks import MenuCB
+
+    await user.press_data(MenuCB(action="connect").pack(), user.last().message_id)
     assert "already have a mailbox" in user.last().text
+    assert (await stored_mailbox(h := bot_app, user.id)) is not None and (await stored_mailbox(h, user.id)).state == "connected"  # type: ignore[union-attr]
 
 
 async def test_russian_user_gets_russian_wizard(bot_app: BotHarness, mail_user: Any) -> None:

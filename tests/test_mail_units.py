@@ -101,8 +101,8 @@ def test_providers_in_order() -> None:
 def test_provider_fields() -> None:
     yandex = provider_by_id("yandex")
     assert yandex is not None
-    assert yandex.name("ru") == "Яндекс Почта" and yandex.name("en") == "Yandex Mail"
-    assert yandex.name("ru-RU") == "Яндекс Почта" and yandex.name("de") == "Yandex Mail"
+    assert yandex.name("ru") == "Яндекс" and yandex.name("en") == "Yandex"
+    assert yandex.name("ru-RU") == "Яндекс" and yandex.name("de") == "Yandex"
     assert "IMAP" in yandex.hint("en") and "IMAP" in yandex.hint("ru")
     assert yandex.imap_must_be_enabled is True
     assert yandex.imap_enable_path_ru and yandex.imap_enable_path_en

@@ -1,0 +1,40 @@
+"""Handlers are declared on a RouteTable (a list, not a live Router), so every Dispatcher built
+by `create_dispatcher()` gets fresh Routers: no import-time singletons, and several bots or
+tests can live in one process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiogram import Router
+
+Handler = Callable[..., Any]
+
+
+class RouteTable:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._entries: list[tuple[str, Handler, tuple[Any, ...], dict[str, Any]]] = []
+
+    def _add(self, observer: str, filters: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self._entries.append((observer, handler, filters, kwargs))
+            return handler
+
+        return register
+
+    def message(self, *filters: Any, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self._add("message", filters, kwargs)
+
+    def callback_query(self, *filters: Any, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self._add("callback_query", filters, kwargs)
+
+    def errors(self, *filters: Any, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self._add("errors", filters, kwargs)
+
+    def create_router(self) -> Router:
+        router = Router(name=self.name)
+        for observer, handler, filters, kwargs in self._entries:
+            getattr(router, observer).register(handler, *filters, **kwargs)
+        return router
