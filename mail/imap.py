@@ -33,6 +33,7 @@ import aioimaplib
 
 from mail.netguard import HostGuard, as_mail_error, classify_auth_text, classify_imap_login
 from mail.types import Credentials, FailureKind, MailCheckError, Protocol, Security, ServerSettings
+from mail.validate import parse_host
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ async def _connect_imap(
                 lambda: wire,
                 sock=sock,
                 ssl=ssl_context,
-                server_hostname=server.host,
+                server_hostname=parse_host(server.host) or server.host,
                 ssl_handshake_timeout=timeout,
             )
         except (ConnectionError, EOFError) as exc:

@@ -16,6 +16,7 @@ import aiosmtplib
 
 from mail.netguard import HostGuard, as_mail_error, classify_smtp_auth
 from mail.types import Credentials, FailureKind, MailCheckError, Protocol, Security, ServerSettings
+from mail.validate import parse_host
 
 SMTP = Protocol.SMTP
 QUIT_TIMEOUT = 2.0
@@ -110,7 +111,7 @@ async def _open(
             sock = await guard.open_socket(server.host, server.port, SMTP, timeout)
             try:
                 client = aiosmtplib.SMTP(
-                    hostname=server.host,
+                    hostname=parse_host(server.host) or server.host,
                     sock=sock,
                     use_tls=server.security is Security.SSL,
                     start_tls=False,

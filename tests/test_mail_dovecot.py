@@ -60,10 +60,11 @@ async def test_check_account_ok(mail_stack, mail_user, ctx, security) -> None:
     )
 
 
-async def test_check_account_by_host_name_localhost(mail_stack, mail_user, ctx) -> None:
-    # the certificate is verified against the name the user typed
+@pytest.mark.parametrize("host", ["localhost", "LocalHost."])
+async def test_check_account_by_host_name(mail_stack, mail_user, ctx, host) -> None:
+    # the certificate is verified against the name the user typed (normalised)
     await check_account(
-        servers(mail_stack, Security.STARTTLS, host="localhost"),
+        servers(mail_stack, Security.STARTTLS, host=host),
         creds(mail_user),
         ssl_context=ctx,
         guard=GUARD,
