@@ -72,6 +72,15 @@ _smtp_log.setLevel(logging.WARNING)
 _smtp_log.addFilter(lambda rec: "auth_require_tls == False" not in rec.getMessage())
 
 
+# aiosmtpd sets its own deprecated Session.login_data on every AUTH and logs a warning each time.
+class _NoLoginDataWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Session.login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_NoLoginDataWarning())
+
+
 @dataclass(frozen=True)
 class MailUser:
     """A mailbox user of the stack; login name is the full address."""
