@@ -470,7 +470,7 @@ async def on_host(message: Message, state: FSMContext, t: Translator, mailboxes:
         await message.answer(t("error.bad_host"))
         return
     field = "imap_host" if await state.get_state() == S.waiting_imap_host.state else "smtp_host"
-    await state.update_data(**{field: host, "source": "manual"})
+    await state.update_data({field: host, "source": "manual"})
     await _after_field_edit(message, state, t, mailboxes, user)
 
 
@@ -481,7 +481,7 @@ async def on_port(message: Message, state: FSMContext, t: Translator, mailboxes:
         await message.answer(t("error.bad_port"))
         return
     field = "imap_port" if await state.get_state() == S.waiting_imap_port.state else "smtp_port"
-    await state.update_data(**{field: port, "source": "manual"})
+    await state.update_data({field: port, "source": "manual"})
     await _after_field_edit(message, state, t, mailboxes, user)
 
 

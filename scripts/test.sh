@@ -13,4 +13,5 @@ if [ -w /proc/sys/fs/inotify/max_user_instances ]; then
   echo 8192 > /proc/sys/fs/inotify/max_user_instances || true
 fi
 "$VENV/bin/ruff" check .
+"$VENV/bin/mypy"
 "$VENV/bin/python" -m pytest "$@"

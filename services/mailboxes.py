@@ -10,12 +10,12 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from mail.check import check_account
 from mail.discovery import Proposal, discover
 from mail.imap import close_imap, open_imap
 from mail.importer import import_recent
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from mail.types import Credentials, MailCheckError, MailServers, Security, ServerSettings
 from services.deps import MailDeps
 from storage.models import AuthKind, Letter, Mailbox, MailboxState, Service
