@@ -13,13 +13,13 @@ from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand
-from mail.discovery import DiscoveryEnv, RealDiscoveryEnv
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.i18n import Catalog
 from bot.middlewares import ContextMiddleware
 from handlers import all_routers
+from mail.discovery import DiscoveryEnv, RealDiscoveryEnv
 from mail.netguard import HostGuard
 from mail.tls import make_ssl_context
 from services.catalog import seed_services

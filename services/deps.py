@@ -6,7 +6,6 @@ import ssl
 from dataclasses import dataclass
 
 from mail.discovery import DiscoveryEnv
-
 from mail.netguard import HostGuard
 from storage.crypto import SecretBox
 
