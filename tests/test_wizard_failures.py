@@ -5,44 +5,31 @@ that does not resolve, a loopback address with private hosts refused."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from tests.harness.autoconfig import AutoconfigServer, LocalDiscoveryEnv
 from tests.harness.plugin_app import BotHarness
+from tests.harness.scripted_servers import (
+    IMAP_TEXTS,
+    SMTP_TEXTS,
+    AutoconfigHttpServer,
+    FakeDiscoveryEnv,
+    ScriptedImapServer,
+    ScriptedSmtpServer,
+    autoconfig_xml,
+    closed_port,
+    silent_server,
+)
 from tests.test_connect_wizard import stored_mailbox
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-async def autoconfig() -> AsyncIterator[AutoconfigServer]:
-    server = AutoconfigServer()
-    await server.start()
+async def autoconfig() -> AsyncIterator[AutoconfigHttpServer]:
+    server = await AutoconfigHttpServer().start()
     yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
-    """Accepts TCP connections and never says a word."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        held.append(w)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1]
-    for w in held:
-        w.close()
-    server.close()
+    await server.close()
 
 
 async def start_gmail(user: Any, address: str, password: str) -> None:
@@ -68,14 +55,13 @@ async def set_field(user: Any, label: str, value: str) -> None:
     await user.send(value)
 
 
-async def test_other_with_autoconfig_discovery_connects(harness: BotHarness, autoconfig: AutoconfigServer, mail_user: Any) -> None:
+async def test_other_with_autoconfig_discovery_connects(harness: BotHarness, autoconfig: AutoconfigHttpServer, mail_user: Any) -> None:
     stack = harness.stack
     domain = mail_user.address.split("@")[1]
-    autoconfig.publish_config(
-        f"https://autoconfig.{domain}/mail/config-v1.1.xml", domain,
+    autoconfig.add(f"https.autoconfig.{domain}", "/mail/config-v1.1.xml", autoconfig_xml(
         ("localhost", stack.imap_starttls_port, "STARTTLS"), ("localhost", stack.smtp_starttls_port, "STARTTLS"),
-    )
-    harness.discovery_env = LocalDiscoveryEnv(autoconfig)
+    ))
+    harness.discovery_env = FakeDiscoveryEnv(http=autoconfig)
     await harness.start()
     user = harness.user(4001)
     await other_until_review(user, mail_user.address)
@@ -96,13 +82,12 @@ async def test_other_with_autoconfig_discovery_connects(harness: BotHarness, aut
     assert box is not None and box.imap_security == "starttls" and box.imap_port == stack.imap_starttls_port
 
 
-async def test_other_with_wellknown_discovery(harness: BotHarness, autoconfig: AutoconfigServer, mail_user: Any) -> None:
+async def test_other_with_wellknown_discovery(harness: BotHarness, autoconfig: AutoconfigHttpServer, mail_user: Any) -> None:
     stack = harness.stack
-    autoconfig.publish_config(
-        "https://corp.example/.well-known/autoconfig/mail/config-v1.1.xml", "corp.example",
+    autoconfig.add("https.corp.example", "/.well-known/autoconfig/mail/config-v1.1.xml", autoconfig_xml(
         ("localhost", stack.imap_ssl_port, "SSL"), ("localhost", stack.smtp_ssl_port, "SSL"),
-    )
-    harness.discovery_env = LocalDiscoveryEnv(autoconfig)
+    ))
+    harness.discovery_env = FakeDiscoveryEnv(http=autoconfig)
     await harness.start()
     user = harness.user(4002)
     await other_until_review(user, "someone@corp.example")
@@ -110,8 +95,8 @@ async def test_other_with_wellknown_discovery(harness: BotHarness, autoconfig: A
     assert f"localhost:{stack.imap_ssl_port}" in user.last().text
 
 
-async def test_other_with_mx_of_a_known_provider(harness: BotHarness, autoconfig: AutoconfigServer) -> None:
-    harness.discovery_env = LocalDiscoveryEnv(autoconfig, mx={"firm.example": ["aspmx.l.google.com"]})
+async def test_other_with_mx_of_a_known_provider(harness: BotHarness, autoconfig: AutoconfigHttpServer) -> None:
+    harness.discovery_env = FakeDiscoveryEnv(http=autoconfig, mx={"firm.example": ["aspmx.l.google.com"]})
     await harness.start()
     user = harness.user(4003)
     await other_until_review(user, "boss@firm.example")
@@ -119,8 +104,8 @@ async def test_other_with_mx_of_a_known_provider(harness: BotHarness, autoconfig
     assert "imap.gmail.com:993" in user.last().text
 
 
-async def test_other_with_nothing_found_offers_a_guess_to_edit(harness: BotHarness, autoconfig: AutoconfigServer) -> None:
-    harness.discovery_env = LocalDiscoveryEnv(autoconfig)
+async def test_other_with_nothing_found_offers_a_guess_to_edit(harness: BotHarness, autoconfig: AutoconfigHttpServer) -> None:
+    harness.discovery_env = FakeDiscoveryEnv(http=autoconfig)
     await harness.start()
     user = harness.user(4004)
     await other_until_review(user, "x@nowhere.example")
@@ -128,9 +113,9 @@ async def test_other_with_nothing_found_offers_a_guess_to_edit(harness: BotHarne
     assert "imap.nowhere.example:993" in user.last().text
 
 
-async def test_host_not_found_then_fix_the_host(harness: BotHarness, autoconfig: AutoconfigServer, mail_user: Any) -> None:
+async def test_host_not_found_then_fix_the_host(harness: BotHarness, autoconfig: AutoconfigHttpServer, mail_user: Any) -> None:
     stack = harness.stack
-    harness.discovery_env = LocalDiscoveryEnv(autoconfig)
+    harness.discovery_env = FakeDiscoveryEnv(http=autoconfig)
     await harness.start()
     user = harness.user(4005)
     await other_until_review(user, mail_user.address)
@@ -152,7 +137,7 @@ async def test_host_not_found_then_fix_the_host(harness: BotHarness, autoconfig:
 
 
 async def test_connection_refused(harness: BotHarness, mail_user: Any) -> None:
-    closed = free_port()
+    closed = closed_port()
     harness.overrides = {"gmail": {"imap": {"host": "localhost", "port": closed, "security": "ssl"}}}
     await harness.start()
     user = harness.user(4006)
@@ -169,15 +154,16 @@ async def test_untrusted_certificate(harness: BotHarness, mail_user: Any) -> Non
     await user.wait_for_text("TLS certificate is not trusted")
 
 
-async def test_timeout(harness: BotHarness, mail_user: Any, silent_server: int) -> None:
-    harness.overrides = {"gmail": {"imap": {"host": "localhost", "port": silent_server, "security": "ssl"}}}
-    await harness.start(mail_timeout=1.0)
-    user = harness.user(4008)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    await start_gmail(user, mail_user.address, mail_user.password)
-    await user.wait_for_text("did not answer in time", timeout=10)
-    assert loop.time() - started < 6
+async def test_timeout(harness: BotHarness, mail_user: Any) -> None:
+    async with silent_server() as port:
+        harness.overrides = {"gmail": {"imap": {"host": "localhost", "port": port, "security": "ssl"}}}
+        await harness.start(mail_timeout=1.0)
+        user = harness.user(4008)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await start_gmail(user, mail_user.address, mail_user.password)
+        await user.wait_for_text("did not answer in time", timeout=10)
+        assert loop.time() - started < 6
 
 
 async def test_private_address_refused_by_default(harness: BotHarness, mail_user: Any) -> None:
@@ -200,3 +186,46 @@ async def test_retry_after_server_comes_back(harness: BotHarness, mail_user: Any
         await harness.stack.start_imap()
     await user.press("🔄 Try again")
     await user.wait_for_text("Signed in to IMAP and SMTP")
+
+
+@pytest.mark.parametrize(
+    ("service", "reply", "expected"),
+    [
+        ("Yandex", IMAP_TEXTS["yandex"], "access by mail programs (IMAP) is switched off"),
+        ("Gmail", IMAP_TEXTS["gmail_app_password"], "needs an app password"),
+        ("Mail.ru", IMAP_TEXTS["mailru_app_password"], "needs an app password"),
+        ("Rambler", IMAP_TEXTS["rambler"], "access by mail programs (IMAP) is switched off"),
+    ],
+)
+async def test_provider_refusals_explained_with_the_hint(
+    harness: BotHarness, service: str, reply: str, expected: str
+) -> None:
+    """Providers' real refusal texts, spoken by a scripted IMAP server at the network edge."""
+    async with ScriptedImapServer(login_reply=reply, tls=harness.stack.server_ssl_context()) as imap:
+        await imap.start()
+        code = {"Yandex": "yandex", "Gmail": "gmail", "Mail.ru": "mail.ru", "Rambler": "rambler"}[service]
+        harness.overrides = {code: {"imap": {"host": "localhost", "port": imap.port, "security": "ssl"}}}
+        await harness.start()
+        user = harness.user(4100)
+        await user.send("/start")
+        await user.press("📬 Connect mail")
+        await user.press(service)
+        await user.send("person@example.org")
+        await user.press("Use person@example.org")
+        await user.send("app-or-not")
+        failure = await user.wait_for_text(expected)
+    assert "💡" in failure.text  # the provider's own advice comes with it
+    assert reply.split(" ", 2)[-1][:30] in failure.text  # and the server's words
+    assert "🔑 Enter the password again" in user.buttons()
+
+
+async def test_smtp_refusal_named_as_smtp(harness: BotHarness, mail_user: Any) -> None:
+    code, lines = SMTP_TEXTS["gmail_app_password"]
+    async with ScriptedSmtpServer(auth_reply=(code, lines), tls=harness.stack.server_ssl_context()) as smtp:
+        await smtp.start()
+        harness.overrides = {"gmail": {"smtp": {"host": "localhost", "port": smtp.port, "security": "ssl"}}}
+        await harness.start()
+        user = harness.user(4101)
+        await start_gmail(user, mail_user.address, mail_user.password)
+        failure = await user.wait_for_text("needs an app password")
+    assert failure.text.startswith("❌ SMTP")

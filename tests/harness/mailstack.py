@@ -639,6 +639,11 @@ class MailStack:
         ).stdout
         return sorted(int(line.split()[1]) for line in out.splitlines() if line.strip())
 
+    def server_ssl_context(self) -> ssl.SSLContext:
+        """A server-side context with a certificate from the test CA (for scripted servers
+        that the bot under test must trust like the real ones)."""
+        return self._server_tls
+
     def client_ssl_context(self) -> ssl.SSLContext:
         """A client SSL context trusting the stack's CA (hostname check on)."""
         return ssl.create_default_context(cafile=str(self.ca_file))

@@ -72,7 +72,9 @@ class BotHarness:
             "allow_private_mail_hosts": True,
             "mail_ca_file": self.stack.ca_file,
             "mail_timeout": 5.0,
-            "mail_provider_overrides": local_overrides(self.stack) | self.overrides,
+            "mail_provider_overrides": {
+                code: servers | self.overrides.get(code, {}) for code, servers in local_overrides(self.stack).items()
+            },
             "encryption_key_file": self.tmp / "unused.key",
         }
         values.update(extra)
