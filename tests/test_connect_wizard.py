@@ -265,3 +265,31 @@ async def test_russian_user_gets_russian_wizard(bot_app: BotHarness, mail_user: 
     await user.send(mail_user.address)
     await user.press(f"Использовать {mail_user.address}")
     assert "Включите двухэтапную аутентификацию" in user.last().text
+
+
+async def test_company_server_from_the_database(bot_app: BotHarness, mail_user: Any) -> None:
+    """A company server an admin added appears in the picker and connects with its own settings."""
+    from storage.models import Service
+
+    stack = bot_app.stack
+    async with bot_app.session() as s:
+        s.add(Service(
+            code="company-acme", kind="company", name_en="Acme Corp mail", name_ru="Почта Acme",
+            domains="example.org", imap_host="localhost", imap_port=stack.imap_starttls_port, imap_security="starttls",
+            smtp_host="localhost", smtp_port=stack.smtp_starttls_port, smtp_security="starttls",
+            enabled=True, sort_order=500,
+        ))
+        s.add(Service(code="company-off", kind="company", name_en="Disabled corp", name_ru="Выключено",
+                      imap_host="localhost", imap_port=1, imap_security="ssl", smtp_host="localhost",
+                      smtp_port=1, smtp_security="ssl", enabled=False, sort_order=501))
+        await s.commit()
+    user = bot_app.user(2012)
+    await user.send("/start")
+    await user.press("📬 Connect mail")
+    labels = user.buttons()
+    assert "Acme Corp mail" in labels and "Disabled corp" not in labels
+    assert labels.index("Acme Corp mail") < labels.index("Other")
+    await user.send("/cancel")
+    await connect(bot_app, user, service="Acme Corp mail", email=mail_user.address, password=mail_user.password)
+    box = await stored_mailbox(bot_app, user.id)
+    assert box is not None and box.state == "connected" and box.imap_security == "starttls"
