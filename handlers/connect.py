@@ -213,6 +213,16 @@ async def _fresh(cb: CallbackQuery, nonce: str, state: FSMContext, t: Translator
     return True
 
 
+async def _take(cb: CallbackQuery, nonce: str, state: FSMContext, t: Translator) -> Message | None:
+    """Accept a wizard button: refuse stale ones, answer the query, retire the keyboard.
+    Returns the message the button was on (None when refused or no longer accessible)."""
+    if not await _fresh(cb, nonce, state, t):
+        return None
+    await cb.answer()
+    await _retire(cb)
+    return cb.message if isinstance(cb.message, Message) else None
+
+
 async def _retire(cb: CallbackQuery) -> None:
     """Remove the keyboard of the message whose button was pressed (one answer per step)."""
     if isinstance(cb.message, Message) and cb.message.reply_markup is not None:
@@ -297,28 +307,24 @@ async def on_command_midway(message: Message, state: FSMContext, t: Translator, 
 
 @router.callback_query(WizardCB.filter(F.action == "cancel"))
 async def on_cancel_button(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User) -> None:
-    if not await _fresh(cb, callback_data.wiz, state, t):
+    message = await _take(cb, callback_data.wiz, state, t)
+    if message is None:
         return
-    await cb.answer()
-    await _retire(cb)
     await mailboxes.discard_draft(user.id)
     await state.clear()
-    if isinstance(cb.message, Message):
-        await cb.message.answer(t("cancel.done"), reply_markup=kb.start_menu(t, connected=False))
+    await message.answer(t("cancel.done"), reply_markup=kb.start_menu(t, connected=False))
 
 
 @router.callback_query(WizardCB.filter(F.action == "back"))
 async def on_back(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext, t: Translator, mailboxes: MailboxService) -> None:
-    if not await _fresh(cb, callback_data.wiz, state, t):
+    message = await _take(cb, callback_data.wiz, state, t)
+    if message is None:
         return
-    await cb.answer()
-    await _retire(cb)
     data = await state.get_data()
     target = _previous(await state.get_state(), data)
     if target == S.waiting_password:
         await state.update_data(has_secret=False)
-    if isinstance(cb.message, Message):
-        await show(target, cb.message, state, t, mailboxes)
+    await show(target, message, state, t, mailboxes)
 
 
 # ---- service -------------------------------------------------------------------------------
@@ -406,25 +412,21 @@ async def on_login(message: Message, state: FSMContext, t: Translator, mailboxes
 
 @router.callback_query(S.waiting_login, WizardCB.filter(F.action == "login_default"))
 async def on_login_default(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User) -> None:
-    if not await _fresh(cb, callback_data.wiz, state, t):
+    message = await _take(cb, callback_data.wiz, state, t)
+    if message is None:
         return
-    await cb.answer()
-    await _retire(cb)
     data = await state.get_data()
     await state.update_data(login=data["email"])
-    if isinstance(cb.message, Message):
-        await _after_login(cb.message, state, t, mailboxes, user)
+    await _after_login(message, state, t, mailboxes, user)
 
 
 # ---- server settings (Other) ---------------------------------------------------------------
 @router.callback_query(S.reviewing_servers, WizardCB.filter(F.action == "servers_ok"))
 async def on_servers_ok(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext, t: Translator, mailboxes: MailboxService) -> None:
-    if not await _fresh(cb, callback_data.wiz, state, t):
+    message = await _take(cb, callback_data.wiz, state, t)
+    if message is None:
         return
-    await cb.answer()
-    await _retire(cb)
-    if isinstance(cb.message, Message):
-        await show(S.waiting_password, cb.message, state, t, mailboxes)
+    await show(S.waiting_password, message, state, t, mailboxes)
 
 
 @router.callback_query(S.reviewing_servers, WizardCB.filter(F.action == "edit"))
@@ -528,12 +530,10 @@ async def on_fix(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext, 
 
 @router.callback_query(S.choosing_fix, WizardCB.filter(F.action == "retry"))
 async def on_retry(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User) -> None:
-    if not await _fresh(cb, callback_data.wiz, state, t):
+    message = await _take(cb, callback_data.wiz, state, t)
+    if message is None:
         return
-    await cb.answer()
-    await _retire(cb)
-    if isinstance(cb.message, Message):
-        await _run_check(cb.message, state, t, mailboxes, user)
+    await _run_check(message, state, t, mailboxes, user)
 
 
 # ---- signature and preferences -------------------------------------------------------------
@@ -550,13 +550,11 @@ async def on_signature(message: Message, state: FSMContext, t: Translator, mailb
 
 @router.callback_query(S.waiting_signature, WizardCB.filter(F.action == "no_signature"))
 async def on_no_signature(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext, t: Translator, mailboxes: MailboxService) -> None:
-    if not await _fresh(cb, callback_data.wiz, state, t):
+    message = await _take(cb, callback_data.wiz, state, t)
+    if message is None:
         return
-    await cb.answer()
-    await _retire(cb)
     await state.update_data(signature="")
-    if isinstance(cb.message, Message):
-        await show(S.choosing_alerts, cb.message, state, t, mailboxes)
+    await show(S.choosing_alerts, message, state, t, mailboxes)
 
 
 @router.callback_query(WizardCB.filter(F.action.in_({"alerts", "mobile", "processes"})))
@@ -585,10 +583,9 @@ async def on_preference(cb: CallbackQuery, callback_data: WizardCB, state: FSMCo
 
 @router.callback_query(S.confirming, WizardCB.filter(F.action == "save"))
 async def on_save(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User) -> None:
-    if not await _fresh(cb, callback_data.wiz, state, t):
+    message = await _take(cb, callback_data.wiz, state, t)
+    if message is None:
         return
-    await cb.answer()
-    await _retire(cb)
     if not isinstance(cb.message, Message):
         return
     data = await state.get_data()

@@ -110,19 +110,11 @@ class MailboxService:
         """Keep the just-typed password encrypted in a draft, so a failed check can be fixed
         field by field without typing the password again."""
         await self.ensure_can_connect(user_id)
-        draft = await self.mailboxes.for_user(user_id)
-        if draft is None:
-            draft = Mailbox(user_id=user_id, state=MailboxState.DRAFT.value)
-            self._apply(draft, data)
-            draft.secret_enc = self.deps.secrets.encrypt(password)
-            draft.auth_kind = AuthKind.PASSWORD.value
-            await self.mailboxes.add(draft)
-        else:
-            self._apply(draft, data)
-            draft.secret_enc = self.deps.secrets.encrypt(password)
-            draft.auth_kind = AuthKind.PASSWORD.value
-            await self.session.flush()
-        return draft
+        draft = await self.mailboxes.for_user(user_id) or Mailbox(user_id=user_id, state=MailboxState.DRAFT.value)
+        self._apply(draft, data)
+        draft.secret_enc = self.deps.secrets.encrypt(password)
+        draft.auth_kind = AuthKind.PASSWORD.value
+        return await self.mailboxes.add(draft)
 
     async def check_draft(self, user_id: int, data: AccountInput) -> Mailbox:
         """Log in to IMAP and SMTP with the draft's secret and the wizard's (maybe edited)
