@@ -28,6 +28,16 @@ def letter(n: int, *, subject: str | None = None, attach: bool = False) -> Email
     return msg
 
 
+async def start_wizard(user: Any, service: str, email: str, *, default_login: bool = True) -> None:
+    """/start -> Connect mail -> service -> e-mail (-> use the address as login)."""
+    await user.send("/start")
+    await user.press("📬 Connect mail")
+    await user.press(service)
+    await user.send(email)
+    if default_login:
+        await user.press(f"Use {email}")
+
+
 async def connect(
     h: BotHarness,
     user: Any,
@@ -97,11 +107,7 @@ async def test_each_standard_service_connects(bot_app: BotHarness, mail_user: An
 async def test_password_hint_shown_before_password(bot_app: BotHarness, mail_user: Any) -> None:
     yandex = next(p for p in PROVIDERS if p.id == "yandex")
     user = bot_app.user(2001)
-    await user.send("/start")
-    await user.press("📬 Connect mail")
-    await user.press(yandex.name_en)
-    await user.send(mail_user.address)
-    await user.press(f"Use {mail_user.address}")
+    await start_wizard(user, yandex.name_en, mail_user.address)
     prompt = user.last().text
     assert yandex.hint_en.split(".")[0] in prompt
     assert prompt.index(yandex.hint_en.split(".")[0]) < prompt.index("Send the password")
@@ -161,11 +167,7 @@ async def test_password_absent_from_fsm_while_waiting(bot_app: BotHarness, mail_
     from aiogram.fsm.storage.base import StorageKey
 
     user = bot_app.user(2005)
-    await user.send("/start")
-    await user.press("📬 Connect mail")
-    await user.press("Gmail")
-    await user.send(mail_user.address)
-    await user.press(f"Use {mail_user.address}")
+    await start_wizard(user, "Gmail", mail_user.address)
     await user.send(mail_user.password)
     await user.wait_for_text("Signed in")
     key = StorageKey(bot_id=bot_app.app.bot.id, chat_id=user.id, user_id=user.id)
@@ -175,11 +177,7 @@ async def test_password_absent_from_fsm_while_waiting(bot_app: BotHarness, mail_
 
 async def test_wrong_password_then_fix_only_the_password(bot_app: BotHarness, mail_user: Any) -> None:
     user = bot_app.user(2006)
-    await user.send("/start")
-    await user.press("📬 Connect mail")
-    await user.press("Gmail")
-    await user.send(mail_user.address)
-    await user.press(f"Use {mail_user.address}")
+    await start_wizard(user, "Gmail", mail_user.address)
     bad = await user.send("not-the-password")
     assert user.is_deleted(bad)
     failure = await user.wait_for_text("did not accept the login or password")
@@ -207,11 +205,7 @@ async def test_wrong_login_fixed_without_retyping_password(bot_app: BotHarness, 
 
 async def test_cancel_discards_everything(bot_app: BotHarness, mail_user: Any) -> None:
     user = bot_app.user(2008)
-    await user.send("/start")
-    await user.press("📬 Connect mail")
-    await user.press("Gmail")
-    await user.send(mail_user.address)
-    await user.press(f"Use {mail_user.address}")
+    await start_wizard(user, "Gmail", mail_user.address)
     await user.send(mail_user.password)
     await user.wait_for_text("Signed in")
     await user.send("/cancel")

@@ -22,7 +22,7 @@ from tests.harness.scripted_servers import (
     closed_port,
     silent_server,
 )
-from tests.test_connect_wizard import stored_mailbox
+from tests.test_connect_wizard import start_wizard, stored_mailbox
 
 
 @pytest.fixture
@@ -33,20 +33,12 @@ async def autoconfig() -> AsyncIterator[AutoconfigHttpServer]:
 
 
 async def start_gmail(user: Any, address: str, password: str) -> None:
-    await user.send("/start")
-    await user.press("📬 Connect mail")
-    await user.press("Gmail")
-    await user.send(address)
-    await user.press(f"Use {address}")
+    await start_wizard(user, "Gmail", address)
     await user.send(password)
 
 
 async def other_until_review(user: Any, address: str) -> None:
-    await user.send("/start")
-    await user.press("📬 Connect mail")
-    await user.press("Other")
-    await user.send(address)
-    await user.press(f"Use {address}")
+    await start_wizard(user, "Other", address)
     await user.wait_for_text("Server settings found via")
 
 
