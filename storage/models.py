@@ -15,6 +15,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -125,6 +127,8 @@ class Mailbox(Base):
     state_since: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
     highest_uid: Mapped[int | None] = mapped_column(BigInteger)
+    # a long transient outage was reported to the user (so it is said once, and "back" once)
+    outage_notified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     connected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -155,3 +159,26 @@ class Letter(Base):
     has_attachments: Mapped[bool] = mapped_column(Boolean, default=False)
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # the new-mail alert for this letter went out (or was not wanted); letters of the initial
+    # import are born alerted, the watcher's are not until the notifier confirms
+    alerted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class ItemLink(Base):
+    """A letter linked to a business item. The snapshot keeps the context when the letter (or
+    the whole mailbox) is deleted: `letter_id` becomes NULL, the snapshot stays."""
+
+    __tablename__ = "item_links"
+    __table_args__ = (UniqueConstraint("item_type", "item_id", "letter_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_type: Mapped[str] = mapped_column(String(64))
+    item_id: Mapped[str] = mapped_column(String(128))
+    letter_id: Mapped[int | None] = mapped_column(ForeignKey("letters.id", ondelete="SET NULL"), index=True)
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    from_name: Mapped[str] = mapped_column(String(998), default="")
+    from_addr: Mapped[str] = mapped_column(String(998), default="")
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    snippet: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
