@@ -1,4 +1,4 @@
-"""Translations from `locales/<lang>/messages.json`.
+"""Translations from `locales/<lang>/*.json` (one file per area, keys unique across files).
 
 Every placeholder value is HTML-escaped when a message is formatted (the bot speaks HTML), so
 user or mail content can never inject markup. Values that are already safe HTML (built by the
@@ -65,8 +65,15 @@ class Catalog:
     def __init__(self, directory: Path = LOCALES_DIR) -> None:
         self.messages: dict[str, dict[str, str]] = {}
         for lang in LANGUAGES:
-            with (directory / lang / "messages.json").open(encoding="utf-8") as fh:
-                self.messages[lang] = json.load(fh)
+            merged: dict[str, str] = {}
+            for path in sorted((directory / lang).glob("*.json")):
+                with path.open(encoding="utf-8") as fh:
+                    part = json.load(fh)
+                clash = set(part) & set(merged)
+                if clash:
+                    raise ValueError(f"{path}: keys defined twice: {sorted(clash)}")
+                merged.update(part)
+            self.messages[lang] = merged
         self._translators = {
             lang: Translator(lang, self.messages[lang], self.messages[DEFAULT_LANGUAGE])
             for lang in LANGUAGES

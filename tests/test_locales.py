@@ -14,7 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def load(lang: str) -> dict[str, str]:
-    return json.loads((LOCALES_DIR / lang / "messages.json").read_text(encoding="utf-8"))
+    return Catalog().messages[lang]
+
+
+def test_same_files_in_both_languages() -> None:
+    en = sorted(p.name for p in (LOCALES_DIR / "en").glob("*.json"))
+    ru = sorted(p.name for p in (LOCALES_DIR / "ru").glob("*.json"))
+    assert en == ru and "messages.json" in en
+    for name in en:  # each file is valid JSON of strings
+        for lang in ("en", "ru"):
+            data = json.loads((LOCALES_DIR / lang / name).read_text(encoding="utf-8"))
+            assert all(isinstance(v, str) for v in data.values()), (lang, name)
 
 
 def test_same_keys_and_placeholders() -> None:
