@@ -14,6 +14,11 @@ several stacks can coexist. Nothing is mocked:
   relays every accepted letter to Dovecot over LMTP, so sent mail lands in the recipient's
   mailbox. It runs in its own thread with its own event loop, so it answers whatever loop
   (or synchronous client) the test uses.
+* OAuth2: Dovecot accepts XOAUTH2/OAUTHBEARER through its ``oauth2`` passdb, which checks each
+  token by RFC 7662 introspection at the test authorization server
+  (``tests/harness/oauth_server.py``); the SMTP server accepts XOAUTH2 against the same
+  endpoint. The server's port is reserved at start (a bound socket, so Dovecot's configuration
+  can name it); ``await stack.oauth_server()`` starts the server on it when a test needs it.
 * ``imap_starttls_port`` is a transparent TCP forwarder (same thread) to Dovecot's plain
   listener on 127.0.0.2, because Dovecot treats 127.0.0.1 -> 127.0.0.1 as "secured" and would
   allow LOGIN without STARTTLS (see ``_ImapStartTlsFront``).
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import contextlib
 import email.message
 import email.policy
@@ -48,8 +54,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import trustme
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.harness.oauth_server import OAuthServer
 
 log = logging.getLogger(__name__)
 
@@ -206,18 +215,9 @@ def _to_bytes(message: bytes | email.message.EmailMessage) -> bytes:
 class _SubmissionHandler:
     """aiosmtpd handler: known recipients only, relay to Dovecot LMTP.
 
-    NOTE: aiosmtpd treats every handler attribute named ``auth_*`` as an AUTH mechanism.
-    To add XOAUTH2 later, define here::
-
-        async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
-            # args == ["XOAUTH2"] or ["XOAUTH2", "<base64 initial response>"]
-            # decode "user=<addr>\\x01auth=Bearer <token>\\x01\\x01", check the token with
-            # self.stack (e.g. a token table next to the password table); on failure send the
-            # base64 JSON error as a "334" challenge via server.challenge_auth(...), then
-            # return AuthResult(success=False, handled=False) -> "535 5.7.8".
-            return AuthResult(success=True, auth_data=LoginPassword(login, b""))
-
-    and it will be advertised in EHLO on both listeners automatically.
+    aiosmtpd treats every handler attribute named ``auth_*`` as an AUTH mechanism (advertised
+    in EHLO on both listeners): PLAIN/LOGIN are aiosmtpd's own (checked by ``authenticator``),
+    XOAUTH2 is ``auth_XOAUTH2`` below (checked by introspection at the OAuth2 test server).
     """
 
     def __init__(self, stack: MailStack, listener: str) -> None:
@@ -234,6 +234,33 @@ class _SubmissionHandler:
         password = auth_data.password.decode("utf-8", "replace")
         if self.stack.check_password(login, password):
             return AuthResult(success=True, auth_data=login.lower())
+        return AuthResult(success=False, handled=False)
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        """SASL XOAUTH2: "user=<addr>^Aauth=Bearer <token>^A^A", base64. A refused token gets
+        Google's answer: a 334 challenge with a base64 JSON error, then 535 after the client's
+        empty reply."""
+        if len(args) > 1:
+            try:
+                raw: Any = base64.b64decode(args[1].encode(), validate=True)
+            except ValueError:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            raw = await server.challenge_auth("")
+            if raw is MISSING:
+                return AuthResult(success=False, handled=True)
+        fields = dict(
+            part.split("=", 1) for part in bytes(raw).decode("utf-8", "replace").split("\x01") if "=" in part
+        )
+        login = fields.get("user", "").strip().lower()
+        auth = fields.get("auth", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if login and token and await self.stack.introspect(token) == login:
+            return AuthResult(success=True, auth_data=login)
+        error = json.dumps({"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"})
+        if await server.challenge_auth(error) is MISSING:
+            return AuthResult(success=False, handled=True)
         return AuthResult(success=False, handled=False)
 
     async def handle_RCPT(
@@ -424,6 +451,7 @@ class MailStack:
         self.conf_file = self.workdir / "dovecot.conf"
         self.users_dir = self.workdir / "users"
         self.dict_auth_conf = self.workdir / "dict-auth.conf.ext"
+        self.oauth2_conf = self.workdir / "dovecot-oauth2.conf.ext"
         self.mail_dir = self.workdir / "mail"
         self.log_file = self.workdir / "dovecot.log"
         self.base_dir = self.workdir / "run"
@@ -434,6 +462,10 @@ class MailStack:
         self._front: _ImapStartTlsFront | None = None
         self._imap_plain_backend_port = 0
         self._server_tls: ssl.SSLContext | None = None
+        # OAuth2: the authorization server's port is reserved for the whole life of the stack
+        self._oauth_sock: socket.socket | None = None
+        self._oauth: OAuthServer | None = None
+        self.oauth_port = 0
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -448,6 +480,7 @@ class MailStack:
         self._services = _ServiceThread(self, self._server_tls)
         self._services.start()
         atexit.register(self._kill_sync)
+        self._reserve_oauth_port()
         try:
             for attempt in range(3):
                 (self.imap_ssl_port, self.imap_starttls_port, self.lmtp_port,
@@ -477,6 +510,12 @@ class MailStack:
     async def stop(self) -> None:
         """Stop SMTP and Dovecot; afterwards no Dovecot process of this stack is left."""
         await self.stop_imap()
+        if self._services is not None and self._oauth is not None:
+            await self._services.run(self._oauth.close())
+            self._oauth = None
+        if self._oauth_sock is not None:
+            self._oauth_sock.close()
+            self._oauth_sock = None
         if self._services is not None:
             await asyncio.to_thread(self._services.stop)
             self._services = None
@@ -567,6 +606,48 @@ class MailStack:
                     if _is_dovecot(p):
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(p, signal.SIGKILL)
+
+    # ---------------------------------------------------------------- OAuth2
+
+    @property
+    def oauth_base_url(self) -> str:
+        return f"http://{self.host}:{self.oauth_port}"
+
+    @property
+    def oauth_introspection_url(self) -> str:
+        return f"{self.oauth_base_url}/introspect"
+
+    async def oauth_server(self) -> OAuthServer:
+        """The OAuth2 authorization server whose tokens Dovecot and the SMTP server accept
+        (started on first use, on the reserved port, in the service thread). Users sign in
+        there with their mailbox password."""
+        if self._oauth is None:
+            assert self._services is not None and self._oauth_sock is not None
+            server = OAuthServer(self.check_password)
+            await self._services.run(server.open(self._oauth_sock))
+            self._oauth = server
+        return self._oauth
+
+    async def introspect(self, token: str) -> str | None:
+        """The user an access token belongs to, or None (inactive, unknown, server down)."""
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+                async with http.post(self.oauth_introspection_url, data={"token": token}) as response:
+                    data = await response.json(content_type=None) if response.status == 200 else {}
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("active") is not True:
+            return None
+        username = data.get("username")
+        return username.lower() if isinstance(username, str) else None
+
+    def _reserve_oauth_port(self) -> None:
+        # bound but not listening: until the server runs, Dovecot's introspection is refused
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, 0))
+        self._oauth_sock = sock
+        self.oauth_port = sock.getsockname()[1]
 
     # ---------------------------------------------------------------- users
 
@@ -705,6 +786,7 @@ class MailStack:
             "SSL_CERT": self._tls_paths[0],
             "SSL_KEY": self._tls_paths[1],
             "DICT_AUTH_CONF": self.dict_auth_conf,
+            "OAUTH2_CONF": self.oauth2_conf,
             "MAIL_DIR": self.mail_dir,
             "VMAIL_UID": uid,
             "VMAIL_GID": gid,
@@ -713,6 +795,17 @@ class MailStack:
             "IMAP_PLAIN_PORT": self._imap_plain_backend_port,
             "LMTP_PORT": self.lmtp_port,
         }
+        # Dovecot's oauth2 passdb: RFC 7662 introspection by POST (token=...), the user name
+        # from the answer's "username", active only when "active" is true
+        self.oauth2_conf.write_text(
+            "introspection_mode = post\n"
+            f"introspection_url = {self.oauth_introspection_url}\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+            "timeout_msecs = 5000\n"
+        )
+        os.chmod(self.oauth2_conf, 0o644)
         text = CONF_TEMPLATE.read_text()
         for name, value in values.items():
             text = text.replace("{{" + name + "}}", str(value))
