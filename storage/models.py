@@ -88,6 +88,13 @@ class Service(Base):
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
     oauth2_client_id: Mapped[str | None] = mapped_column(String(512))
     oauth2_client_secret_enc: Mapped[str | None] = mapped_column(Text)
+    # OAuth2 endpoints set by the admin (company servers, Other; or overriding a standard
+    # service's built-in ones); scopes space-separated
+    oauth2_authorize_url: Mapped[str | None] = mapped_column(String(1000))
+    oauth2_token_url: Mapped[str | None] = mapped_column(String(1000))
+    oauth2_device_url: Mapped[str | None] = mapped_column(String(1000))
+    oauth2_revoke_url: Mapped[str | None] = mapped_column(String(1000))
+    oauth2_scopes: Mapped[str | None] = mapped_column(Text)
 
     def name(self, lang: str) -> str:
         return self.name_ru if lang == "ru" else self.name_en
@@ -182,3 +189,36 @@ class ItemLink(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     snippet: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OAuthState(Base):
+    """One OAuth2 sign-in in progress. Only a hash of `state` is kept; the PKCE verifier is
+    encrypted. Single-use (`used_at`), bound to the Telegram user, expires after 10 minutes."""
+
+    __tablename__ = "oauth_states"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    flow: Mapped[str] = mapped_column(String(16))  # "code" | "device"
+    purpose: Mapped[str] = mapped_column(String(16), default="connect")  # "connect" | "reconnect"
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    wizard: Mapped[str | None] = mapped_column(String(32))  # the chat wizard's nonce at start
+    email: Mapped[str] = mapped_column(String(320))
+    login: Mapped[str] = mapped_column(String(320))
+    code_verifier_enc: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FeatureFlag(Base):
+    """A feature switched on or off by an admin (configuration, when set, wins)."""
+
+    __tablename__ = "feature_flags"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_by: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
