@@ -1,0 +1,270 @@
+"""TelegramLimiter + TelegramSender with a real aiogram Bot against the fake Bot API over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+
+from bot.sender import SendStatus, TelegramSender
+from bot.telegram_limits import (
+    Kind,
+    LimitConfig,
+    Priority,
+    RateLimitTimeout,
+    TelegramLimiter,
+    classify,
+    find_limiter,
+    install_limiter,
+    use_priority,
+)
+from tests.harness.fake_telegram import FakeTelegram
+from tests.harness.scripted_servers import closed_port
+
+FAST_RETRY = {"backoff_base": 0.05, "backoff_max": 0.2}
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+def statuses(fake: FakeTelegram, method: str = "sendMessage") -> list[int | None]:
+    return [c.status for c in fake.calls_of(method)]
+
+
+def test_which_methods_are_paced() -> None:
+    assert classify("sendMessage") is Kind.COUNTED
+    assert classify("sendDocument") is Kind.COUNTED
+    assert classify("sendMediaGroup") is Kind.COUNTED
+    assert classify("copyMessage") is Kind.COUNTED
+    assert classify("forwardMessage") is Kind.COUNTED
+    assert classify("editMessageText") is Kind.PAUSED
+    assert classify("deleteMessage") is Kind.PAUSED
+    assert classify("sendChatAction") is Kind.PAUSED
+    assert classify("answerCallbackQuery") is Kind.OTHER
+    assert classify("getUpdates") is Kind.THROUGH
+
+
+async def test_install_is_idempotent(telegram_bot: Bot) -> None:
+    assert find_limiter(telegram_bot) is None
+    limiter = install_limiter(telegram_bot)
+    assert install_limiter(telegram_bot) is limiter
+    assert TelegramSender(telegram_bot).limiter is limiter
+    assert sum(isinstance(m, TelegramLimiter) for m in telegram_bot.session.middleware) == 1
+
+
+@pytest.mark.timeout(20)
+async def test_429_pauses_the_whole_bot_then_retries(
+    fake_telegram: FakeTelegram, telegram_bot: Bot
+) -> None:
+    fake = fake_telegram
+    fake.user(101)
+    fake.user(102)
+    sender = TelegramSender(telegram_bot)
+    fake.fail("sendMessage", status=429, retry_after=1, chat_id=101)
+
+    first = asyncio.create_task(sender.send_message(101, "to a"))
+    await eventually(lambda: 429 in statuses(fake))
+    # the bot is paused now: a send to ANOTHER chat waits as well, and so does a plain
+    # bot call (a handler reply goes through the same limiter)
+    second = await sender.send_message(102, "to b")
+    direct = await telegram_bot.send_message(102, "handler reply")
+    result = await first
+    assert result.ok and second.ok and direct.message_id
+
+    calls = fake.calls_of("sendMessage")
+    flood = calls[0]
+    assert flood.status == 429 and flood.done_at is not None
+    retried = next(c for c in calls if c.params["chat_id"] == 101 and c.status == 200)
+    other = next(c for c in calls if c.params["chat_id"] == 102)
+    assert 0.95 <= retried.at - flood.done_at < 1.8
+    assert other.at - flood.done_at >= 0.95
+    assert [m.text for m in fake.user(101).messages()] == ["to a"]
+    assert sender.limiter.stats.flood_waits == 1
+
+
+@pytest.mark.timeout(20)
+async def test_flood_wait_longer_than_max_wait_fails_fast(
+    fake_telegram: FakeTelegram, telegram_bot: Bot
+) -> None:
+    fake_telegram.user(103)
+    sender = TelegramSender(telegram_bot, limits=LimitConfig(max_wait=2))
+    fake_telegram.fail("sendMessage", status=429, retry_after=30, chat_id=103)
+    started = time.monotonic()
+    result = await sender.send_message(103, "hello")
+    assert result.status is SendStatus.FAILED and "RetryAfter" in result.reason
+    assert time.monotonic() - started < 1.0
+    # the pause (30 s) is still in force: a second request can't get a slot within 2 s
+    started = time.monotonic()
+    with pytest.raises(RateLimitTimeout):
+        await telegram_bot.send_message(103, "again")
+    assert time.monotonic() - started < 1.0
+    assert len(fake_telegram.calls_of("sendMessage")) == 1
+
+
+@pytest.mark.timeout(20)
+async def test_blocked_chat_calls_hook_once_and_is_not_tried_again(
+    fake_telegram: FakeTelegram, telegram_bot: Bot
+) -> None:
+    fake = fake_telegram
+    fake.user(201)
+    fake.user(202)
+    seen: list[int] = []
+
+    async def on_blocked(chat_id: int) -> None:
+        seen.append(chat_id)
+
+    sender = TelegramSender(telegram_bot, on_blocked=on_blocked)
+    fake.block(201)
+    result = await sender.send_message(201, "hi")
+    assert result.status is SendStatus.BLOCKED and "blocked" in result.reason
+    assert seen == [201] and sender.is_blocked(201)
+    tried = len(fake.calls_of("sendMessage"))
+    again = await sender.send_message(201, "hi again")
+    doc = await sender.send_document(201, "a.txt", b"data")
+    assert again.status is SendStatus.BLOCKED and doc.status is SendStatus.BLOCKED
+    assert len(fake.calls_of("sendMessage")) == tried and not fake.calls_of("sendDocument")
+    assert seen == [201]
+    # concurrent sends that all meet the 403: the hook still runs once
+    fake.block(202)
+    results = await asyncio.gather(*(sender.send_message(202, f"m{i}") for i in range(3)))
+    assert {r.status for r in results} == {SendStatus.BLOCKED}
+    assert seen == [201, 202]
+    # the user comes back
+    fake.unblock(201)
+    sender.unblock(201)
+    assert (await sender.send_message(201, "welcome back")).ok
+    assert [m.text for m in fake.user(201).messages()] == ["welcome back"]
+
+
+@pytest.mark.timeout(20)
+async def test_server_errors_are_retried_other_4xx_are_not(
+    fake_telegram: FakeTelegram, telegram_bot: Bot
+) -> None:
+    fake = fake_telegram
+    user = fake.user(301)
+    # every try spends a slot: lift the per-chat pace so only the retries are measured here
+    sender = TelegramSender(telegram_bot, limits=LimitConfig(per_chat_rate=50, **FAST_RETRY))
+    fake.fail("sendMessage", status=500, times=2)
+    result = await sender.send_message(301, "after two 500s")
+    assert result.ok and result.message_id is not None
+    assert statuses(fake) == [500, 500, 200]
+    assert [m.text for m in user.messages()] == ["after two 500s"]
+
+    fake.fail("sendMessage", status=400, description="Bad Request: chat not found")
+    result = await sender.send_message(301, "x")
+    assert result.status is SendStatus.FAILED and "chat not found" in result.reason
+    assert statuses(fake)[-1] == 400 and len(statuses(fake)) == 4
+
+    fake.fail("sendMessage", status=502, times=None)
+    result = await sender.send_message(301, "never")
+    fake.clear_faults()
+    assert result.status is SendStatus.FAILED and "ServerError" in result.reason
+    assert len(statuses(fake)) == 4 + LimitConfig().attempts
+
+
+@pytest.mark.timeout(20)
+async def test_network_errors_are_retried_a_few_times() -> None:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(f"http://127.0.0.1:{closed_port()}"))
+    bot = Bot("123456:TEST-token", session=session)
+    try:
+        sender = TelegramSender(bot, limits=LimitConfig(attempts=3, **FAST_RETRY))
+        result = await sender.send_message(1, "nobody listens")
+        assert result.status is SendStatus.FAILED and "NetworkError" in result.reason
+        assert sender.limiter.stats.retries == 2
+    finally:
+        await session.close()
+
+
+@pytest.mark.timeout(40)
+async def test_rate_limit_is_kept_without_flood_errors(
+    fake_telegram: FakeTelegram, telegram_bot: Bot
+) -> None:
+    fake = fake_telegram
+    fake.rate_limit = (30, 1)  # the fake refuses a 2nd message to a chat within 1 s
+    chats = [400 + i for i in range(10)]
+    for chat in chats:
+        fake.user(chat)
+    # the fake tolerates no per-chat burst, so the limiter is told the same
+    sender = TelegramSender(telegram_bot, limits=LimitConfig(per_chat_burst=1))
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(sender.send_message(chat, f"message {n}") for n in range(10) for chat in chats)
+    )
+    elapsed = time.monotonic() - started
+    assert all(r.ok for r in results), [r for r in results if not r.ok][:3]
+    assert 429 not in statuses(fake)
+    for chat in chats:
+        assert [m.text for m in fake.user(chat).messages()] == [f"message {n}" for n in range(10)]
+    # 10 messages per chat at 1/s: 9 s is the floor (the limiter keeps a 5 % margin)
+    assert 9.0 <= elapsed < 11.0, elapsed
+
+
+@pytest.mark.timeout(30)
+async def test_alert_overtakes_a_bulk_backlog(
+    fake_telegram: FakeTelegram, telegram_bot: Bot
+) -> None:
+    fake = fake_telegram
+    bulk_chats = [1000 + i for i in range(100)]
+    for chat in [*bulk_chats, 500]:
+        fake.user(chat)
+    sender = TelegramSender(telegram_bot)  # default limits: 25/s overall
+    with use_priority(Priority.BULK):  # tasks created here inherit BULK as well
+        backlog = [
+            asyncio.create_task(telegram_bot.send_message(chat, "news")) for chat in bulk_chats
+        ]
+    await asyncio.sleep(0.3)
+    pending = sum(not task.done() for task in backlog)
+    assert pending >= 80
+
+    started = time.monotonic()
+    alert = await sender.send_message(500, "📩 new letter", priority=Priority.ALERT)
+    waited = time.monotonic() - started
+    assert alert.ok and waited < 1.5, waited
+    bulk_done = sum(task.done() for task in backlog)
+    assert bulk_done < 30  # the alert did not wait for the backlog
+
+    messages = await asyncio.gather(*backlog)
+    assert len(messages) == 100
+    assert len(fake.calls_of("sendMessage")) == 101
+
+
+@pytest.mark.timeout(20)
+async def test_edits_do_not_spend_the_budget(
+    fake_telegram: FakeTelegram, telegram_bot: Bot
+) -> None:
+    fake = fake_telegram
+    user = fake.user(601)
+    sender = TelegramSender(telegram_bot, limits=LimitConfig(per_chat_burst=1))
+    sent = await sender.send_message(601, "v0")
+    assert sent.ok and sent.message_id is not None
+    started = time.monotonic()
+    for n in range(1, 4):
+        await telegram_bot.edit_message_text(f"v{n}", chat_id=601, message_id=sent.message_id)
+    assert time.monotonic() - started < 0.5
+    assert user.last().text == "v3"
+    assert sender.limiter.stats.granted == 1
+
+
+@pytest.mark.timeout(20)
+async def test_documents(fake_telegram: FakeTelegram, telegram_bot: Bot) -> None:
+    user = fake_telegram.user(701)
+    sender = TelegramSender(telegram_bot)
+    data = bytes(range(256)) * 10
+    result = await sender.send_document(701, "отчёт.bin", data, caption="<b>report</b>")
+    assert result.ok
+    doc = user.last().document
+    assert doc is not None and doc.data == data and doc.filename == "отчёт.bin"
+    assert user.last().text == "report"
+    too_big = await sender.send_document(701, "big.bin", b"\0" * (50 * 1024 * 1024 + 1))
+    empty = await sender.send_document(701, "empty.bin", b"")
+    assert too_big.status is SendStatus.FAILED and empty.status is SendStatus.FAILED
+    assert len(fake_telegram.calls_of("sendDocument")) == 1
