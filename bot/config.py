@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
@@ -29,11 +29,25 @@ class Settings(BaseSettings):
     mail_timeout: float = Field(default=15.0, gt=0, le=300)
     import_limit: int = Field(default=50, ge=1, le=500)
     enable_postman_oauth2: bool = Field(default=False, alias="enablePostmanOauth2")
+    # where the OAuth2 provider sends the browser back (the bot's own web server, below)
+    public_url: str | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8080, ge=0, le=65535)
     mail_provider_overrides: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
     redis_url: str | None = None
     log_level: str = "INFO"
 
-    @field_validator("bot_token", "encryption_keys", "mail_ca_file", "redis_url", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_flag_is_unset(cls, data: Any) -> Any:
+        """`enablePostmanOauth2=` (empty) leaves the flag to the admin's /oauth_flag."""
+        if isinstance(data, dict):
+            for key in [k for k in data if str(k).lower() in {"enablepostmanoauth2", "enable_postman_oauth2"}]:
+                if isinstance(data[key], str) and not data[key].strip():
+                    data = {k: v for k, v in data.items() if k != key}
+        return data
+
+    @field_validator("bot_token", "encryption_keys", "mail_ca_file", "redis_url", "public_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -60,6 +74,22 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
+            raise ValueError("PUBLIC_URL must be an http(s) URL without query or fragment")
+        return value
+
+    @property
+    def oauth_flag_configured(self) -> bool:
+        """True when configuration sets enablePostmanOauth2 (then it wins over the admin's
+        /oauth_flag, whose value is kept in the database)."""
+        return "enable_postman_oauth2" in self.model_fields_set
 
     @property
     def is_sqlite(self) -> bool:

@@ -124,7 +124,7 @@ class MailboxService:
         try:
             await check_account(
                 data.servers,
-                self._credentials(draft),
+                await self._credentials(draft),
                 ssl_context=self.deps.ssl_context,
                 guard=self.deps.guard,
                 timeout=self.deps.timeout,
@@ -184,11 +184,12 @@ class MailboxService:
             raise NoDraft(user_id)
         return draft
 
-    def _credentials(self, mailbox: Mailbox) -> Credentials:
-        secret = self.deps.secrets.decrypt(mailbox.secret_enc)
-        if mailbox.auth_kind == AuthKind.OAUTH2.value:
-            return Credentials(mailbox.login, oauth2_token=secret)
-        return Credentials(mailbox.login, password=secret)
+    async def _credentials(self, mailbox: Mailbox) -> Credentials:
+        if mailbox.auth_kind == AuthKind.OAUTH2.value:  # tokens, refreshed when about to expire
+            from services.oauth import OAuthService
+
+            return await OAuthService(self.session, self.deps).fresh_credentials(mailbox)
+        return Credentials(mailbox.login, password=self.deps.secrets.decrypt(mailbox.secret_enc))
 
     @staticmethod
     def _apply(mailbox: Mailbox, data: AccountInput) -> None:
@@ -205,7 +206,7 @@ class MailboxService:
     async def _import(self, mailbox: Mailbox) -> int:
         client = await open_imap(
             servers_of(mailbox).imap,
-            self._credentials(mailbox),
+            await self._credentials(mailbox),
             ssl_context=self.deps.ssl_context,
             guard=self.deps.guard,
             timeout=self.deps.timeout,
