@@ -412,8 +412,9 @@ def parse_select(lines: list[Any]) -> dict[str, int | None]:
 
 # --------------------------------------------------------------------------- import
 class _Counter:
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, timeout: float = COMMAND_TIMEOUT) -> None:  # noqa: ASYNC109
         self.client = client
+        self.timeout = timeout
         self.sent = 0
 
     async def run(self, coro: Any) -> Any:
@@ -421,11 +422,17 @@ class _Counter:
         wire = getattr(self.client, "wire", None)
         lost = getattr(wire, "lost", None)
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):
+            async with asyncio.timeout(self.timeout):
                 if lost is None:
                     return await coro
                 task = asyncio.ensure_future(coro)
-                done, _ = await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+                try:
+                    done, _ = await asyncio.wait(
+                        {task, lost}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                except BaseException:
+                    task.cancel()
+                    raise
                 if task not in done:
                     task.cancel()
                     raise MailCheckError(
@@ -447,29 +454,19 @@ def _ok(response: Any, what: str) -> None:
         raise MailCheckError(Protocol.IMAP, FailureKind.PROTOCOL, f"{what}: {text}".strip())
 
 
-async def import_recent(client: Any, limit: int = 50) -> ImportResult:
-    """The newest `limit` letters of INBOX (newest first) on a logged-in aioimaplib client."""
-    counter = _Counter(client)
-    response = await counter.run(client.select("INBOX"))
-    _ok(response, "SELECT INBOX")
-    info = parse_select(response.lines)
-    uidvalidity = info["uidvalidity"] or 0
-    uidnext = info["uidnext"]
-    exists = info["exists"] or 0
-    result = ImportResult(
-        uidvalidity=uidvalidity,
-        uidnext=uidnext,
-        highest_uid=max(0, (uidnext or 1) - 1),
-    )
-    if exists <= 0 or limit <= 0:
-        result.round_trips = counter.sent
-        return result
+_SUMMARY_ITEMS = (
+    f"(UID RFC822.SIZE INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])"
+)
 
-    first = max(1, exists - limit + 1)
-    items = (
-        f"(UID RFC822.SIZE INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])"
-    )
-    response = await counter.run(client.fetch(f"{first}:{exists}", items))
+
+async def _fetch_summaries(
+    counter: _Counter, client: Any, message_set: str, *, by_uid: bool
+) -> dict[int, _Pending]:
+    """One FETCH of headers, size and structure for a sequence set or (by_uid) a UID set."""
+    if by_uid:
+        response = await counter.run(client.uid("fetch", message_set, _SUMMARY_ITEMS))
+    else:
+        response = await counter.run(client.fetch(message_set, _SUMMARY_ITEMS))
     _ok(response, "FETCH")
     pending: dict[int, _Pending] = {}
     for record in parse_fetch(response.lines):
@@ -480,12 +477,15 @@ async def import_recent(client: Any, limit: int = 50) -> ImportResult:
             continue
         if p is not None and p.uid not in pending:
             pending[p.uid] = p
+    return pending
 
-    # bodies: one command per frequent section, one shared raw-prefix command for the rest
+
+async def _fill_snippets(counter: _Counter, client: Any, pending: dict[int, _Pending]) -> None:
+    """Bodies: one command per frequent section, one shared raw-prefix command for the rest."""
     groups: dict[str, list[_Pending]] = {}
-    for p in pending.values():
-        if p.part is not None:
-            groups.setdefault(p.part.section, []).append(p)
+    for item in pending.values():
+        if item.part is not None:
+            groups.setdefault(item.part.section, []).append(item)
     ranked = [s for s, _ in Counter({s: len(g) for s, g in groups.items()}).most_common()]
     rest: list[_Pending] = []
     for rank, section in enumerate(ranked):
@@ -536,9 +536,108 @@ async def import_recent(client: Any, limit: int = 50) -> ImportResult:
                 except Exception as exc:  # noqa: BLE001
                     log.info("snippet failed for uid %s: %s", p.uid, exc)
 
-    letters = sorted((p.summary for p in pending.values()), key=lambda s: s.uid, reverse=True)
+
+async def _latest(counter: _Counter, client: Any, exists: int, limit: int) -> list[LetterSummary]:
+    if exists <= 0 or limit <= 0:
+        return []
+    first = max(1, exists - limit + 1)
+    pending = await _fetch_summaries(counter, client, f"{first}:{exists}", by_uid=False)
+    await _fill_snippets(counter, client, pending)
+    return sorted((p.summary for p in pending.values()), key=lambda s: s.uid, reverse=True)
+
+
+async def import_recent(client: Any, limit: int = 50) -> ImportResult:
+    """The newest `limit` letters of INBOX (newest first) on a logged-in aioimaplib client."""
+    counter = _Counter(client)
+    response = await counter.run(client.select("INBOX"))
+    _ok(response, "SELECT INBOX")
+    info = parse_select(response.lines)
+    uidvalidity = info["uidvalidity"] or 0
+    uidnext = info["uidnext"]
+    exists = info["exists"] or 0
+    result = ImportResult(
+        uidvalidity=uidvalidity,
+        uidnext=uidnext,
+        highest_uid=max(0, (uidnext or 1) - 1),
+    )
+    letters = await _latest(counter, client, exists, limit)
     result.letters = letters
     if letters:
         result.highest_uid = max(result.highest_uid, letters[0].uid)
     result.round_trips = counter.sent
     return result
+
+
+# --------------------------------------------------------------------------- watching
+@dataclass(slots=True)
+class NewLetters:
+    """One round of `fetch_new`."""
+
+    letters: list[LetterSummary]  # oldest first; letters that vanished meanwhile are missing
+    highest_uid: int  # the highest UID looked at: the next round's `after_uid`
+    more: bool  # more than `limit` new letters were waiting: call again
+    round_trips: int = 0
+
+
+def parse_search(lines: list[Any]) -> list[int]:
+    """UIDs (or sequence numbers) of `* SEARCH n n n` responses as aioimaplib keeps them
+    (text after "SEARCH "; the last line is the tagged status text)."""
+    out: list[int] = []
+    for line in lines[:-1]:
+        if not isinstance(line, bytes | bytearray):
+            continue
+        tokens = bytes(line).split()
+        if tokens and tokens[0].upper() == b"SEARCH":
+            tokens = tokens[1:]
+        if tokens and all(t.isdigit() for t in tokens):
+            out.extend(int(t) for t in tokens)
+    return out
+
+
+async def fetch_new(
+    client: Any,
+    after_uid: int,
+    limit: int = 500,
+    *,
+    timeout: float = COMMAND_TIMEOUT,  # noqa: ASYNC109
+) -> NewLetters:
+    """Letters of the SELECTed mailbox with UID > after_uid: at most `limit`, oldest first.
+
+    Round trips: ``UID SEARCH UID <after+1>:*`` (1 command when nothing is new), then the
+    same header and body commands as `import_recent` for the chosen UIDs (usually 3-4 in all,
+    never more than 5). The UIDs are chosen from the low end, so a large backlog is worked
+    off in order by calling again while `more` is true, with `highest_uid` as the new
+    `after_uid`. Each command is limited to `timeout` seconds and fails fast if the
+    connection drops (MailCheckError).
+    """
+    counter = _Counter(client, timeout)
+    after_uid = max(0, after_uid)
+    response = await counter.run(
+        client.uid_search("UID", f"{after_uid + 1}:*", charset=None)
+    )
+    _ok(response, "UID SEARCH")
+    # "n:*" with n above the highest UID still matches the last letter: filter
+    uids = sorted({u for u in parse_search(response.lines) if u > after_uid})
+    if limit <= 0 or not uids:
+        return NewLetters([], after_uid, bool(uids), counter.sent)
+    chosen = uids[:limit]
+    pending = await _fetch_summaries(counter, client, _uid_set(chosen), by_uid=True)
+    # a FETCH by UID may return letters the set didn't name (servers answer the "*" case
+    # loosely): keep exactly the chosen ones
+    wanted = set(chosen)
+    pending = {uid: p for uid, p in pending.items() if uid in wanted}
+    await _fill_snippets(counter, client, pending)
+    letters = sorted((p.summary for p in pending.values()), key=lambda s: s.uid)
+    return NewLetters(letters, chosen[-1], len(uids) > limit, counter.sent)
+
+
+async def fetch_latest(
+    client: Any,
+    exists: int,
+    limit: int = 50,
+    *,
+    timeout: float = COMMAND_TIMEOUT,  # noqa: ASYNC109
+) -> list[LetterSummary]:
+    """The newest `limit` of the `exists` letters of the SELECTed mailbox, newest first
+    (`import_recent` without its SELECT: the caller already has SELECT's EXISTS)."""
+    return await _latest(_Counter(client, timeout), client, exists, limit)
