@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import ssl
 from dataclasses import dataclass, field
 
 from aiogram import Bot, Dispatcher
@@ -18,12 +21,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings
 from bot.i18n import Catalog
 from bot.middlewares import ContextMiddleware
+from bot.notifications import ChatNotifier
+from bot.sender import TelegramSender
+from bot.telegram_limits import TelegramLimiter
 from handlers import all_routers
 from mail.discovery import DiscoveryEnv, RealDiscoveryEnv
 from mail.netguard import HostGuard
 from mail.tls import make_ssl_context
 from services.catalog import seed_services
-from services.deps import MailDeps
+from mail.watcher import WatchConfig, WatcherPool
+from services.deps import MailDeps, WatchControl
+from services.watching import AlertData, DbWatchStore
 from storage.crypto import SecretBox, load_or_create_keys
 from storage.db import create_engine, create_sessionmaker, migrate
 
@@ -39,18 +47,31 @@ class App:
     deps: MailDeps
     bot: Bot
     dispatcher: Dispatcher
+    sender: TelegramSender
+    watchers: WatcherPool
+    store: DbWatchStore
+    notifier: ChatNotifier
     extra: dict[str, object] = field(default_factory=dict)
 
+    async def start_watching(self) -> None:
+        """Alerts left unsent by the last stop, then every connected account, staggered."""
+        await self.notifier.resend_pending()
+        ids = await self.store.watched_ids()
+        await self.watchers.start_many(ids, per_second=self.settings.watch_start_rate)
+
     async def close(self) -> None:
+        await self.watchers.close()
         await self.bot.session.close()
         await self.dispatcher.storage.close()
         await self.engine.dispose()
 
 
 def create_bot(settings: Settings) -> Bot:
+    """The Bot, with every request going through the Telegram limiter (rate, 429, 5xx)."""
     if settings.bot_token is None:
         raise ValueError("BOT_TOKEN is not set")
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session.middleware(TelegramLimiter(global_rate=settings.telegram_global_rate))
     return Bot(
         settings.bot_token.get_secret_value(),
         session=session,
@@ -67,19 +88,31 @@ def create_storage(settings: Settings) -> BaseStorage:
 
 
 def create_dispatcher(
-    *, sessionmaker: async_sessionmaker[AsyncSession], catalog: Catalog, deps: MailDeps, settings: Settings, storage: BaseStorage | None = None
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    catalog: Catalog,
+    deps: MailDeps,
+    settings: Settings,
+    sender: TelegramSender | None = None,
+    storage: BaseStorage | None = None,
 ) -> Dispatcher:
     dp = Dispatcher(storage=storage or create_storage(settings), catalog=catalog, settings=settings, mail_deps=deps)
-    middleware = ContextMiddleware(sessionmaker, catalog, deps)
+    middleware = ContextMiddleware(sessionmaker, catalog, deps, on_user_returned=sender.unblock if sender else None)
     dp.message.outer_middleware(middleware)
     dp.callback_query.outer_middleware(middleware)
     dp.include_routers(*all_routers())
     return dp
 
 
-def create_mail_deps(settings: Settings, secrets: SecretBox, discovery_env: DiscoveryEnv | None = None) -> MailDeps:
-    guard = HostGuard(allow_private=settings.allow_private_mail_hosts)
-    ssl_context = make_ssl_context(str(settings.mail_ca_file) if settings.mail_ca_file else None)
+def create_mail_deps(
+    settings: Settings,
+    secrets: SecretBox,
+    discovery_env: DiscoveryEnv | None = None,
+    *,
+    guard: HostGuard,
+    ssl_context: ssl.SSLContext,
+    watchers: WatchControl,
+) -> MailDeps:
     return MailDeps(
         ssl_context=ssl_context,
         guard=guard,
@@ -87,6 +120,7 @@ def create_mail_deps(settings: Settings, secrets: SecretBox, discovery_env: Disc
         secrets=secrets,
         timeout=settings.mail_timeout,
         import_limit=settings.import_limit,
+        watchers=watchers,
     )
 
 
@@ -102,10 +136,30 @@ async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = 
         settings.encryption_keys.get_secret_value() if settings.encryption_keys else None, settings.encryption_key_file
     )
     catalog = Catalog()
-    deps = create_mail_deps(settings, SecretBox(keys), discovery_env)
+    secrets = SecretBox(keys)
+    guard = HostGuard(allow_private=settings.allow_private_mail_hosts)
+    ssl_context = make_ssl_context(str(settings.mail_ca_file) if settings.mail_ca_file else None)
     bot = create_bot(settings)
-    dispatcher = create_dispatcher(sessionmaker=sessionmaker, catalog=catalog, deps=deps, settings=settings)
-    return App(settings, engine, sessionmaker, catalog, deps, bot, dispatcher)
+    alert_data = AlertData(sessionmaker)
+    sender = TelegramSender(bot, on_blocked=alert_data.deactivate_user)
+    notifier = ChatNotifier(alert_data, sender, catalog)
+    store = DbWatchStore(sessionmaker, secrets)
+    watchers = WatcherPool(
+        store,
+        notifier,
+        ssl_context=ssl_context,
+        guard=guard,
+        config=WatchConfig(
+            idle_refresh=settings.watch_idle_refresh,
+            outage_after=settings.watch_outage_notice,
+            connect_timeout=settings.mail_timeout,
+        ),
+    )
+    deps = create_mail_deps(settings, secrets, discovery_env, guard=guard, ssl_context=ssl_context, watchers=watchers)
+    dispatcher = create_dispatcher(
+        sessionmaker=sessionmaker, catalog=catalog, deps=deps, settings=settings, sender=sender
+    )
+    return App(settings, engine, sessionmaker, catalog, deps, bot, dispatcher, sender, watchers, store, notifier)
 
 
 async def set_commands(app: App) -> None:
@@ -123,10 +177,16 @@ async def set_commands(app: App) -> None:
 async def run_polling(app: App, *, handle_as_tasks: bool = True, handle_signals: bool = True) -> None:
     await app.bot.delete_webhook(drop_pending_updates=False)
     await set_commands(app)
-    await app.dispatcher.start_polling(
-        app.bot,
-        handle_as_tasks=handle_as_tasks,
-        handle_signals=handle_signals,
-        close_bot_session=False,
-        allowed_updates=app.dispatcher.resolve_used_update_types(),
-    )
+    watching = asyncio.create_task(app.start_watching())
+    try:
+        await app.dispatcher.start_polling(
+            app.bot,
+            handle_as_tasks=handle_as_tasks,
+            handle_signals=handle_signals,
+            close_bot_session=False,
+            allowed_updates=app.dispatcher.resolve_used_update_types(),
+        )
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching

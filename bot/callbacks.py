@@ -41,4 +41,17 @@ class AccountCB(CallbackData, prefix="a"):
     value: str = ""
 
 
-ALL_CALLBACKS: tuple[type[CallbackData], ...] = (MenuCB, LangCB, ServiceCB, WizardCB, AccountCB)
+class LetterCB(CallbackData, prefix="e"):
+    """Open a letter, or download one of its attachments (`part` is the IMAP section).
+    The letter id is checked against the owner: a forged id opens nothing."""
+
+    letter_id: int
+    action: str = "open"  # "open" | "att"
+    part: str = ""
+
+
+class InboxCB(CallbackData, prefix="i"):
+    page: int
+
+
+ALL_CALLBACKS: tuple[type[CallbackData], ...] = (MenuCB, LangCB, ServiceCB, WizardCB, AccountCB, LetterCB, InboxCB)

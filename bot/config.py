@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
     mail_provider_overrides: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
+    watch_idle_refresh: float = Field(default=290.0, ge=5, le=1740)
+    watch_outage_notice: float = Field(default=1800.0, ge=1)
+    watch_start_rate: float = Field(default=50.0, gt=0)
+    telegram_global_rate: float = Field(default=25.0, gt=0, le=1000)
     redis_url: str | None = None
     log_level: str = "INFO"
 

@@ -81,3 +81,7 @@ class Catalog:
 
     def get(self, lang: str | None) -> Translator:
         return self._translators.get(lang or DEFAULT_LANGUAGE, self._translators[DEFAULT_LANGUAGE])
+
+
+def on_off(t: Translator, flag: bool) -> str:
+    return t("word.on") if flag else t("word.off")

@@ -6,9 +6,8 @@ from collections.abc import Iterable, Sequence
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.callbacks import AccountCB, LangCB, MenuCB, ServiceCB, WizardCB
-from bot.i18n import Translator
-from bot.render import on_off
+from bot.callbacks import AccountCB, InboxCB, LangCB, LetterCB, MenuCB, ServiceCB, WizardCB
+from bot.i18n import Translator, on_off
 from storage.models import Mailbox, Service
 
 Button = InlineKeyboardButton
@@ -81,7 +80,9 @@ def account_card(t: Translator, mailbox: Mailbox) -> InlineKeyboardMarkup:
             [b("notify", t("btn.toggle_notify", state=on_off(t, mailbox.notify)))],
             [b("notify_sound", t("btn.toggle_sound", state=on_off(t, mailbox.notify_sound)))],
             [b("use_in_processes", t("btn.toggle_processes", state=on_off(t, mailbox.use_in_processes)))],
-            [Button(text=t("btn.language"), callback_data=MenuCB(action="lang").pack())],
+            [b("reconnect", t("btn.reconnect")), b("delete", t("btn.delete_account"))],
+            [Button(text=t("btn.inbox"), callback_data=InboxCB(page=0).pack()),
+             Button(text=t("btn.language"), callback_data=MenuCB(action="lang").pack())],
         ]
     )
 
@@ -93,3 +94,11 @@ def signature_edit(t: Translator, mailbox_id: int) -> InlineKeyboardMarkup:
             [Button(text=t("btn.back"), callback_data=AccountCB(mailbox_id=mailbox_id, action="card").pack())],
         ]
     )
+
+
+def reconnect_button(t: Translator, mailbox_id: int) -> InlineKeyboardMarkup:
+    return markup([[Button(text=t("btn.reconnect"), callback_data=AccountCB(mailbox_id=mailbox_id, action="reconnect").pack())]])
+
+
+def open_letter(t: Translator, letter_id: int) -> InlineKeyboardMarkup:
+    return markup([[Button(text=t("btn.open"), callback_data=LetterCB(letter_id=letter_id).pack())]])

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import Catalog, pick_language
 from services.deps import MailDeps
+from services.hooks import take_after_commit
 from services.mailboxes import MailboxService
 from services.users import UserService
 
@@ -21,10 +22,18 @@ log = logging.getLogger(__name__)
 
 
 class ContextMiddleware(BaseMiddleware):
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], catalog: Catalog, deps: MailDeps) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        catalog: Catalog,
+        deps: MailDeps,
+        *,
+        on_user_returned: Callable[[int], Any] | None = None,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.catalog = catalog
         self.deps = deps
+        self.on_user_returned = on_user_returned
 
     async def __call__(
         self,
@@ -42,6 +51,8 @@ class ContextMiddleware(BaseMiddleware):
                 user = await users.touch(
                     tg_user.id, language=pick_language(tg_user.language_code), first_name=tg_user.first_name
                 )
+                if self.on_user_returned is not None:  # they write to us: they no longer block the bot
+                    self.on_user_returned(user.id)
                 data["user"] = user
                 data["t"] = self.catalog.get(user.language)
             else:
@@ -52,4 +63,9 @@ class ContextMiddleware(BaseMiddleware):
                 await session.rollback()
                 raise
             await session.commit()
-            return result
+        for action in take_after_commit(session):
+            try:
+                await action()
+            except Exception:
+                log.exception("after-commit action failed")
+        return result

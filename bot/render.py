@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from bot.i18n import Html, Translator, escape
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from aiogram.types import InlineKeyboardMarkup
+
+from bot import keyboards as kb
+from bot.callbacks import InboxCB, LetterCB
+from bot.i18n import Html, Translator, escape, on_off
 from mail.types import FailureKind, MailCheckError, ServerSettings
-from storage.models import Mailbox
+from storage.models import Letter, Mailbox
 
 DETAIL_MAX = 300
 HINTED = {FailureKind.AUTH_FAILED, FailureKind.IMAP_DISABLED, FailureKind.APP_PASSWORD_REQUIRED}
@@ -41,17 +48,54 @@ def mailbox_summary(t: Translator, mailbox: Mailbox, *, imported: int | None = N
         "",
         t("summary.address", email=mailbox.email),
         t("summary.service", service=mailbox.service.name(t.lang) if mailbox.service else "?"),
-        t("summary.state", state=t(f"state.{mailbox.state}")),
+        t("summary.state", state=t(f"state.{mailbox.state}")) + " " + t("summary.since", since=when(mailbox.state_since)),
         t("summary.signature", signature=mailbox.signature or Html(t("word.none"))),
         t("summary.alerts", state=on_off(t, mailbox.notify)),
         t("summary.sound", state=on_off(t, mailbox.notify_sound)),
         t("summary.processes", state=on_off(t, mailbox.use_in_processes)),
     ]
+    if mailbox.last_error and mailbox.state != "connected":
+        lines.append(t("summary.error", error=mailbox.last_error[:DETAIL_MAX]))
     if imported is not None:
         lines.append("")
         lines.append(t("summary.imported", count=imported))
     return "\n".join(lines)
 
 
-def on_off(t: Translator, flag: bool) -> str:
-    return t("word.on") if flag else t("word.off")
+def when(moment: datetime | None) -> str:
+    """A date for people: 'HH:MM' today, else 'DD.MM.YYYY HH:MM' (UTC)."""
+    if moment is None:
+        return "—"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    if moment.date() == datetime.now(UTC).date():
+        return moment.strftime("%H:%M")
+    return moment.strftime("%d.%m.%Y %H:%M")
+
+
+def clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def inbox_page(
+    t: Translator, mailbox: Mailbox, letters: Sequence[Letter], total: int, page: int, per_page: int
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    if not letters:
+        return t("inbox.empty"), None
+    first = page * per_page + 1
+    lines = [t("inbox.title", email=mailbox.email, first=first, last=first + len(letters) - 1, total=total), ""]
+    buttons = []
+    for n, letter in enumerate(letters, start=first):
+        subject = clip(letter.subject, 80) or t("inbox.no_subject")
+        sender = clip(letter.from_name or letter.from_addr, 40)
+        lines.append(t("inbox.line", n=n, clip="📎 " if letter.has_attachments else "", subject=subject, sender=sender, date=when(letter.sent_at)))
+        buttons.append([kb.Button(text=f"{n}. {clip(subject, 40)}", callback_data=LetterCB(letter_id=letter.id).pack())])
+    nav = []
+    if page > 0:
+        nav.append(kb.Button(text=t("btn.newer"), callback_data=InboxCB(page=page - 1).pack()))
+    if first + len(letters) - 1 < total:
+        nav.append(kb.Button(text=t("btn.older"), callback_data=InboxCB(page=page + 1).pack()))
+    buttons.append(nav)
+    return "\n".join(lines), kb.markup(buttons)

@@ -23,3 +23,13 @@ class ConnectMailbox(StatesGroup):
 
 class EditMailbox(StatesGroup):
     waiting_signature = State()
+
+
+class ReconnectMailbox(StatesGroup):
+    choosing = State()
+    waiting_password = State()
+    waiting_login = State()
+    waiting_imap_host = State()
+    waiting_imap_port = State()
+    waiting_smtp_host = State()
+    waiting_smtp_port = State()

@@ -21,8 +21,8 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot import keyboards as kb
 from bot.callbacks import MenuCB, ServiceCB, WizardCB
-from bot.i18n import Html, Translator, escape
-from bot.render import check_failure, hint_text, mailbox_summary, on_off, server_line
+from bot.i18n import Html, Translator, escape, on_off
+from bot.render import check_failure, hint_text, mailbox_summary, server_line
 from bot.routing import RouteTable
 from bot.states import ConnectMailbox as S
 from mail.types import FailureKind, MailCheckError, MailServers, Security, ServerSettings

@@ -10,15 +10,18 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mail.check import check_account
 from mail.discovery import Proposal, discover
-from mail.imap import close_imap, open_imap
+from mail.imap import MailIMAP, close_imap, open_imap
 from mail.importer import import_recent
+from mail.reader import AttachmentGone, AttachmentTooLarge, FullLetter, fetch_attachment, fetch_letter
 from mail.types import Credentials, MailCheckError, MailServers, Security, ServerSettings
 from services.deps import MailDeps
-from storage.models import AuthKind, Letter, Mailbox, MailboxState, Service
+from services.hooks import after_commit
+from storage.models import AuthKind, ItemLink, Letter, Mailbox, MailboxState, Service
 from storage.repositories import LetterRepo, MailboxRepo, ServiceRepo
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,16 @@ class AlreadyConnected(Exception):
 
 class NoDraft(Exception):
     """The wizard lost its draft (cancelled elsewhere, or an old button)."""
+
+
+class LetterNotFound(Exception):
+    """Not this user's letter, or no longer in the mailbox."""
+
+
+class AttachmentTooBig(Exception):
+    def __init__(self, filename: str, size: int, limit: int) -> None:
+        super().__init__(filename)
+        self.filename, self.size, self.limit = filename, size, limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +165,8 @@ class MailboxService:
         draft.connected_at = now
         draft.last_error = None
         await self.session.flush()
+        mailbox_id = draft.id
+        after_commit(self.session, lambda: self.deps.watchers.start(mailbox_id))
         log.info("mailbox %s connected for user %s, %s letters imported", draft.id, user_id, imported)
         return ConnectResult(draft, imported)
 
@@ -176,6 +191,115 @@ class MailboxService:
         setattr(mailbox, field, not getattr(mailbox, field))
         await self.session.flush()
         return mailbox
+
+    # ---- reconnect and delete ----------------------------------------------------------------
+    async def reconnect(
+        self,
+        user_id: int,
+        mailbox_id: int,
+        *,
+        login: str | None = None,
+        servers: MailServers | None = None,
+        password: str | None = None,
+    ) -> Mailbox:
+        """Re-check IMAP and SMTP with the (possibly changed) settings; on success save them,
+        mark the account connected and restart its watcher, which catches up on what arrived
+        meanwhile. On failure nothing is changed and MailCheckError is raised."""
+        mailbox = await self.owned(user_id, mailbox_id)
+        creds = await self._credentials(mailbox)
+        if password is not None:
+            creds = Credentials(login or mailbox.login, password=password)
+        elif login is not None:
+            creds = Credentials(login, password=creds.password, oauth2_token=creds.oauth2_token)
+        target = servers or servers_of(mailbox)
+        await check_account(
+            target, creds, ssl_context=self.deps.ssl_context, guard=self.deps.guard, timeout=self.deps.timeout
+        )
+        if login is not None:
+            mailbox.login = login
+        if servers is not None:
+            mailbox.imap_host, mailbox.imap_port = servers.imap.host, servers.imap.port
+            mailbox.imap_security = servers.imap.security.value
+            mailbox.smtp_host, mailbox.smtp_port = servers.smtp.host, servers.smtp.port
+            mailbox.smtp_security = servers.smtp.security.value
+        if password is not None:
+            mailbox.secret_enc = self.deps.secrets.encrypt(password)
+            mailbox.auth_kind = AuthKind.PASSWORD.value
+        mailbox.state = MailboxState.CONNECTED.value
+        mailbox.state_since = datetime.now(UTC)
+        mailbox.last_error = None
+        mailbox.outage_notified = False
+        await self.session.flush()
+        after_commit(self.session, lambda: self.deps.watchers.restart(mailbox_id))
+        return mailbox
+
+    async def delete_account(self, user_id: int, mailbox_id: int) -> None:
+        """Stop watching, then delete the account, its secret and every imported letter.
+        Item links keep their snapshots and lose the link to the letter."""
+        mailbox = await self.owned(user_id, mailbox_id)
+        await self.deps.watchers.stop(mailbox.id)
+        letters_of_mailbox = select(Letter.id).where(Letter.mailbox_id == mailbox.id)
+        await self.session.execute(
+            update(ItemLink).where(ItemLink.letter_id.in_(letters_of_mailbox)).values(letter_id=None)
+        )
+        await self.mailboxes.delete(mailbox)
+        log.info("mailbox %s of user %s deleted", mailbox_id, user_id)
+
+    # ---- reading ---------------------------------------------------------------------------
+    async def inbox_page(self, user_id: int, page: int, per_page: int = 8) -> tuple[Mailbox, list[Letter], int]:
+        mailbox = await self.current(user_id)
+        if mailbox is None:
+            raise NotYourMailbox(0)
+        total = await self.letters.count(mailbox.id)
+        pages = max(1, -(-total // per_page))
+        page = min(max(page, 0), pages - 1)
+        letters = list(await self.letters.latest(mailbox.id, limit=per_page, offset=page * per_page))
+        return mailbox, letters, total
+
+    async def owned_letter(self, user_id: int, letter_id: int) -> tuple[Mailbox, Letter]:
+        letter = await self.letters.get(letter_id)
+        if letter is None:
+            raise LetterNotFound(letter_id)
+        mailbox = await self.mailboxes.get(letter.mailbox_id)
+        if mailbox is None or mailbox.user_id != user_id or mailbox.state == MailboxState.DRAFT.value:
+            raise LetterNotFound(letter_id)
+        return mailbox, letter
+
+    async def read_letter(self, user_id: int, letter_id: int) -> FullLetter:
+        """The whole letter, fetched from the server (bodies are not kept in the database)."""
+        mailbox, letter = await self.owned_letter(user_id, letter_id)
+        if mailbox.uidvalidity is not None and letter.uidvalidity != mailbox.uidvalidity:
+            raise LetterNotFound(letter_id)
+        client = await self._open(mailbox)
+        try:
+            full = await fetch_letter(client, letter.uid)
+        finally:
+            await close_imap(client)
+        if full is None:
+            raise LetterNotFound(letter_id)
+        return full
+
+    async def attachment(self, user_id: int, letter_id: int, part: str) -> tuple[str, bytes]:
+        mailbox, letter = await self.owned_letter(user_id, letter_id)
+        client = await self._open(mailbox)
+        try:
+            info, data = await fetch_attachment(client, letter.uid, part, max_bytes=self.deps.attachment_limit)
+        except AttachmentTooLarge as exc:
+            raise AttachmentTooBig(exc.info.filename, exc.info.size, self.deps.attachment_limit) from exc
+        except AttachmentGone as exc:
+            raise LetterNotFound(letter_id) from exc
+        finally:
+            await close_imap(client)
+        return info.filename, data
+
+    async def _open(self, mailbox: Mailbox) -> MailIMAP:
+        return await open_imap(
+            servers_of(mailbox).imap,
+            await self._credentials(mailbox),
+            ssl_context=self.deps.ssl_context,
+            guard=self.deps.guard,
+            timeout=self.deps.timeout,
+        )
 
     # ---- internals -------------------------------------------------------------------------
     async def _draft(self, user_id: int) -> Mailbox:
@@ -204,13 +328,7 @@ class MailboxService:
         mailbox.smtp_security = data.servers.smtp.security.value
 
     async def _import(self, mailbox: Mailbox) -> int:
-        client = await open_imap(
-            servers_of(mailbox).imap,
-            await self._credentials(mailbox),
-            ssl_context=self.deps.ssl_context,
-            guard=self.deps.guard,
-            timeout=self.deps.timeout,
-        )
+        client = await self._open(mailbox)
         try:
             result = await import_recent(client, limit=self.deps.import_limit)
         finally:

@@ -90,6 +90,9 @@ class LetterRepo:
         await self.session.flush()
         return len(items)
 
+    async def get(self, letter_id: int) -> Letter | None:
+        return await self.session.get(Letter, letter_id)
+
     async def count(self, mailbox_id: int) -> int:
         stmt = select(func.count()).select_from(Letter).where(Letter.mailbox_id == mailbox_id)
         return int((await self.session.execute(stmt)).scalar_one())

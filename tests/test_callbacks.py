@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiogram.filters.callback_data import CallbackData
 
-from bot.callbacks import ALL_CALLBACKS, AccountCB, LangCB, MenuCB, ServiceCB, WizardCB
+from bot.callbacks import ALL_CALLBACKS, AccountCB, InboxCB, LangCB, LetterCB, MenuCB, ServiceCB, WizardCB
 
 BIG_ID = 2**63 - 1
 NONCE = "A" * 8  # secrets.token_urlsafe(6) gives 8 characters
@@ -16,6 +16,8 @@ LARGEST: dict[type[CallbackData], CallbackData] = {
     ServiceCB: ServiceCB(wiz=NONCE, service_id=BIG_ID),
     WizardCB: WizardCB(wiz=NONCE, action="login_default", value="use_in_processes"),
     AccountCB: AccountCB(mailbox_id=BIG_ID, action="use_in_processes", value="use_in_processes"),
+    LetterCB: LetterCB(letter_id=BIG_ID, action="att", part="1.2.3.4.5.6.7.8.9.10"),
+    InboxCB: InboxCB(page=2**31 - 1),
 }
 
 

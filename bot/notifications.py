@@ -1,0 +1,92 @@
+"""The Telegram side of the watcher's notifications (mail.watcher.WatchNotifier).
+
+New letters: one alert each, with an Open button; silent when the user chose no sound on
+mobile; none when alerts are off (the letter is still imported). A letter is marked alerted
+only once its alert went out (or was not wanted), so a crash between storing and alerting
+resends it at the next start instead of losing it, and nothing is alerted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from bot import keyboards as kb
+from bot.i18n import Catalog, Html
+from bot.letter_view import render_alert
+from bot.render import when
+from bot.sender import SendStatus, TelegramSender
+from mail.types import LetterSummary, MailCheckError
+from services.watching import AlertData, summary_of
+
+log = logging.getLogger(__name__)
+
+
+class ChatNotifier:
+    def __init__(self, data: AlertData, sender: TelegramSender, catalog: Catalog) -> None:
+        self.data = data
+        self.sender = sender
+        self.catalog = catalog
+
+    async def new_letters(self, mailbox_id: int, letters: list[LetterSummary]) -> None:
+        await self._alert_pending(mailbox_id, [item.uid for item in letters])
+
+    async def resend_pending(self) -> None:
+        """At start-up: alerts that were stored but not sent before a stop."""
+        for mailbox_id in await self.data.mailboxes_with_pending():
+            await self._alert_pending(mailbox_id, None)
+
+    async def _alert_pending(self, mailbox_id: int, uids: list[int] | None) -> None:
+        target = await self.data.target(mailbox_id)
+        if target is None:
+            return
+        pending = await self.data.pending(mailbox_id, uids)
+        if not target.notify or not target.active:
+            await self.data.mark_alerted([letter.id for letter in pending])
+            return
+        t = self.catalog.get(target.language)
+        for letter in pending:
+            result = await self.sender.send_message(
+                target.user_id,
+                render_alert(t, summary_of(letter)),
+                reply_markup=kb.open_letter(t, letter.id),
+                disable_notification=not target.notify_sound,
+            )
+            if result.status == SendStatus.BLOCKED:
+                # the user blocked the bot: no more alerts for them; the letters stay imported
+                await self.data.mark_alerted([x.id for x in pending])
+                return
+            if result.status == SendStatus.SENT:
+                await self.data.mark_alerted([letter.id])
+            else:
+                log.warning("alert for letter %s not delivered: %s", letter.id, result.reason)
+
+    async def broken(self, mailbox_id: int, error: MailCheckError) -> None:
+        target = await self.data.target(mailbox_id)
+        if target is None or not target.active:
+            return
+        t = self.catalog.get(target.language)
+        reason = t(f"fail.{error.kind.value}", protocol=error.protocol.value.upper())
+        await self.sender.send_message(
+            target.user_id,
+            t("alert.broken", email=target.email, reason=Html(reason)),
+            reply_markup=kb.reconnect_button(t, mailbox_id),
+        )
+
+    async def outage(self, mailbox_id: int, since: datetime) -> None:
+        target = await self.data.target(mailbox_id)
+        if target is None or target.outage_notified:
+            return
+        await self.data.set_outage_notified(mailbox_id, True)
+        if target.active:
+            t = self.catalog.get(target.language)
+            await self.sender.send_message(target.user_id, t("alert.outage", email=target.email, since=when(since)))
+
+    async def recovered(self, mailbox_id: int) -> None:
+        target = await self.data.target(mailbox_id)
+        if target is None or not target.outage_notified:
+            return
+        await self.data.set_outage_notified(mailbox_id, False)
+        if target.active:
+            t = self.catalog.get(target.language)
+            await self.sender.send_message(target.user_id, t("alert.recovered", email=target.email))
