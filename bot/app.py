@@ -23,7 +23,7 @@ from bot.i18n import Catalog
 from bot.middlewares import ContextMiddleware
 from bot.notifications import ChatNotifier
 from bot.sender import TelegramSender
-from bot.telegram_limits import TelegramLimiter
+from bot.telegram_limits import LimitConfig, install_limiter
 from handlers import all_routers
 from mail.discovery import DiscoveryEnv, RealDiscoveryEnv
 from mail.netguard import HostGuard
@@ -71,12 +71,13 @@ def create_bot(settings: Settings) -> Bot:
     if settings.bot_token is None:
         raise ValueError("BOT_TOKEN is not set")
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
-    session.middleware(TelegramLimiter(global_rate=settings.telegram_global_rate))
-    return Bot(
+    bot = Bot(
         settings.bot_token.get_secret_value(),
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
+    install_limiter(bot, LimitConfig(global_rate=settings.telegram_global_rate))
+    return bot
 
 
 def create_storage(settings: Settings) -> BaseStorage:
