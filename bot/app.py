@@ -28,8 +28,8 @@ from handlers import all_routers
 from mail.discovery import DiscoveryEnv, RealDiscoveryEnv
 from mail.netguard import HostGuard
 from mail.tls import make_ssl_context
-from services.catalog import seed_services
 from mail.watcher import WatchConfig, WatcherPool
+from services.catalog import seed_services
 from services.deps import MailDeps, WatchControl
 from services.watching import AlertData, DbWatchStore
 from storage.crypto import SecretBox, load_or_create_keys
@@ -61,6 +61,7 @@ class App:
 
     async def close(self) -> None:
         await self.watchers.close()
+        await self.notifier.close()
         await self.bot.session.close()
         await self.dispatcher.storage.close()
         await self.engine.dispose()
@@ -144,7 +145,7 @@ async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = 
     alert_data = AlertData(sessionmaker)
     sender = TelegramSender(bot, on_blocked=alert_data.deactivate_user)
     notifier = ChatNotifier(alert_data, sender, catalog)
-    store = DbWatchStore(sessionmaker, secrets)
+    store = DbWatchStore(sessionmaker)
     watchers = WatcherPool(
         store,
         notifier,
@@ -157,6 +158,7 @@ async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = 
         ),
     )
     deps = create_mail_deps(settings, secrets, discovery_env, guard=guard, ssl_context=ssl_context, watchers=watchers)
+    store.deps = deps
     dispatcher = create_dispatcher(
         sessionmaker=sessionmaker, catalog=catalog, deps=deps, settings=settings, sender=sender
     )

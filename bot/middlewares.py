@@ -13,6 +13,7 @@ from aiogram.types import User as TgUser
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.i18n import Catalog, pick_language
+from bot.telegram_limits import interactive
 from services.deps import MailDeps
 from services.hooks import take_after_commit
 from services.mailboxes import MailboxService
@@ -57,11 +58,14 @@ class ContextMiddleware(BaseMiddleware):
                 data["t"] = self.catalog.get(user.language)
             else:
                 data["t"] = self.catalog.get(None)
+            replying = interactive.set(True)
             try:
                 result = await handler(event, data)
             except Exception:
                 await session.rollback()
                 raise
+            finally:
+                interactive.reset(replying)
             await session.commit()
         for action in take_after_commit(session):
             try:

@@ -8,6 +8,7 @@ resends it at the next start instead of losing it, and nothing is alerted twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 
@@ -16,6 +17,7 @@ from bot.i18n import Catalog, Html
 from bot.letter_view import render_alert
 from bot.render import when
 from bot.sender import SendStatus, TelegramSender
+from bot.telegram_limits import interactive
 from mail.types import LetterSummary, MailCheckError
 from services.watching import AlertData, summary_of
 
@@ -27,14 +29,42 @@ class ChatNotifier:
         self.data = data
         self.sender = sender
         self.catalog = catalog
+        self._again: set[int] = set()
+        self._running: dict[int, asyncio.Task[None]] = {}
 
     async def new_letters(self, mailbox_id: int, letters: list[LetterSummary]) -> None:
-        await self._alert_pending(mailbox_id, [item.uid for item in letters])
+        """Queue the alerts and return at once: the watcher goes back to IDLE while the
+        sender paces the messages (about one a second per chat)."""
+        self._schedule(mailbox_id)
 
     async def resend_pending(self) -> None:
         """At start-up: alerts that were stored but not sent before a stop."""
         for mailbox_id in await self.data.mailboxes_with_pending():
-            await self._alert_pending(mailbox_id, None)
+            self._schedule(mailbox_id)
+
+    async def close(self) -> None:
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _schedule(self, mailbox_id: int) -> None:
+        self._again.add(mailbox_id)
+        if mailbox_id not in self._running:
+            self._running[mailbox_id] = asyncio.create_task(self._drain(mailbox_id))
+
+    async def _drain(self, mailbox_id: int) -> None:
+        """One worker per mailbox sends every pending alert, oldest first, then stops."""
+        interactive.set(False)  # unsolicited messages: paced per chat (this task's own context)
+        try:
+            while mailbox_id in self._again:
+                self._again.discard(mailbox_id)
+                try:
+                    await self._alert_pending(mailbox_id, None)
+                except Exception:
+                    log.exception("alerts for mailbox %s failed; they stay pending", mailbox_id)
+        finally:
+            self._running.pop(mailbox_id, None)
 
     async def _alert_pending(self, mailbox_id: int, uids: list[int] | None) -> None:
         target = await self.data.target(mailbox_id)

@@ -67,6 +67,12 @@ class Priority(enum.IntEnum):
 
 priority: ContextVar[Priority] = ContextVar("telegram_priority", default=Priority.ALERT)
 
+# True while a handler answers the user's own message or button: such replies skip the
+# per-chat pacing (Telegram's ~1/s per chat is about unsolicited bulk; a person clicking
+# through a conversation must not wait a second per step) but still spend the global budget
+# and wait out flood pauses. Background senders set it back to False.
+interactive: ContextVar[bool] = ContextVar("telegram_interactive", default=False)
+
 
 @contextlib.contextmanager
 def use_priority(value: Priority) -> Iterator[None]:
@@ -381,7 +387,7 @@ class TelegramLimiter(BaseRequestMiddleware):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.max_wait
         prio = int(priority.get())
-        chat = _chat_key(method)
+        chat = None if interactive.get() else _chat_key(method)
         cost = _cost(method)
         seq = self._scheduler.next_seq()
         failures = 0

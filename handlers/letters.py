@@ -64,7 +64,7 @@ async def on_open(cb: CallbackQuery, callback_data: LetterCB, t: Translator, mai
     chunks = render_letter(t, letter)
     buttons = [
         [kb.Button(
-            text=t("btn.attachment", name=att.filename[:40], size=human_size(att.size)),
+            text=t("btn.attachment", name=att.filename[:40], size=human_size(t, att.size)),
             callback_data=LetterCB(letter_id=callback_data.letter_id, action="att", part=att.part).pack(),
         )]
         for att in letter.attachments
@@ -87,7 +87,7 @@ async def on_attachment(cb: CallbackQuery, callback_data: LetterCB, t: Translato
         await cb.answer()
         await bot.send_message(
             user.id,
-            t("read.too_big", name=exc.filename, size=human_size(exc.size), limit=human_size(exc.limit)),
+            t("read.too_big", name=exc.filename, size=human_size(t, exc.size), limit=human_size(t, exc.limit)),
         )
         return
     except MailCheckError as exc:

@@ -512,14 +512,15 @@ def _ok(response: Any, what: str) -> None:
 
 
 async def _open_mailbox(client: Any, mailbox: str | None, *, writable: bool) -> None:
+    """SELECT the mailbox. Always SELECT, never EXAMINE: aioimaplib only enters its SELECTED
+    state on select(), and refuses UID commands after examine(). Flags stay untouched anyway
+    where the fetch uses BODY.PEEK (`writable` only documents the caller's intent)."""
+    del writable
     if mailbox is None:
         return
     name = '"' + mailbox.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if writable:
-        response = await _run(client, client.select(name))
-    else:
-        response = await _run(client, client.examine(name))
-    _ok(response, f"{'SELECT' if writable else 'EXAMINE'} {mailbox}")
+    response = await _run(client, client.select(name))
+    _ok(response, f"SELECT {mailbox}")
 
 
 def _records(response: Any, uid: int) -> list[dict[str, Any]]:

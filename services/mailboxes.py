@@ -17,7 +17,13 @@ from mail.check import check_account
 from mail.discovery import Proposal, discover
 from mail.imap import MailIMAP, close_imap, open_imap
 from mail.importer import import_recent
-from mail.reader import AttachmentGone, AttachmentTooLarge, FullLetter, fetch_attachment, fetch_letter
+from mail.reader import (
+    AttachmentGone,
+    AttachmentTooLarge,
+    FullLetter,
+    fetch_attachment,
+    fetch_letter,
+)
 from mail.types import Credentials, MailCheckError, MailServers, Security, ServerSettings
 from services.deps import MailDeps
 from services.hooks import after_commit
@@ -137,7 +143,7 @@ class MailboxService:
         try:
             await check_account(
                 data.servers,
-                await self._credentials(draft),
+                await self.credentials(draft),
                 ssl_context=self.deps.ssl_context,
                 guard=self.deps.guard,
                 timeout=self.deps.timeout,
@@ -206,7 +212,7 @@ class MailboxService:
         mark the account connected and restart its watcher, which catches up on what arrived
         meanwhile. On failure nothing is changed and MailCheckError is raised."""
         mailbox = await self.owned(user_id, mailbox_id)
-        creds = await self._credentials(mailbox)
+        creds = await self.credentials(mailbox)
         if password is not None:
             creds = Credentials(login or mailbox.login, password=password)
         elif login is not None:
@@ -295,7 +301,7 @@ class MailboxService:
     async def _open(self, mailbox: Mailbox) -> MailIMAP:
         return await open_imap(
             servers_of(mailbox).imap,
-            await self._credentials(mailbox),
+            await self.credentials(mailbox),
             ssl_context=self.deps.ssl_context,
             guard=self.deps.guard,
             timeout=self.deps.timeout,
@@ -308,7 +314,7 @@ class MailboxService:
             raise NoDraft(user_id)
         return draft
 
-    async def _credentials(self, mailbox: Mailbox) -> Credentials:
+    async def credentials(self, mailbox: Mailbox) -> Credentials:
         if mailbox.auth_kind == AuthKind.OAUTH2.value:  # tokens, refreshed when about to expire
             from services.oauth import OAuthService
 

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mail.types import Credentials, LetterSummary
+from mail.types import LetterSummary
 from mail.watcher import ConnState, WatchTarget
-from services.mailboxes import servers_of
-from storage.crypto import SecretBox
-from storage.models import AuthKind, ItemLink, Letter, Mailbox, MailboxState, User
+from services.deps import MailDeps
+from services.mailboxes import MailboxService, servers_of
+from storage.models import ItemLink, Letter, Mailbox, MailboxState, User
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +54,22 @@ def summary_of(letter: Letter) -> LetterSummary:
 
 
 class DbWatchStore:
-    """mail.watcher.WatchStore on the database: one short transaction per call."""
+    """mail.watcher.WatchStore on the database: one short transaction per call.
+    Credentials come from the same use-case code as everywhere (`MailboxService.credentials`:
+    the decrypted password, or an OAuth2 access token refreshed when about to expire)."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], secrets: SecretBox) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessionmaker = sessionmaker
-        self.secrets = secrets
+        self.deps: MailDeps | None = None  # set once the dependencies exist (they include the pool)
 
     async def target(self, mailbox_id: int) -> WatchTarget | None:
+        assert self.deps is not None, "DbWatchStore.deps must be set before watching"
         async with self.sessionmaker() as session:
             mailbox = await session.get(Mailbox, mailbox_id)
             if mailbox is None or mailbox.state == MailboxState.DRAFT.value:
                 return None
-            secret = self.secrets.decrypt(mailbox.secret_enc)
-            if mailbox.auth_kind == AuthKind.OAUTH2.value:
-                creds = Credentials(mailbox.login, oauth2_token=secret)
-            else:
-                creds = Credentials(mailbox.login, password=secret)
+            creds = await MailboxService(session, self.deps).credentials(mailbox)
+            await session.commit()  # a refreshed (rotated) token is stored at once
             return WatchTarget(mailbox.id, servers_of(mailbox).imap, creds, mailbox.uidvalidity, mailbox.highest_uid)
 
     async def record(
@@ -89,7 +89,7 @@ class DbWatchStore:
                 # a new UIDVALIDITY: the old UIDs mean nothing now; start again without alerts
                 old = select(Letter.id).where(Letter.mailbox_id == mailbox_id)
                 await session.execute(update(ItemLink).where(ItemLink.letter_id.in_(old)).values(letter_id=None))
-                await session.execute(Letter.__table__.delete().where(Letter.mailbox_id == mailbox_id))
+                await session.execute(delete(Letter).where(Letter.mailbox_id == mailbox_id))
                 session.add_all(letter_row(mailbox_id, uidvalidity, item, alerted=True) for item in letters)
                 new: list[LetterSummary] = []
                 mailbox.highest_uid = highest_uid

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 from aiogram.filters.callback_data import CallbackData
 
-from bot.callbacks import ALL_CALLBACKS, AccountCB, InboxCB, LangCB, LetterCB, MenuCB, ServiceCB, WizardCB
+from bot.callbacks import (
+    ALL_CALLBACKS,
+    AccountCB,
+    InboxCB,
+    LangCB,
+    LetterCB,
+    MenuCB,
+    ServiceCB,
+    WizardCB,
+)
 
 BIG_ID = 2**63 - 1
 NONCE = "A" * 8  # secrets.token_urlsafe(6) gives 8 characters

@@ -57,7 +57,7 @@ async def wait_watching(h: BotHarness, mailbox_id: int, timeout: float = 8.0) ->
 async def test_new_letter_gives_exactly_one_alert_and_opens(bot_app: BotHarness, mail_user: Any) -> None:
     user = await connected_user(bot_app, mail_user, 6001)
     msg = letter(1, subject="Quarterly <report> & plans")
-    msg.replace_header("From", "Anna <b>Boss</b> <anna@example.net>")
+    msg.replace_header("From", '"Anna <b>Boss</b>" <anna@example.net>')
     await bot_app.stack.deliver(mail_user.address, msg)
     [alert] = await wait_alerts(bot_app, user, 1)
     assert "Quarterly <report> & plans" in alert.text
@@ -165,8 +165,7 @@ async def test_password_changed_one_prompt_then_reconnect(harness: BotHarness, m
     box = await stored_mailbox(harness, user.id)
     assert box is not None
     harness.stack.set_password(mail_user.address, "brand-new-secret")
-    await harness.stack.stop_imap()  # the server restarts: the watcher must log in again
-    await harness.stack.start_imap()
+    await harness.stack.kick(mail_user.address)  # the server drops the session: log in again
     prompt = await user.wait_for_text("is broken", timeout=20)
     await settle(4)  # several backoff periods: no second prompt, no login loop
     assert sum("is broken" in m.text for m in user.messages()) == 1

@@ -720,6 +720,15 @@ class MailStack:
         ).stdout
         return sorted(int(line.split()[1]) for line in out.splitlines() if line.strip())
 
+    async def kick(self, address: str) -> None:
+        """Disconnect every IMAP session of this user now (`doveadm kick`), as a server
+        restart or an admin would: clients must log in again."""
+        await asyncio.to_thread(
+            subprocess.run,
+            [DOVEADM, "-c", str(self.conf_file), "kick", address],
+            check=True, capture_output=True, text=True, timeout=15,
+        )
+
     def server_ssl_context(self) -> ssl.SSLContext:
         """A server-side context with a certificate from the test CA (for scripted servers
         that the bot under test must trust like the real ones)."""
