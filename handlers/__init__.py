@@ -2,10 +2,11 @@
 
 from aiogram import Router
 
-from handlers import connect, fallback, settings, start
+from handlers import connect, fallback, oauth, settings, start
 
 
 def all_routers() -> list[Router]:
     """Fresh routers for one Dispatcher. Order matters: the wizard's /cancel and mid-wizard
-    commands come before /start; the fallback router is last."""
-    return [m.router.create_router() for m in (connect, start, settings, fallback)]
+    commands come before /start; the fallback router is last. OAuth first: its admin commands
+    must win over a wizard step that takes any text."""
+    return [m.router.create_router() for m in (oauth, connect, start, settings, fallback)]

@@ -167,6 +167,15 @@ class _RefreshCoordinator:
 _refreshes = _RefreshCoordinator()
 
 
+async def wizard_flow(mailboxes: MailboxService, settings: Settings | None, service: Service) -> str | None:
+    """The sign-in flow the connect wizard offers for `service` ("code" / "device"), or None
+    (flag off, no client, no usable flow). Nothing about OAuth2 shows when this is None."""
+    if settings is None:
+        return None
+    setup = await OAuthService(mailboxes.session, mailboxes.deps, settings).offer(service)
+    return setup.flow if setup is not None else None
+
+
 class OAuthService:
     def __init__(
         self,
