@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import Bot, F
@@ -26,6 +27,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import keyboards as kb
@@ -165,7 +167,7 @@ class OAuthFlows:
             service = await svc.service(row.service_id)
             name = service.name(t.lang) if service is not None else ""
             if row.mailbox_id is not None:
-                await self._reconnect(session, row, tokens, t, name)
+                await self._reconnect(session, row.user_id, row.mailbox_id, tokens, t, name)
                 return Outcome(t.lang, True, "ok", name)
             if not await self.continue_wizard(session, row.user_id, row.wizard, tokens, t, name):
                 await self._say(row.user_id, t("oauth.chat_wizard_gone", service=name))
@@ -199,8 +201,6 @@ class OAuthFlows:
 
     @staticmethod
     async def _latest_state(session: AsyncSession, user_id: int) -> OAuthState | None:
-        from sqlalchemy import select
-
         stmt = select(OAuthState).where(OAuthState.user_id == user_id).order_by(OAuthState.id.desc()).limit(1)
         return (await session.execute(stmt)).scalar_one_or_none()
 
@@ -249,11 +249,44 @@ class OAuthFlows:
         await self._say(user_id, text, markup)
         return True
 
-    async def _reconnect(self, session: AsyncSession, row: OAuthState, tokens: TokenSet, t: Translator, service_name: str) -> None:
-        """A new sign-in for an existing account (Reconnect): new tokens, check, connected."""
-        mailbox = await session.get(Mailbox, row.mailbox_id)
-        if mailbox is None or mailbox.user_id != row.user_id or mailbox.state == MailboxState.DRAFT.value:
-            await self._say(row.user_id, t("oauth.chat_wizard_gone", service=service_name))
+    # ---- a new sign-in for an existing account (Reconnect -> Save) --------------------------
+    async def start_reauthorization(self, user_id: int, mailbox_id: int) -> bool:
+        """Send the user a new sign-in (link or device code) whose tokens replace those of
+        their OAuth2 account; on success the account is checked and marked connected. False
+        when OAuth2 sign-in is not available for the account's service (flag off, no client):
+        the caller then explains that the admin must enable it, or offers a password."""
+        async with self.sessionmaker() as session:
+            mailbox = await session.get(Mailbox, mailbox_id)
+            user = await session.get(User, user_id)
+            if mailbox is None or user is None or mailbox.user_id != user_id or mailbox.state == MailboxState.DRAFT.value:
+                return False
+            t = self.catalog.get(user.language)
+            svc = OAuthService(session, self.deps, self.settings)
+            service = await svc.service(mailbox.service_id)
+            setup = await svc.offer(service) if service is not None else None
+            if setup is None:
+                return False
+            name = setup.service.name(t.lang)
+            if setup.flow == "code":
+                url = await svc.begin_code(user_id, setup, email=mailbox.email, login=mailbox.login, mailbox_id=mailbox.id)
+                await session.commit()
+                await self._say(
+                    user_id,
+                    t("oauth.open_link", service=name, email=mailbox.email, minutes=STATE_MINUTES),
+                    _sign_in_markup(t, t("oauth.btn_sign_in", service=name), url, None),
+                )
+                return True
+            email = mailbox.email
+        await self.start_device(user_id, setup, {"email": email}, t, None, mailbox_id=mailbox_id)
+        return True
+
+    async def _reconnect(
+        self, session: AsyncSession, user_id: int, mailbox_id: int, tokens: TokenSet, t: Translator, service_name: str
+    ) -> None:
+        """New tokens for an existing account: store, check IMAP and SMTP, mark connected."""
+        mailbox = await session.get(Mailbox, mailbox_id)
+        if mailbox is None or mailbox.user_id != user_id or mailbox.state == MailboxState.DRAFT.value:
+            await self._say(user_id, t("oauth.chat_wizard_gone", service=service_name))
             return
         svc = OAuthService(session, self.deps, self.settings)
         await svc.replace_tokens(mailbox, tokens)
@@ -267,21 +300,33 @@ class OAuthFlows:
             )
         except MailCheckError as exc:
             await session.commit()  # keep the new tokens; the account stays as it was
-            await self._say(row.user_id, check_failure(t, exc))
+            await self._say(user_id, check_failure(t, exc))
             return
-        from datetime import UTC, datetime
-
         mailbox.state = MailboxState.CONNECTED.value
         mailbox.state_since = datetime.now(UTC)
         mailbox.last_error = None
         await session.commit()
-        await self._say(row.user_id, t("oauth.reconnected", service=service_name, email=mailbox.email))
+        await self._say(user_id, t("oauth.reconnected", service=service_name, email=mailbox.email))
 
     # ---- device flow -----------------------------------------------------------------------
-    async def start_device(self, user_id: int, setup: ServiceOAuth, data: Mapping[str, Any], t: Translator, session: AsyncSession) -> None:
+    async def start_device(
+        self,
+        user_id: int,
+        setup: ServiceOAuth,
+        data: Mapping[str, Any],
+        t: Translator,
+        session: AsyncSession | None,
+        *,
+        mailbox_id: int | None = None,
+    ) -> None:
+        """Show the code and link, then poll in the background (one sign-in per user)."""
         name = setup.service.name(t.lang)
         try:
-            device = await OAuthService(session, self.deps, self.settings).begin_device(setup)
+            if session is None:
+                async with self.sessionmaker() as own:
+                    device = await OAuthService(own, self.deps, self.settings).begin_device(setup)
+            else:
+                device = await OAuthService(session, self.deps, self.settings).begin_device(setup)
         except OAuthError as exc:
             await self._say(user_id, t("oauth.chat_device_failed", service=name, detail=exc.error),
                             await self._retry_markup(t, user_id, data.get("wiz")))
@@ -298,19 +343,21 @@ class OAuthFlows:
         if old is not None:
             old.cancel()
         task = asyncio.create_task(
-            self._poll_device(user_id, setup.service.id, device, data.get("wiz"), t.lang),
+            self._poll_device(user_id, setup.service.id, device, data.get("wiz"), t.lang, mailbox_id),
             name=f"oauth-device-{user_id}",
         )
         self._device_tasks[user_id] = task
 
-    async def _poll_device(self, user_id: int, service_id: int, device: DeviceAuthorization, wizard: str | None, lang: str) -> None:
+    async def _poll_device(
+        self, user_id: int, service_id: int, device: DeviceAuthorization, wizard: str | None, lang: str, mailbox_id: int | None
+    ) -> None:
         t = self.catalog.get(lang)
         interval = device.interval
         deadline = min(device.expires_at, time.time() + MAX_DEVICE_WAIT)
         try:
             while True:
                 await asyncio.sleep(interval)
-                if await self._wizard_waiting(user_id, wizard) is None:
+                if mailbox_id is None and await self._wizard_waiting(user_id, wizard) is None:
                     return  # cancelled, or the person sent a password instead
                 async with self.sessionmaker() as session:
                     svc = OAuthService(session, self.deps, self.settings)
@@ -338,7 +385,9 @@ class OAuthFlows:
                             text = t("oauth.chat_device_failed", service=name, detail=exc.error)
                         await self._say(user_id, text, await self._retry_markup(t, user_id, wizard))
                         return
-                    if not await self.continue_wizard(session, user_id, wizard, tokens, t, name):
+                    if mailbox_id is not None:
+                        await self._reconnect(session, user_id, mailbox_id, tokens, t, name)
+                    elif not await self.continue_wizard(session, user_id, wizard, tokens, t, name):
                         await self._say(user_id, t("oauth.chat_wizard_gone", service=name))
                     return
         except asyncio.CancelledError:

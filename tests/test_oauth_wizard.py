@@ -402,3 +402,84 @@ async def test_callback_page_is_not_cached_and_sends_no_referrer(world: World) -
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["Referrer-Policy"] == "no-referrer"
         assert response.headers["X-Frame-Options"] == "DENY"
+
+
+# ---- a broken OAuth2 account signs in again (Reconnect -> Save) -------------------------------
+async def break_account(world: World, user_id: int, mail_user: MailUser) -> Mailbox:
+    world.oauth.revoke_user(mail_user.address)
+    box = await world.mailbox(user_id)
+    assert box is not None
+    async with world.h.session() as s:
+        box = await s.get(Mailbox, box.id)
+        assert box is not None
+        with pytest.raises(ReauthorizationRequired):
+            await OAuthService(s, world.h.app.deps).fresh_credentials(box)
+        await s.commit()
+        assert box.state == "broken"
+        return box
+
+
+async def assert_reconnected(world: World, user_id: int, mail_user: MailUser) -> None:
+    box = await world.mailbox(user_id)
+    assert box is not None and box.state == "connected" and box.last_error is None
+    async with world.h.session() as s:
+        tokens = OAuthService(s, world.h.app.deps).tokens_of(box)
+    assert await imap_works(world.h.stack, mail_user.address, tokens.access_token)
+
+
+async def test_broken_account_signs_in_again_by_link(world: World, mail_user: MailUser) -> None:
+    await world.company("acme-re", "Acme RE")
+    await world.configure("acme-re", lifetime=30)
+    user = world.h.user(9114)
+    await to_password_step(user, "Acme RE", mail_user.address)
+    assert (await ScriptedBrowser().sign_in(await authorize(user, "Acme RE"), mail_user.address, mail_user.password)).status == 200
+    await finish_wizard(user)
+    box = await break_account(world, user.id, mail_user)
+    mark = user.mark()
+    assert await world.h.app.extra["oauth_flows"].start_reauthorization(user.id, box.id)
+    message = await user.wait_for(lambda m: "🔐 Sign in at Acme RE" in m.labels, since=mark)
+    page = await ScriptedBrowser().sign_in(message.button("🔐 Sign in at Acme RE").url or "", mail_user.address, mail_user.password)
+    assert page.status == 200
+    await user.wait_for_text("Signed in at Acme RE again", timeout=10)
+    await assert_reconnected(world, user.id, mail_user)
+    # another user cannot start a sign-in for this account
+    assert not await world.h.app.extra["oauth_flows"].start_reauthorization(9199, box.id)
+
+
+async def test_broken_account_signs_in_again_with_a_code(world: World, mail_user: MailUser) -> None:
+    await world.company("acme-rd", "Acme RD")
+    await world.configure("acme-rd", device=True, lifetime=30)
+    user = world.h.user(9115)
+    await to_password_step(user, "Acme RD", mail_user.address)
+    await user.press("🔐 Authorize with Acme RD")
+    prompt = await user.wait_for_text("enter the code")
+    code = prompt.text.split("enter the code", 1)[1].split()[0]
+    await ScriptedBrowser().enter_device_code(prompt.button("🔗 Open Acme RD").url or "", code, mail_user.address, mail_user.password)
+    await finish_wizard(user)
+    box = await break_account(world, user.id, mail_user)
+    mark = user.mark()
+    assert await world.h.app.extra["oauth_flows"].start_reauthorization(user.id, box.id)
+    prompt = await user.wait_for(lambda m: "enter the code" in m.text, since=mark)
+    code = prompt.text.split("enter the code", 1)[1].split()[0]
+    await ScriptedBrowser().enter_device_code(prompt.button("🔗 Open Acme RD").url or "", code, mail_user.address, mail_user.password)
+    await user.wait_for_text("Signed in at Acme RD again", timeout=10)
+    await assert_reconnected(world, user.id, mail_user)
+
+
+async def test_callback_page_speaks_russian(world: World, mail_user: MailUser) -> None:
+    await world.company("acme-ru", "Acme RU")
+    await world.configure("acme-ru")
+    user = world.h.user(9116, language_code="ru")
+    await user.send("/start")
+    await user.press("📬 Подключить почту")
+    await user.press("Acme RU")
+    await user.send(mail_user.address)
+    await user.press(f"Использовать {mail_user.address}")
+    await user.press("🔐 Войти через Acme RU")
+    message = await user.wait_for(lambda m: "🔐 Войти в Acme RU" in m.labels)
+    page = await ScriptedBrowser().sign_in(message.button("🔐 Войти в Acme RU").url or "", mail_user.address, mail_user.password)
+    assert page.status == 200 and "Вход выполнен" in page.text and "Вернуться в Telegram" in page.text
+    page = await ScriptedBrowser().open(page.url)  # replayed: the user's language too
+    assert page.status == 400 and "уже использована" in page.text
+    forged = await ScriptedBrowser().open(world.callback + "?state=nope")
+    assert forged.status == 400 and "not valid" in forged.text  # unknown user: the browser's language (none: English)
