@@ -7,9 +7,11 @@ the account is reported broken. Admin commands, the device flow and every refuse
 
 from __future__ import annotations
 
+import logging
 import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
@@ -189,9 +191,10 @@ async def test_admin_client_command_validates(world: World) -> None:
 
 
 # ---- code flow end to end --------------------------------------------------------------------
-async def test_authorize_connect_refresh_then_revoked(world: World, mail_user: MailUser) -> None:
+async def test_authorize_connect_refresh_then_revoked(world: World, mail_user: MailUser, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     await world.company("acme", "Acme")
-    await world.configure("acme", lifetime=30)  # under a minute: every use refreshes first
+    client_registration = await world.configure("acme", lifetime=30)  # under a minute: every use refreshes first
     user = world.h.user(9103)
     await to_password_step(user, "Acme", mail_user.address)
     assert "Authorize" in user.last().text
@@ -202,6 +205,13 @@ async def test_authorize_connect_refresh_then_revoked(world: World, mail_user: M
     assert page.url.startswith(world.callback) and page.status == 200
     assert "Signed in" in page.text and "Back to Telegram" in page.text and "https://t.me/" in page.text
     await user.wait_for_text("Signed in at Acme")
+    await user.wait_for_text("Signed in to IMAP and SMTP", timeout=10)
+    draft = await world.mailbox(user.id)
+    assert draft is not None and draft.state == "draft"
+    async with world.h.session() as s:
+        first = OAuthService(s, world.h.app.deps).tokens_of(draft)
+    fsm_data = str(await world.h.app.extra["oauth_flows"].fsm(user.id).get_data())
+    assert first.access_token not in fsm_data and str(first.refresh_token) not in fsm_data
     await finish_wizard(user)
     box = await world.mailbox(user.id)
     assert box is not None and box.state == "connected" and box.auth_kind == "oauth2"
@@ -237,6 +247,15 @@ async def test_authorize_connect_refresh_then_revoked(world: World, mail_user: M
         await s.commit()
     box = await world.mailbox(user.id)
     assert box is not None and box.state == "broken" and box.last_error == "oauth:invalid_grant"
+
+    # no secret in any of the bot's log lines (authlib's are the provider's own): tokens, the
+    # client secret, the code, the state
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records if not r.name.startswith("authlib"))
+    assert "refreshed" in logged
+    callback_query = parse_qs(urlsplit(next(u for u in browser.history if CALLBACK_PATH in u)).query)
+    for secret in (first.access_token, first.refresh_token, creds.oauth2_token, client_registration.client_secret,
+                   callback_query["code"][0], callback_query["state"][0]):
+        assert secret and secret not in logged
 
 
 async def test_delete_revokes_at_the_provider(world: World, mail_user: MailUser) -> None:
@@ -329,8 +348,6 @@ async def test_state_of_another_user_is_refused(world: World, mail_user: MailUse
     url_a, url_b = await authorize(alice, "Acme X"), await authorize(bob, "Acme X")
     back_a = await ScriptedBrowser().sign_in(url_a, mail_user.address, mail_user.password, follow_redirects=False)
     back_b = await ScriptedBrowser().sign_in(url_b, mail_user.address, mail_user.password, follow_redirects=False)
-    from urllib.parse import parse_qs, urlsplit
-
     state_a = parse_qs(urlsplit(back_a.url).query)["state"][0]
     code_b = parse_qs(urlsplit(back_b.url).query)["code"][0]
     page = await ScriptedBrowser().open(f"{world.callback}?state={state_a}&code={code_b}")
