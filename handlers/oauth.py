@@ -170,6 +170,7 @@ class OAuthFlows:
                 await self._reconnect(session, row.user_id, row.mailbox_id, tokens, t, name)
                 return Outcome(t.lang, True, "ok", name)
             if not await self.continue_wizard(session, row.user_id, row.wizard, tokens, t, name):
+                await svc.discard(row.service_id, tokens)
                 await self._say(row.user_id, t("oauth.chat_wizard_gone", service=name))
                 return Outcome(t.lang, False, "wizard_gone", name)
             return Outcome(t.lang, True, "ok", name)
@@ -388,6 +389,7 @@ class OAuthFlows:
                     if mailbox_id is not None:
                         await self._reconnect(session, user_id, mailbox_id, tokens, t, name)
                     elif not await self.continue_wizard(session, user_id, wizard, tokens, t, name):
+                        await svc.discard(service_id, tokens)
                         await self._say(user_id, t("oauth.chat_wizard_gone", service=name))
                     return
         except asyncio.CancelledError:

@@ -510,6 +510,21 @@ class OAuthService:
         log.info("mailbox %s: OAuth2 grant revoked at the provider", mailbox.id)
         return True
 
+    async def discard(self, service_id: int, tokens: TokenSet) -> None:
+        """Tokens nobody will use (the sign-in's wizard is gone): revoke them where possible."""
+        service = await self.services.get(service_id)
+        endpoints = self.endpoints_for(service) if service is not None else None
+        client = self.client_for(service) if service is not None else None
+        if endpoints is None or client is None or not endpoints.supports_revocation:
+            return
+        yandex = endpoints.revoke_style == "yandex"
+        token = tokens.refresh_token if tokens.refresh_token and not yandex else tokens.access_token
+        try:
+            async with OAuthClient(endpoints, client, ssl_context=self.deps.ssl_context, timeout=self.deps.timeout) as http:
+                await http.revoke(token, hint="refresh_token" if token == tokens.refresh_token else "access_token")
+        except OAuthError as exc:
+            log.info("could not revoke unused tokens: %s", exc.error)
+
     # ---- internals -------------------------------------------------------------------------
     def _client(self, setup: ServiceOAuth) -> OAuthClient:
         return OAuthClient(setup.endpoints, setup.client, ssl_context=self.deps.ssl_context, timeout=self.deps.timeout)

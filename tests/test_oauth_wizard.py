@@ -408,10 +408,12 @@ async def test_callback_after_the_wizard_was_cancelled_stores_nothing(world: Wor
     await to_password_step(user, "Acme C", mail_user.address)
     url = await authorize(user, "Acme C")
     await user.send("/cancel")
+    revoked = len(world.oauth.revocations)
     page = await ScriptedBrowser().sign_in(url, mail_user.address, mail_user.password)
     assert page.status == 400 and "cancelled" in page.text
     await user.wait_for_text("Nothing was saved")
     assert await world.mailbox(user.id) is None
+    assert len(world.oauth.revocations) == revoked + 1, "tokens nobody will use are revoked at once"
 
 
 async def test_callback_page_is_not_cached_and_sends_no_referrer(world: World) -> None:
