@@ -34,7 +34,7 @@ from bot import keyboards as kb
 from bot.callbacks import WizardCB
 from bot.config import Settings
 from bot.i18n import Catalog, Translator, pick_language
-from bot.render import check_failure, on_off
+from bot.render import check_failure
 from bot.routing import RouteTable
 from bot.states import ConnectMailbox as S
 from handlers import connect
@@ -51,6 +51,10 @@ router = RouteTable("oauth")
 
 STATE_MINUTES = int(STATE_TTL.total_seconds() // 60)
 MAX_DEVICE_WAIT = 15 * 60
+
+
+def on_off(t: Translator, flag: bool) -> str:
+    return t("word.on") if flag else t("word.off")
 
 
 def authorize_rows(t: Translator, data: Mapping[str, Any]) -> list[list[InlineKeyboardButton]]:
