@@ -502,3 +502,25 @@ async def test_callback_page_speaks_russian(world: World, mail_user: MailUser) -
     assert page.status == 400 and "уже использована" in page.text
     forged = await ScriptedBrowser().open(world.callback + "?state=nope")
     assert forged.status == 400 and "not valid" in forged.text  # unknown user: the browser's language (none: English)
+
+
+async def test_device_sign_in_after_cancel_stores_nothing(world: World, mail_user: MailUser) -> None:
+    import asyncio
+
+    await world.company("acme-dc", "Acme DC")
+    await world.configure("acme-dc", device=True)
+    user = world.h.user(9117)
+    await to_password_step(user, "Acme DC", mail_user.address)
+    await user.press("🔐 Authorize with Acme DC")
+    prompt = await user.wait_for_text("enter the code")
+    code = prompt.text.split("enter the code", 1)[1].split()[0]
+    await user.send("/cancel")
+    await ScriptedBrowser().enter_device_code(prompt.button("🔗 Open Acme DC").url or "", code, mail_user.address, mail_user.password)
+    flows = world.h.app.extra["oauth_flows"]
+    for _ in range(50):  # the polling notices the cancelled wizard within one interval
+        if user.id not in flows._device_tasks:
+            break
+        await asyncio.sleep(0.1)
+    assert user.id not in flows._device_tasks
+    assert not any("Signed in at Acme DC" in m.text for m in user.messages())
+    assert await world.mailbox(user.id) is None
