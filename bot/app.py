@@ -60,6 +60,10 @@ class App:
         await self.watchers.start_many(ids, per_second=self.settings.watch_start_rate)
 
     async def close(self) -> None:
+        for part in ("web", "oauth_flows"):  # the OAuth2 callback server, device-flow polling
+            closer = self.extra.pop(part, None)
+            if closer is not None:
+                await closer.close()  # type: ignore[attr-defined]
         await self.watchers.close()
         await self.notifier.close()
         await self.bot.session.close()
@@ -162,7 +166,27 @@ async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = 
     dispatcher = create_dispatcher(
         sessionmaker=sessionmaker, catalog=catalog, deps=deps, settings=settings, sender=sender
     )
-    return App(settings, engine, sessionmaker, catalog, deps, bot, dispatcher, sender, watchers, store, notifier)
+    app = App(settings, engine, sessionmaker, catalog, deps, bot, dispatcher, sender, watchers, store, notifier)
+    await _start_oauth(app)
+    return app
+
+
+async def _start_oauth(app: App) -> None:
+    """OAuth2 sign-in: the chat side for callbacks and device polling, and the web server for
+    the provider's redirect (only with PUBLIC_URL)."""
+    from bot.web import WebServer, create_web_app
+    from handlers.oauth import OAuthFlows
+
+    flows = OAuthFlows(
+        settings=app.settings, sessionmaker=app.sessionmaker, catalog=app.catalog, deps=app.deps,
+        bot=app.bot, storage=app.dispatcher.storage,
+    )
+    app.dispatcher["oauth_flows"] = flows
+    app.extra["oauth_flows"] = flows
+    if app.settings.public_url:
+        web = WebServer(create_web_app(flows), app.settings.web_host, app.settings.web_port)
+        await web.start()
+        app.extra["web"] = web
 
 
 async def set_commands(app: App) -> None:

@@ -90,8 +90,9 @@ class LimitConfig:
     global_burst: float = 5.0
     per_chat_rate: float = 1.0  # sending requests per second to one chat
     per_chat_burst: float = 3.0
-    # rates are applied divided by (1 + margin): requests reach Telegram with some jitter
-    margin: float = 0.05
+    # rates are applied divided by (1 + margin): requests reach Telegram with some jitter,
+    # and two sends spaced exactly 1 s apart here may arrive 0.95 s apart there
+    margin: float = 0.1
     max_wait: float = 60.0  # seconds a request may wait for a slot / a retry, in total
     attempts: int = 4  # tries for 5xx and network errors (the first one included)
     backoff_base: float = 0.5  # first retry delay; doubles each time (+-25% jitter)

@@ -109,7 +109,13 @@ async def _save(
 
 @router.callback_query(AccountCB.filter(F.action.in_({"reconnect", "rc_save", "rc_password", "delete", "delete_yes", *FIELDS})))
 async def on_account_action(
-    cb: CallbackQuery, callback_data: AccountCB, t: Translator, mailboxes: MailboxService, user: User, state: FSMContext
+    cb: CallbackQuery,
+    callback_data: AccountCB,
+    t: Translator,
+    mailboxes: MailboxService,
+    user: User,
+    state: FSMContext,
+    oauth_flows: Any = None,
 ) -> None:
     try:
         mailbox = await mailboxes.owned(user.id, callback_data.mailbox_id)
@@ -143,6 +149,11 @@ async def on_account_action(
         await message.edit_text(t("delete.done", email=email), reply_markup=kb.connect_only(t))
     elif not in_reconnect:
         await cb.answer(t("error.stale_button"), show_alert=True)
+    elif action == "rc_save" and mailbox.auth_kind == "oauth2":
+        # an OAuth2 account is repaired by signing in again, not by a password
+        await state.clear()
+        if oauth_flows is None or not await oauth_flows.start_reauthorization(user.id, mailbox.id):
+            await message.answer(t("reconnect.oauth_unavailable"))
     elif action == "rc_save":
         await _save(message, t, mailboxes, user, state)
     elif action == "rc_password":

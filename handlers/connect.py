@@ -21,6 +21,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot import keyboards as kb
 from bot.callbacks import MenuCB, ServiceCB, WizardCB
+from bot.config import Settings
 from bot.i18n import Html, Translator, escape, on_off
 from bot.render import check_failure, hint_text, mailbox_summary, server_line
 from bot.routing import RouteTable
@@ -36,6 +37,7 @@ from services.mailboxes import (
     NoDraft,
     Preferences,
 )
+from services.oauth import wizard_flow
 from storage.models import ServiceKind, User
 
 log = logging.getLogger(__name__)
@@ -153,8 +155,11 @@ async def _render(
         return t(f"connect.ask_{field}", current=current), kb.markup([nav])
     if step == S.waiting_password:
         text = t("connect.ask_password", login=data.get("login") or data["email"])
+        if data.get("oauth"):
+            text += "\n\n" + t("oauth.or_authorize", service=data["service_name"])
         hint = _hint(t, data)
-        return (hint + "\n\n" + text if hint else text), kb.markup([nav])
+        authorize = [kb.wiz(t, nonce, "oauth", "oauth.btn_authorize", service=data["service_name"])] if data.get("oauth") else []
+        return (hint + "\n\n" + text if hint else text), kb.markup([authorize, nav])
     if step == S.waiting_signature:
         return t("connect.ask_signature", limit=SIGNATURE_MAX), kb.markup(
             [[kb.wiz(t, nonce, "no_signature", "btn.no_signature")], nav]
@@ -329,7 +334,7 @@ async def on_back(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext,
 
 # ---- service -------------------------------------------------------------------------------
 @router.callback_query(ServiceCB.filter())
-async def on_service(cb: CallbackQuery, callback_data: ServiceCB, state: FSMContext, t: Translator, mailboxes: MailboxService) -> None:
+async def on_service(cb: CallbackQuery, callback_data: ServiceCB, state: FSMContext, t: Translator, mailboxes: MailboxService, settings: Settings | None = None) -> None:
     if not await _fresh(cb, callback_data.wiz, state, t):
         return
     if await state.get_state() != S.choosing_service.state:
@@ -349,6 +354,7 @@ async def on_service(cb: CallbackQuery, callback_data: ServiceCB, state: FSMCont
         "hint": hint,
         "imap_path": imap_path,
         "has_secret": False,
+        "oauth": await wizard_flow(mailboxes, settings, service),  # OAuth2 sign-in offered: "code" | "device" | None
     }
     servers = service_servers(service)
     if servers is not None:

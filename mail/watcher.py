@@ -353,6 +353,9 @@ class WatcherPool:
                 error: MailCheckError | None = None
                 try:
                     target = await self.store.target(slot.mailbox_id)
+                except MailCheckError as exc:  # e.g. an OAuth2 grant revoked: nothing to log in with
+                    target = None
+                    error = exc
                 except Exception as exc:  # noqa: BLE001 - the database may be down: retry
                     log.warning("mailbox %s: store.target failed: %r", slot.mailbox_id, exc)
                     target = None

@@ -244,6 +244,10 @@ class MailboxService:
         Item links keep their snapshots and lose the link to the letter."""
         mailbox = await self.owned(user_id, mailbox_id)
         await self.deps.watchers.stop(mailbox.id)
+        if mailbox.auth_kind == AuthKind.OAUTH2.value:
+            from services.oauth import OAuthService
+
+            await OAuthService(self.session, self.deps).revoke(mailbox)  # where the provider can
         letters_of_mailbox = select(Letter.id).where(Letter.mailbox_id == mailbox.id)
         await self.session.execute(
             update(ItemLink).where(ItemLink.letter_id.in_(letters_of_mailbox)).values(letter_id=None)

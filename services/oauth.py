@@ -167,6 +167,15 @@ class _RefreshCoordinator:
 _refreshes = _RefreshCoordinator()
 
 
+async def wizard_flow(mailboxes: MailboxService, settings: Settings | None, service: Service) -> str | None:
+    """The sign-in flow the connect wizard offers for `service` ("code" / "device"), or None
+    (flag off, no client, no usable flow). Nothing about OAuth2 shows when this is None."""
+    if settings is None:
+        return None
+    setup = await OAuthService(mailboxes.session, mailboxes.deps, settings).offer(service)
+    return setup.flow if setup is not None else None
+
+
 class OAuthService:
     def __init__(
         self,
@@ -500,6 +509,21 @@ class OAuthService:
             return False
         log.info("mailbox %s: OAuth2 grant revoked at the provider", mailbox.id)
         return True
+
+    async def discard(self, service_id: int, tokens: TokenSet) -> None:
+        """Tokens nobody will use (the sign-in's wizard is gone): revoke them where possible."""
+        service = await self.services.get(service_id)
+        endpoints = self.endpoints_for(service) if service is not None else None
+        client = self.client_for(service) if service is not None else None
+        if endpoints is None or client is None or not endpoints.supports_revocation:
+            return
+        yandex = endpoints.revoke_style == "yandex"
+        token = tokens.refresh_token if tokens.refresh_token and not yandex else tokens.access_token
+        try:
+            async with OAuthClient(endpoints, client, ssl_context=self.deps.ssl_context, timeout=self.deps.timeout) as http:
+                await http.revoke(token, hint="refresh_token" if token == tokens.refresh_token else "access_token")
+        except OAuthError as exc:
+            log.info("could not revoke unused tokens: %s", exc.error)
 
     # ---- internals -------------------------------------------------------------------------
     def _client(self, setup: ServiceOAuth) -> OAuthClient:

@@ -242,3 +242,59 @@ async def test_dovecot_and_smtp_refuse_dead_or_foreign_tokens(
                 ServerSettings("localhost", mail_stack.smtp_ssl_port, Security.SSL), creds, ssl_context=ctx, guard=guard(), timeout=5
             )
         assert err.value.kind is FailureKind.AUTH_FAILED
+
+
+# ---- Yandex's dialect (scripted server speaking it as documented) -----------------------------
+async def test_yandex_device_flow_and_revocation_dialect() -> None:
+    """Yandex: device code answer with `verification_url`, polling with grant_type=device_code and
+    `code`, revocation at revoke_token with `access_token` (not RFC 8628/7009 names)."""
+    from aiohttp import web
+
+    seen: list[dict[str, str]] = []
+    polls = 0
+
+    async def device(request: web.Request) -> web.Response:
+        seen.append(dict(await request.post()))
+        return web.json_response({"device_code": "dc-1", "user_code": "ABCD1234", "verification_url": "https://ya.ru/device",
+                                  "interval": 1, "expires_in": 300})
+
+    async def token(request: web.Request) -> web.Response:
+        nonlocal polls
+        form = dict(await request.post())
+        seen.append(form)
+        polls += 1
+        if polls == 1:
+            return web.json_response({"error": "authorization_pending"}, status=400)
+        return web.json_response({"access_token": "y-at", "refresh_token": "y-rt", "expires_in": "31536000", "token_type": "bearer"})
+
+    async def revoke(request: web.Request) -> web.Response:
+        seen.append(dict(await request.post()))
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/device/code", device)
+    app.router.add_post("/token", token)
+    app.router.add_post("/revoke_token", revoke)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    base = f"http://127.0.0.1:{port}"
+    yandex = builtin_endpoints("yandex")
+    assert yandex is not None
+    ep = yandex.with_overrides(token_url=f"{base}/token", device_url=f"{base}/device/code", revoke_url=f"{base}/revoke_token")
+    try:
+        async with OAuthClient(ep, ClientConfig("yid", "ysecret")) as http:
+            flow = await http.start_device()
+            assert flow.verification_uri == "https://ya.ru/device" and flow.user_code == "ABCD1234"
+            with pytest.raises(DevicePending):
+                await http.poll_device(flow)
+            tokens = await http.poll_device(flow)
+            assert tokens.access_token == "y-at" and tokens.expires_at and tokens.expires_at > time.time() + 10**7
+            await http.revoke(tokens.access_token, hint="access_token")
+    finally:
+        await runner.cleanup()
+    assert seen[0] == {"client_id": "yid", "client_secret": "ysecret"}  # Yandex takes no scope here
+    assert seen[1]["grant_type"] == "device_code" and seen[1]["code"] == "dc-1" and "device_code" not in seen[1]
+    assert seen[3] == {"access_token": "y-at", "client_id": "yid", "client_secret": "ysecret"}
