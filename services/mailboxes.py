@@ -345,7 +345,7 @@ class MailboxService:
             await close_imap(client)
         mailbox.uidvalidity = result.uidvalidity
         mailbox.highest_uid = result.highest_uid
-        await self.letters.delete_for_mailbox(mailbox.id)  # a repeated Save starts from a clean import
+        await self.letters.delete_for_mailbox(mailbox.id, "INBOX")  # a repeated Save starts from a clean import
         return await self.letters.add_many(
             Letter(
                 mailbox_id=mailbox.id,

@@ -18,6 +18,7 @@ from services.mailboxes import MailboxService, servers_of
 from storage.models import ItemLink, Letter, Mailbox, MailboxState, User
 
 log = logging.getLogger(__name__)
+INBOX = "INBOX"
 
 
 def letter_row(mailbox_id: int, uidvalidity: int, item: LetterSummary, *, alerted: bool) -> Letter:
@@ -87,9 +88,9 @@ class DbWatchStore:
                 return []
             if rebaseline:
                 # a new UIDVALIDITY: the old UIDs mean nothing now; start again without alerts
-                old = select(Letter.id).where(Letter.mailbox_id == mailbox_id)
+                old = select(Letter.id).where(Letter.mailbox_id == mailbox_id, Letter.folder == INBOX)
                 await session.execute(update(ItemLink).where(ItemLink.letter_id.in_(old)).values(letter_id=None))
-                await session.execute(delete(Letter).where(Letter.mailbox_id == mailbox_id))
+                await session.execute(delete(Letter).where(Letter.mailbox_id == mailbox_id, Letter.folder == INBOX))
                 session.add_all(letter_row(mailbox_id, uidvalidity, item, alerted=True) for item in letters)
                 new: list[LetterSummary] = []
                 mailbox.highest_uid = highest_uid
@@ -100,6 +101,7 @@ class DbWatchStore:
                         await session.execute(
                             select(Letter.uid).where(
                                 Letter.mailbox_id == mailbox_id,
+                                Letter.folder == INBOX,
                                 Letter.uidvalidity == uidvalidity,
                                 Letter.uid.in_(uids),
                             )

@@ -93,19 +93,22 @@ class LetterRepo:
     async def get(self, letter_id: int) -> Letter | None:
         return await self.session.get(Letter, letter_id)
 
-    async def count(self, mailbox_id: int) -> int:
-        stmt = select(func.count()).select_from(Letter).where(Letter.mailbox_id == mailbox_id)
+    async def count(self, mailbox_id: int, folder: str = "INBOX") -> int:
+        stmt = select(func.count()).select_from(Letter).where(Letter.mailbox_id == mailbox_id, Letter.folder == folder)
         return int((await self.session.execute(stmt)).scalar_one())
 
-    async def latest(self, mailbox_id: int, limit: int = 10, offset: int = 0) -> Sequence[Letter]:
+    async def latest(self, mailbox_id: int, limit: int = 10, offset: int = 0, folder: str = "INBOX") -> Sequence[Letter]:
         stmt = (
             select(Letter)
-            .where(Letter.mailbox_id == mailbox_id)
+            .where(Letter.mailbox_id == mailbox_id, Letter.folder == folder)
             .order_by(Letter.uid.desc())
             .limit(limit)
             .offset(offset)
         )
         return (await self.session.execute(stmt)).scalars().all()
 
-    async def delete_for_mailbox(self, mailbox_id: int) -> None:
-        await self.session.execute(delete(Letter).where(Letter.mailbox_id == mailbox_id))
+    async def delete_for_mailbox(self, mailbox_id: int, folder: str | None = None) -> None:
+        stmt = delete(Letter).where(Letter.mailbox_id == mailbox_id)
+        if folder is not None:
+            stmt = stmt.where(Letter.folder == folder)
+        await self.session.execute(stmt)
