@@ -432,7 +432,8 @@ async def select_inbox(client: Any, timeout: float = 15.0) -> Any:  # noqa: ASYN
     except Exception as exc:
         raise as_mail_error(IMAP, exc) from None
     if response.result != "OK":
-        lines = [_text(x) for x in response.lines if isinstance(x, bytes | bytearray)]
-        detail = lines[-1] if lines else ""
+        lines = [_text(x) if isinstance(x, bytes | bytearray) else str(x) for x in response.lines]
+        lines = [line for line in lines if line.strip()]
+        detail = lines[-1] if lines else f"SELECT INBOX answered {response.result}"
         raise MailCheckError(IMAP, classify_auth_text(detail) or FailureKind.PROTOCOL, detail)
     return response
