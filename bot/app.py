@@ -149,7 +149,7 @@ async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = 
     alert_data = AlertData(sessionmaker)
     sender = TelegramSender(bot, on_blocked=alert_data.deactivate_user)
     notifier = ChatNotifier(alert_data, sender, catalog)
-    store = DbWatchStore(sessionmaker)
+    store = DbWatchStore(sessionmaker, on_connected=notifier.recovered)
     watchers = WatcherPool(
         store,
         notifier,

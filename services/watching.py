@@ -4,7 +4,7 @@ alerts need. No Telegram here: bot/notifications.py turns these into chat messag
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -59,9 +59,16 @@ class DbWatchStore:
     Credentials come from the same use-case code as everywhere (`MailboxService.credentials`:
     the decrypted password, or an OAuth2 access token refreshed when about to expire)."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        on_connected: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.deps: MailDeps | None = None  # set once the dependencies exist (they include the pool)
+        # told after every (re)connection; the notifier uses it to say "back" after an outage
+        # that was announced before a restart (the watcher only remembers its own announcements)
+        self.on_connected = on_connected
 
     async def target(self, mailbox_id: int) -> WatchTarget | None:
         assert self.deps is not None, "DbWatchStore.deps must be set before watching"
@@ -123,6 +130,8 @@ class DbWatchStore:
                 mailbox.state = state.value
                 mailbox.state_since = datetime.now(UTC)
             mailbox.last_error = None if state == ConnState.CONNECTED else error
+        if state == ConnState.CONNECTED and self.on_connected is not None:
+            await self.on_connected(mailbox_id)
 
     async def watched_ids(self) -> list[int]:
         """Accounts to watch at start-up: connected or reconnecting (broken ones wait for the user)."""

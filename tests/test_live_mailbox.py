@@ -256,3 +256,25 @@ async def test_delete_keeps_item_snapshots_and_removes_everything_else(bot_app: 
     await user.send("/start")
     assert "📬 Connect mail" in user.buttons()
 
+
+
+async def test_outage_announced_before_a_restart_is_closed_after_it(harness: BotHarness, mail_user: Any) -> None:
+    """The bot told the user the server was unreachable, then restarted: once the watcher is
+    connected again the user hears it is back (once), although this process never saw the outage."""
+    from sqlalchemy import update
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    await harness.start()
+    user = await connected_user(harness, mail_user, 6014)
+    await harness.stop()
+    engine = create_async_engine(harness.db_url)
+    async with engine.begin() as conn:  # as the previous process left it
+        await conn.execute(update(Mailbox).where(Mailbox.user_id == user.id).values(outage_notified=True))
+    await engine.dispose()
+    await harness.start()
+    await user.wait_for_text("is back", timeout=10)
+    await settle()
+    assert sum("is back" in m.text for m in user.messages()) == 1
+    box = await stored_mailbox(harness, user.id)
+    assert box is not None and box.outage_notified is False
+
