@@ -54,4 +54,16 @@ class InboxCB(CallbackData, prefix="i"):
     page: int
 
 
-ALL_CALLBACKS: tuple[type[CallbackData], ...] = (MenuCB, LangCB, ServiceCB, WizardCB, AccountCB, LetterCB, InboxCB)
+class AdminCB(CallbackData, prefix="adm"):
+    """A button of the /admin menu. Every handler re-checks that the presser is an admin
+    (for anyone else it matches nothing: the ordinary stale-button answer)."""
+
+    section: str  # "menu" | "svc" | "co" | "flag" | "status" | "bc"
+    action: str
+    item: int = 0  # a service, company server or broadcast id
+    value: str = ""
+
+
+ALL_CALLBACKS: tuple[type[CallbackData], ...] = (
+    MenuCB, LangCB, ServiceCB, WizardCB, AccountCB, LetterCB, InboxCB, AdminCB,
+)

@@ -8,6 +8,7 @@ from aiogram.filters.callback_data import CallbackData
 from bot.callbacks import (
     ALL_CALLBACKS,
     AccountCB,
+    AdminCB,
     InboxCB,
     LangCB,
     LetterCB,
@@ -27,6 +28,7 @@ LARGEST: dict[type[CallbackData], CallbackData] = {
     AccountCB: AccountCB(mailbox_id=BIG_ID, action="use_in_processes", value="use_in_processes"),
     LetterCB: LetterCB(letter_id=BIG_ID, action="att", part="1.2.3.4.5.6.7.8.9.10"),
     InboxCB: InboxCB(page=2**31 - 1),
+    AdminCB: AdminCB(section="status", action="del_yes", item=BIG_ID, value="enablePostmanOauth2"),
 }
 
 
