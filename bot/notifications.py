@@ -19,7 +19,8 @@ from bot.render import when
 from bot.sender import SendStatus, TelegramSender
 from bot.telegram_limits import interactive
 from mail.types import LetterSummary, MailCheckError
-from services.watching import AlertData, summary_of
+from services.letters import summary_of
+from services.watching import AlertData
 
 log = logging.getLogger(__name__)
 

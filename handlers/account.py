@@ -17,6 +17,7 @@ from bot.callbacks import AccountCB
 from bot.i18n import Html, Translator
 from bot.render import check_failure, mailbox_summary, server_line
 from bot.routing import RouteTable
+from bot.secrets_input import take_password
 from bot.states import ReconnectMailbox as R
 from mail.types import MailCheckError, MailServers, ServerSettings
 from mail.validate import parse_host, parse_port
@@ -176,15 +177,9 @@ async def on_account_action(
 
 @router.message(R.waiting_password)
 async def on_new_password(message: Message, t: Translator, mailboxes: MailboxService, user: User, state: FSMContext) -> None:
-    try:
-        await message.delete()
-    except Exception:
-        log.warning("could not delete the password message in chat %s", message.chat.id)
-    password = message.text or ""
-    if not password or len(password) > 1024 or "\n" in password:
-        await message.answer(t("error.bad_password"))
-        return
-    await _save(message, t, mailboxes, user, state, password=password)
+    password = await take_password(message, t)
+    if password is not None:
+        await _save(message, t, mailboxes, user, state, password=password)
 
 
 @router.message(StateFilter(R.waiting_login, R.waiting_imap_host, R.waiting_imap_port, R.waiting_smtp_host, R.waiting_smtp_port), F.text)

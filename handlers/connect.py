@@ -25,6 +25,7 @@ from bot.config import Settings
 from bot.i18n import Html, Translator, escape, on_off
 from bot.render import check_failure, hint_text, mailbox_summary, server_line
 from bot.routing import RouteTable
+from bot.secrets_input import take_password
 from bot.states import ConnectMailbox as S
 from mail.types import FailureKind, MailCheckError, MailServers, Security, ServerSettings
 from mail.validate import parse_email, parse_host, parse_port
@@ -496,14 +497,8 @@ async def on_port(message: Message, state: FSMContext, t: Translator, mailboxes:
 # ---- password and check --------------------------------------------------------------------
 @router.message(S.waiting_password)
 async def on_password(message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User) -> None:
-    # Whatever was sent, it may be a secret: delete it first.
-    try:
-        await message.delete()
-    except Exception:
-        log.warning("could not delete the password message in chat %s", message.chat.id)
-    password = message.text or ""
-    if not password or len(password) > 1024 or "\n" in password:
-        await message.answer(t("error.bad_password"))
+    password = await take_password(message, t)  # whatever was sent may be a secret: deleted first
+    if password is None:
         return
     data = await state.get_data()
     try:

@@ -27,6 +27,7 @@ from mail.reader import (
 from mail.types import Credentials, MailCheckError, MailServers, Security, ServerSettings
 from services.deps import MailDeps
 from services.hooks import after_commit
+from services.letters import letter_row
 from storage.models import AuthKind, ItemLink, Letter, Mailbox, MailboxState, Service
 from storage.repositories import LetterRepo, MailboxRepo, ServiceRepo
 
@@ -347,19 +348,5 @@ class MailboxService:
         mailbox.highest_uid = result.highest_uid
         await self.letters.delete_for_mailbox(mailbox.id, "INBOX")  # a repeated Save starts from a clean import
         return await self.letters.add_many(
-            Letter(
-                mailbox_id=mailbox.id,
-                uidvalidity=result.uidvalidity,
-                uid=item.uid,
-                message_id=item.message_id,
-                from_name=item.from_name,
-                from_addr=item.from_addr,
-                to_addrs=item.to,
-                subject=item.subject,
-                sent_at=item.date,
-                snippet=item.snippet,
-                has_attachments=item.has_attachments,
-                size=item.size,
-            )
-            for item in result.letters
+            letter_row(mailbox.id, result.uidvalidity, item, alerted=True) for item in result.letters
         )

@@ -14,44 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mail.types import LetterSummary
 from mail.watcher import ConnState, WatchTarget
 from services.deps import MailDeps
+from services.letters import letter_row
 from services.mailboxes import MailboxService, servers_of
 from storage.models import ItemLink, Letter, Mailbox, MailboxState, User
 
 log = logging.getLogger(__name__)
 INBOX = "INBOX"
-
-
-def letter_row(mailbox_id: int, uidvalidity: int, item: LetterSummary, *, alerted: bool) -> Letter:
-    return Letter(
-        mailbox_id=mailbox_id,
-        uidvalidity=uidvalidity,
-        uid=item.uid,
-        message_id=item.message_id,
-        from_name=item.from_name,
-        from_addr=item.from_addr,
-        to_addrs=item.to,
-        subject=item.subject,
-        sent_at=item.date,
-        snippet=item.snippet,
-        has_attachments=item.has_attachments,
-        size=item.size,
-        alerted=alerted,
-    )
-
-
-def summary_of(letter: Letter) -> LetterSummary:
-    return LetterSummary(
-        uid=letter.uid,
-        message_id=letter.message_id,
-        from_name=letter.from_name,
-        from_addr=letter.from_addr,
-        to=letter.to_addrs,
-        subject=letter.subject,
-        date=letter.sent_at,
-        snippet=letter.snippet,
-        has_attachments=letter.has_attachments,
-        size=letter.size,
-    )
 
 
 class DbWatchStore:
