@@ -132,6 +132,9 @@ def create_mail_deps(
 
 async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = None) -> App:
     """Migrate the database, seed the service list and wire bot + dispatcher."""
+    from bot.api import check_tokens
+
+    check_tokens(settings.api_token_list)  # weak API tokens stop the start (no token is printed)
     await migrate(settings.database_url)
     engine = create_engine(settings.database_url)
     sessionmaker = create_sessionmaker(engine)
@@ -173,8 +176,7 @@ async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = 
 
 async def _start_oauth(app: App) -> None:
     """OAuth2 sign-in: the chat side for callbacks and device polling, and the web server for
-    the provider's redirect (only with PUBLIC_URL)."""
-    from bot.web import WebServer, create_web_app
+    the provider's redirect (only with PUBLIC_URL), shared with the API and /health."""
     from handlers.oauth import OAuthFlows
 
     flows = OAuthFlows(
@@ -183,8 +185,17 @@ async def _start_oauth(app: App) -> None:
     )
     app.dispatcher["oauth_flows"] = flows
     app.extra["oauth_flows"] = flows
-    if app.settings.public_url:
-        web = WebServer(create_web_app(flows), app.settings.web_host, app.settings.web_port)
+    # ONE web server per process: the OAuth2 callback (PUBLIC_URL), the business-process API
+    # (API_TOKENS) and /health, on WEB_HOST:WEB_PORT; none when neither is configured
+    settings = app.settings
+    if settings.web_enabled:
+        from bot.api import api_context, setup_http
+        from bot.web import WebServer, create_web_app
+
+        max_body = settings.api_max_body_bytes if settings.api_tokens else 64 * 1024
+        web_app = create_web_app(flows if settings.public_url else None, client_max_size=max_body)
+        setup_http(web_app, api_context(app))
+        web = WebServer(web_app, settings.web_host, settings.web_port)
         await web.start()
         app.extra["web"] = web
 

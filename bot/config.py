@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     public_url: str | None = None
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
+    # the business-process HTTP API (bot/api.py): bearer tokens, comma-separated; none = not served
+    api_tokens: SecretStr | None = None
+    api_max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=64 * 1024)
+    api_max_attachments_bytes: int = Field(default=20 * 1024 * 1024, ge=0)
     mail_provider_overrides: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
     watch_idle_refresh: float = Field(default=290.0, ge=5, le=1740)
     watch_outage_notice: float = Field(default=1800.0, ge=1)
@@ -51,7 +55,9 @@ class Settings(BaseSettings):
                     data = {k: v for k, v in data.items() if k != key}
         return data
 
-    @field_validator("bot_token", "encryption_keys", "mail_ca_file", "redis_url", "public_url", mode="before")
+    @field_validator(
+        "bot_token", "encryption_keys", "mail_ca_file", "redis_url", "public_url", "api_tokens", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -88,6 +94,26 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
             raise ValueError("PUBLIC_URL must be an http(s) URL without query or fragment")
         return value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _api_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        """Split and trimmed; weak tokens are refused when the API starts (bot/api.py), so no
+        token ever appears in a settings validation error."""
+        if value is None:
+            return None
+        tokens = [t.strip() for t in value.get_secret_value().split(",") if t.strip()]
+        return SecretStr(",".join(tokens)) if tokens else None
+
+    @property
+    def api_token_list(self) -> list[str]:
+        """The configured API tokens (empty: the API is not served)."""
+        return self.api_tokens.get_secret_value().split(",") if self.api_tokens else []
+
+    @property
+    def web_enabled(self) -> bool:
+        """The web server runs for the OAuth2 callback (PUBLIC_URL) or the API (API_TOKENS)."""
+        return bool(self.public_url or self.api_tokens)
 
     @property
     def oauth_flag_configured(self) -> bool:

@@ -6,8 +6,8 @@ continues the chat; the browser gets a small translated page that says what happ
 link back to the bot (t.me/<username>). The page is never cached, never framed and sends no
 referrer (its URL carries the code). No access log: request lines carry codes and states.
 
-`build_app` starts it on WEB_HOST:WEB_PORT when PUBLIC_URL is set; `App.close` stops it.
-Other routes (e.g. an HTTP API) can be added to the application `create_web_app` returns.
+`build_app` starts it on WEB_HOST:WEB_PORT when PUBLIC_URL or API_TOKENS is set (one server
+for both); bot/api.py adds /health and the business-process API. `App.close` stops it.
 """
 
 from __future__ import annotations
@@ -72,10 +72,13 @@ async def oauth_callback(request: web.Request) -> web.Response:
     )
 
 
-def create_web_app(flows: OAuthFlows) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
-    app[FLOWS] = flows
-    app.router.add_get(CALLBACK_PATH, oauth_callback)
+def create_web_app(flows: OAuthFlows | None, *, client_max_size: int = 64 * 1024) -> web.Application:
+    """The OAuth2 callback when `flows` is given (PUBLIC_URL set); bot/api.py adds /health and
+    the process API to the same application."""
+    app = web.Application(client_max_size=client_max_size)
+    if flows is not None:
+        app[FLOWS] = flows
+        app.router.add_get(CALLBACK_PATH, oauth_callback)
     return app
 
 

@@ -30,6 +30,7 @@ class LinkView:
     subject: str
     sent_at: datetime | None
     snippet: str
+    linked_at: datetime | None = None
 
     @property
     def letter_exists(self) -> bool:
@@ -72,16 +73,40 @@ class ItemLinks:
         await self.session.flush()
         return link
 
+    async def link_snapshot(
+        self,
+        item_type: str,
+        item_id: str,
+        *,
+        user_id: int | None,
+        from_name: str,
+        from_addr: str,
+        subject: str,
+        sent_at: datetime | None,
+        snippet: str,
+    ) -> ItemLink:
+        """A link that only has the snapshot (a letter the bot sent but could not file)."""
+        if not (0 < len(item_type) <= ITEM_TYPE_MAX and 0 < len(item_id) <= ITEM_ID_MAX):
+            raise ValueError("item type or id has the wrong length")
+        link = ItemLink(
+            item_type=item_type, item_id=item_id, letter_id=None, user_id=user_id, from_name=from_name,
+            from_addr=from_addr, subject=subject, sent_at=sent_at, snippet=snippet,
+        )
+        self.session.add(link)
+        await self.session.flush()
+        return link
+
     async def for_item(self, item_type: str, item_id: str) -> Sequence[LinkView]:
         stmt = (
             select(ItemLink)
             .where(ItemLink.item_type == item_type, ItemLink.item_id == item_id)
             .order_by(ItemLink.created_at, ItemLink.id)
         )
-        return [
-            LinkView(
-                link.item_type, link.item_id, link.letter_id, link.from_name, link.from_addr,
-                link.subject, link.sent_at, link.snippet,
-            )
-            for link in (await self.session.execute(stmt)).scalars()
-        ]
+        return [view_of(link) for link in (await self.session.execute(stmt)).scalars()]
+
+
+def view_of(link: ItemLink) -> LinkView:
+    return LinkView(
+        link.item_type, link.item_id, link.letter_id, link.from_name, link.from_addr,
+        link.subject, link.sent_at, link.snippet, link.created_at,
+    )
