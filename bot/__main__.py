@@ -40,10 +40,15 @@ def main() -> int:
         print(HOW_TO_GET_STARTED, file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    from aiogram.exceptions import TelegramUnauthorizedError
+
     try:
         asyncio.run(_main(settings))
     except KeyboardInterrupt:
         pass
+    except TelegramUnauthorizedError:
+        print("Telegram refused BOT_TOKEN (401 Unauthorized). Check the token from @BotFather.", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -13,6 +13,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramNetworkError
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand
@@ -213,9 +214,15 @@ async def set_commands(app: App) -> None:
 
 
 async def run_polling(app: App, *, handle_as_tasks: bool = True, handle_signals: bool = True) -> None:
-    await app.bot.delete_webhook(drop_pending_updates=False)
-    await set_commands(app)
+    try:
+        await app.bot.delete_webhook(drop_pending_updates=False)
+        await set_commands(app)
+    except TelegramNetworkError as exc:  # polling retries by itself; the menu can wait
+        log.warning("Telegram is not reachable yet (%s); polling will keep trying", exc)
     watching = asyncio.create_task(app.start_watching())
+    broadcasts = app.extra.get("broadcasts")
+    if broadcasts is not None:  # broadcasts a stop interrupted go on where they stopped
+        await broadcasts.resume()  # type: ignore[attr-defined]
     try:
         await app.dispatcher.start_polling(
             app.bot,

@@ -56,3 +56,37 @@ def test_env_example_lists_every_setting_and_empty_values_mean_unset(tmp_path: P
         monkeypatch.delenv(name, raising=False)
     s = Settings()
     assert s.bot_token is None and s.mail_ca_file is None and s.encryption_keys is None and s.redis_url is None
+
+
+async def test_python_m_bot_starts_polls_and_stops(tmp_path: Path, fake_telegram) -> None:
+    """The real entry point, as an operator runs it: settings from the environment, migrations
+    applied to a fresh SQLite file, a key file generated, polling against the (fake) Bot API,
+    a clean stop on SIGTERM."""
+    import asyncio
+    import signal
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "DATABASE_", "ENCRYPTION_"))}
+    env.update({
+        "PYTHONPATH": str(ROOT),
+        "BOT_TOKEN": fake_telegram.token,
+        "TELEGRAM_API_URL": fake_telegram.base_url,
+    })
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await fake_telegram.wait_polling(timeout=60)
+        user = fake_telegram.user(4242)
+        await user.send("/start")  # production polling handles updates as tasks: wait for the reply
+        reply = await user.wait_for(lambda m: "📬 Connect mail" in m.labels, timeout=15)
+        assert "Hello" in reply.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert (tmp_path / "data" / "mailbridge.sqlite3").exists()
+    key_file = tmp_path / "data" / "encryption.key"
+    assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert str(key_file.resolve()) in err.decode()  # the log says where the new key is
+    assert fake_telegram.calls_of("setMyCommands")
