@@ -13,7 +13,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramNetworkError
+from aiogram.exceptions import TelegramNetworkError, TelegramServerError
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand
@@ -213,7 +213,22 @@ async def set_commands(app: App) -> None:
         await app.bot.set_my_commands(commands, language_code=None if lang == "en" else lang)
 
 
+async def wait_for_telegram(bot: Bot, *, max_delay: float = 60.0) -> None:
+    """getMe until Telegram answers (network down at start-up is not a reason to exit; a
+    refused token is: TelegramUnauthorizedError goes up)."""
+    delay = 1.0
+    while True:
+        try:
+            await bot.me()
+            return
+        except (TelegramNetworkError, TelegramServerError) as exc:
+            log.warning("Telegram is not reachable (%s); trying again in %.0f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+
 async def run_polling(app: App, *, handle_as_tasks: bool = True, handle_signals: bool = True) -> None:
+    await wait_for_telegram(app.bot)
     try:
         await app.bot.delete_webhook(drop_pending_updates=False)
         await set_commands(app)
