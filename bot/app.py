@@ -61,7 +61,8 @@ class App:
         await self.watchers.start_many(ids, per_second=self.settings.watch_start_rate)
 
     async def close(self) -> None:
-        for part in ("web", "oauth_flows"):  # the OAuth2 callback server, device-flow polling
+        # broadcasts first: their requests in flight finish while the bot session is open
+        for part in ("broadcasts", "web", "oauth_flows"):  # + the OAuth2 callback server, device-flow polling
             closer = self.extra.pop(part, None)
             if closer is not None:
                 await closer.close()  # type: ignore[attr-defined]
@@ -172,7 +173,17 @@ async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = 
     )
     app = App(settings, engine, sessionmaker, catalog, deps, bot, dispatcher, sender, watchers, store, notifier)
     await _start_oauth(app)
+    _start_broadcasts(app)
     return app
+
+
+def _start_broadcasts(app: App) -> None:
+    """Outage broadcasts: the runner sends confirmed notices through app.sender (BULK)."""
+    from bot.broadcasts import BroadcastRunner
+
+    runner = BroadcastRunner(sessionmaker=app.sessionmaker, sender=app.sender, catalog=app.catalog)
+    app.dispatcher["broadcasts"] = runner
+    app.extra["broadcasts"] = runner
 
 
 async def _start_oauth(app: App) -> None:

@@ -2,12 +2,12 @@
 
 from aiogram import Router
 
-from handlers import account, connect, fallback, letters, oauth, settings, start
+from handlers import account, admin, connect, fallback, letters, oauth, settings, start
 
 
 def all_routers() -> list[Router]:
-    """Fresh routers for one Dispatcher. Order matters: OAuth first (its admin commands must win
-    over a wizard step that takes any text); the wizard's /cancel and mid-wizard commands come
+    """Fresh routers for one Dispatcher. Order matters: OAuth and admin first (admin commands
+    must win over a wizard step that takes any text); the wizard's /cancel and mid-wizard commands come
     before /start; the fallback router is last."""
-    modules = (oauth, connect, start, account, settings, letters, fallback)
+    modules = (oauth, admin, connect, start, account, settings, letters, fallback)
     return [m.router.create_router() for m in modules]

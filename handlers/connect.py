@@ -29,6 +29,7 @@ from bot.secrets_input import take_password
 from bot.states import ConnectMailbox as S
 from mail.types import FailureKind, MailCheckError, MailServers, Security, ServerSettings
 from mail.validate import parse_email, parse_host, parse_port
+from services.admin import company_for_address
 from services.catalog import service_hint, service_servers
 from services.mailboxes import (
     SIGNATURE_MAX,
@@ -131,7 +132,13 @@ async def _render(
         return t("connect.ask_email", service=data["service_name"]), kb.markup([nav])
     if step == S.waiting_login:
         use = kb.wiz(t, nonce, "login_default", "btn.use_login", login=data["email"])
-        return t("connect.ask_login", email=data["email"]), kb.markup([[use], nav])
+        text = t("connect.ask_login", email=data["email"])
+        rows = [[use], nav]
+        if data.get("company_id") and _is_other(data):  # the address is at a company server's domain
+            name = data.get("company_name", "")
+            text = t("company.wizard_offer", service=name) + "\n\n" + text
+            rows.insert(0, [kb.wiz(t, nonce, "company", "company.wizard_btn", str(data["company_id"]), service=name)])
+        return text, kb.markup(rows)
     if step == S.reviewing_servers:
         servers = _servers(data)
         source = data.get("source") or "guess"
@@ -347,6 +354,13 @@ async def on_service(cb: CallbackQuery, callback_data: ServiceCB, state: FSMCont
         return
     await cb.answer()
     await _retire(cb)
+    await state.update_data(**await _service_data(service, t, mailboxes, settings))
+    if isinstance(cb.message, Message):
+        await show(S.waiting_email, cb.message, state, t, mailboxes)
+
+
+async def _service_data(service: Any, t: Translator, mailboxes: MailboxService, settings: Settings | None) -> dict[str, Any]:
+    """What the wizard keeps about the chosen service (and its prescribed servers)."""
     hint, imap_path = service_hint(service, t.lang)
     update: dict[str, Any] = {
         "service_id": service.id,
@@ -360,9 +374,7 @@ async def on_service(cb: CallbackQuery, callback_data: ServiceCB, state: FSMCont
     servers = service_servers(service)
     if servers is not None:
         update.update(_store_servers(servers))
-    await state.update_data(**update)
-    if isinstance(cb.message, Message):
-        await show(S.waiting_email, cb.message, state, t, mailboxes)
+    return update
 
 
 # ---- e-mail and login ----------------------------------------------------------------------
@@ -378,6 +390,10 @@ async def on_email(message: Message, state: FSMContext, t: Translator, mailboxes
     update: dict[str, Any] = {"email": email}
     if not login or login == old_email:
         update["login"] = email
+    if _is_other(data):  # Other, but a company server serves this domain: offer it
+        company = await company_for_address(mailboxes.session, email)
+        update["company_id"] = company.id if company is not None else None
+        update["company_name"] = company.name(t.lang) if company is not None else None
     await state.update_data(**update)
     if data.get("has_secret"):
         await _after_field_edit(message, state, t, mailboxes, user)
@@ -425,6 +441,23 @@ async def on_login_default(cb: CallbackQuery, callback_data: WizardCB, state: FS
     data = await state.get_data()
     await state.update_data(login=data["email"])
     await _after_login(message, state, t, mailboxes, user)
+
+
+@router.callback_query(S.waiting_login, WizardCB.filter(F.action == "company"))
+async def on_use_company(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext, t: Translator, mailboxes: MailboxService, settings: Settings | None = None) -> None:
+    """Other -> the company server the address belongs to: its settings, no server questions."""
+    message = await _take(cb, callback_data.wiz, state, t)
+    if message is None:
+        return
+    data = await state.get_data()
+    value = callback_data.value
+    service = await mailboxes.get_service(int(value)) if value.isdigit() and str(data.get("company_id")) == value else None
+    if service is None or service.kind != ServiceKind.COMPANY.value:
+        await message.answer(t("error.service_unavailable"))
+        await state.update_data(company_id=None)
+    else:
+        await state.update_data(**await _service_data(service, t, mailboxes, settings), company_id=None)
+    await show(S.waiting_login, message, state, t, mailboxes)
 
 
 # ---- server settings (Other) ---------------------------------------------------------------

@@ -1,0 +1,446 @@
+"""The Telegram side of outage broadcasts: one job per confirmed broadcast sends its pending
+delivery rows (services/broadcasts.py) through the bot's one rate-limited sender.
+
+* Every notice goes through :class:`~bot.sender.TelegramSender` at ``Priority.BULK`` and
+  per-chat pacing (the job's context is not interactive), so the limiter keeps the bot under
+  Telegram's limits and serves new-mail alerts and replies first.
+* :class:`DeliveryGuard`, a session request middleware registered *after* the limiter, runs
+  right before the HTTP request leaves, i.e. once the limiter has granted the slot. For a
+  broadcast message it commits the row as ``sending`` there (not while the request waits
+  for a slot, which can take seconds), so a row is ``sending`` only while its request is in
+  flight. Its outcome is written right after the answer.
+* What a failed request means for the row:
+  - 429 (the limiter pauses the bot and retries), no slot within the limiter's wait: the
+    message certainly did not go out; the row goes back to ``pending`` for a later pass;
+  - 403: ``blocked`` (the sender's hook marks the user inactive);
+  - other 4xx: ``failed`` with Telegram's words;
+  - 5xx, timeouts, a dropped connection: the request may have been delivered; the limiter
+    would retry it, the guard refuses that retry and the row is ``failed`` (uncertain). At
+    most once, never twice.
+* ``close()`` (a normal stop) stops taking rows, lets requests in flight finish (a few
+  seconds at most) and leaves the broadcast ``sending``: the next start resumes it. Rows
+  left ``sending`` by a crash are uncertain: see services/broadcasts.py.
+* The admin's progress message is edited in place every ``progress_every`` seconds
+  (sent / failed / blocked / left, rate per second) with a Stop button, and once more at the
+  end. Edits do not spend the sending budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiogram import Bot
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.methods import TelegramMethod
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.callbacks import AdminCB
+from bot.i18n import Catalog, Html, Translator
+from bot.sender import SendStatus, TelegramSender
+from bot.telegram_limits import Priority, interactive, priority
+from services.broadcasts import AUDIENCE_ALL, Counts, DeliveryQueue, Item, JobInfo, Outcome
+from storage.models import BroadcastState
+
+log = logging.getLogger(__name__)
+
+MAX_PASSES = 5  # rounds over rows sent back to pending (429s, no slot) before giving up
+
+
+class UncertainRetry(TelegramAPIError):
+    """The guard refuses to resend a request whose first attempt may have been delivered."""
+
+
+class NotClaimed(TelegramAPIError):
+    """The row is no longer pending (cancelled, or taken by another process)."""
+
+
+class Stopping(TelegramAPIError):
+    """The job is stopping: the slot was granted but the request is not made."""
+
+
+_attempt: ContextVar[_Attempt | None] = ContextVar("broadcast_attempt", default=None)
+
+
+@dataclass
+class _Attempt:
+    """One delivery row being sent; the guard reports what happened on the wire."""
+
+    queue: DeliveryQueue
+    delivery_id: int
+    stopping: Callable[[], bool]
+    requests: int = 0  # requests that left (or may have left)
+    in_flight: bool = False
+    uncertain: bool = False  # a request may have been delivered without an answer
+    refused: BaseException | None = None  # Telegram's definite "no" on the last request
+    not_claimed: bool = False
+
+    async def around(self, make_request: NextRequestMiddlewareType[Any], bot: Bot, method: TelegramMethod[Any]) -> Any:
+        if self.uncertain:
+            raise UncertainRetry(method=method, message="an earlier attempt may have been delivered; not resent")
+        if self.stopping():
+            raise Stopping(method=method, message="the broadcast is stopping")
+        self.in_flight = True
+        try:
+            if not await self.queue.mark_sending(self.delivery_id):
+                self.not_claimed = True
+                raise NotClaimed(method=method, message="the delivery is not pending any more")
+            self.requests += 1
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                self.refused = exc  # certainly not delivered; the limiter retries after the pause
+                await self.queue.mark_pending(self.delivery_id, f"429: retry after {exc.retry_after}")
+                raise
+            except TelegramNetworkError as exc:
+                if isinstance(exc.__cause__, aiohttp.ClientConnectorError):
+                    self.refused = exc  # never connected: nothing was sent
+                    await self.queue.mark_pending(self.delivery_id, exc.message)
+                else:
+                    self.uncertain = True
+                raise
+            except TelegramServerError:
+                self.uncertain = True
+                raise
+            except TelegramAPIError as exc:
+                self.refused = exc
+                raise
+        finally:
+            self.in_flight = False
+
+
+class DeliveryGuard(BaseRequestMiddleware):
+    """Inner session middleware: only acts on requests made for a broadcast delivery."""
+
+    async def __call__(self, make_request: NextRequestMiddlewareType[Any], bot: Bot, method: TelegramMethod[Any]) -> Any:
+        attempt = _attempt.get()
+        if attempt is None or method.__api_method__ != "sendMessage":
+            return await make_request(bot, method)
+        return await attempt.around(make_request, bot, method)
+
+
+def install_guard(bot: Bot) -> DeliveryGuard:
+    for middleware in bot.session.middleware:
+        if isinstance(middleware, DeliveryGuard):
+            return middleware
+    guard = DeliveryGuard()
+    bot.session.middleware(guard)  # after the limiter: called once a slot is granted
+    return guard
+
+
+def notice_text(t: Translator, text: str) -> str:
+    """The notice as a user sees it (``text`` is the admin's message as Telegram HTML)."""
+    return t("admin.bc_notice", text=Html(text))
+
+
+def audience_label(t: Translator, audience: str, service_name: str | None) -> str:
+    if audience == AUDIENCE_ALL:
+        return t("admin.bc_audience_all")
+    return t("admin.bc_audience_service", service=service_name or audience)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def progress_text(t: Translator, info: JobInfo, counts: Counts, *, rate: float, elapsed: float, state: str) -> str:
+    service_name = info.service.name(t.lang) if info.service is not None else None
+    values: dict[str, Any] = {
+        "audience": audience_label(t, info.audience, service_name),
+        "sent": counts.sent,
+        "failed": counts.failed,
+        "blocked": counts.blocked,
+        "left": counts.left,
+        "total": counts.total,
+        "rate": f"{rate:.1f}",
+        "elapsed": _duration(elapsed),
+    }
+    key = {
+        BroadcastState.SENDING.value: "admin.bc_progress",
+        BroadcastState.DONE.value: "admin.bc_done",
+        BroadcastState.CANCELLED.value: "admin.bc_cancelled",
+    }.get(state, "admin.bc_progress")
+    text = t(key, **values)
+    if counts.uncertain:
+        text += "\n" + t("admin.bc_uncertain", count=counts.uncertain)
+    return text
+
+
+def stop_markup(t: Translator, broadcast_id: int) -> InlineKeyboardMarkup:
+    button = InlineKeyboardButton(
+        text=t("admin.bc_btn_stop"), callback_data=AdminCB(section="bc", action="stop", item=broadcast_id).pack()
+    )
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+
+@dataclass
+class _Job:
+    runner: BroadcastRunner
+    broadcast_id: int
+    task: asyncio.Task[None] | None = None
+    stopping: bool = False
+    deliveries: dict[asyncio.Task[None], _Attempt | None] = field(default_factory=dict)
+    info: JobInfo | None = None
+    started: float = 0.0
+    sent_at_start: int = 0
+    last_text: str = ""
+
+    def stop(self) -> None:
+        """Take no more rows; deliveries still waiting for a slot give up (their rows stay
+        pending), requests in flight finish."""
+        self.stopping = True
+        for task, attempt in list(self.deliveries.items()):
+            if attempt is None or (not attempt.in_flight and attempt.requests == 0):
+                task.cancel()  # still waiting for a slot: nothing left, the row stays pending
+
+    async def run(self) -> None:
+        interactive.set(False)  # unsolicited messages: paced per chat
+        priority.set(Priority.BULK)  # alerts and replies go first
+        queue = self.runner.queue
+        self.info = await queue.info(self.broadcast_id)
+        if self.info is None:
+            return
+        self.started = time.monotonic()
+        self.sent_at_start = (await queue.counts(self.broadcast_id)).sent
+        progress = asyncio.create_task(self._progress_loop(), name=f"broadcast-{self.broadcast_id}-progress")
+        try:
+            for _ in range(MAX_PASSES):
+                fed = await self._pass()
+                if self.stopping or fed == 0:
+                    break
+                if await queue.state(self.broadcast_id) != BroadcastState.SENDING.value:
+                    break
+            if not self.stopping:
+                if (await queue.counts(self.broadcast_id)).pending:
+                    await queue.give_up_pending(self.broadcast_id, "not sent: Telegram's rate limit did not let it out")
+                await queue.finish(self.broadcast_id)
+        finally:
+            leftovers = [*self.deliveries, progress]
+            for task in leftovers:
+                task.cancel()
+            await asyncio.gather(*leftovers, return_exceptions=True)
+        # a normal end (done, or cancelled by the admin): the last word on the progress message
+        if await queue.state(self.broadcast_id) != BroadcastState.SENDING.value:
+            await self._show_progress(final=True)
+
+    async def _pass(self) -> int:
+        """Send every row pending now, at most ``concurrency`` at a time; returns how many."""
+        runner = self.runner
+        slots = asyncio.Semaphore(runner.concurrency)
+        after = 0
+        fed = 0
+        tasks: set[asyncio.Task[None]] = set()
+        while not self.stopping:
+            items = await runner.queue.next_items(self.broadcast_id, after, runner.batch)
+            if not items:
+                break
+            after = items[-1].delivery_id
+            for item in items:
+                await slots.acquire()
+                if self.stopping:
+                    slots.release()
+                    break
+                task = asyncio.create_task(self._deliver(item))
+                self.deliveries[task] = None
+                tasks.add(task)
+
+                def finished(done: asyncio.Task[None]) -> None:
+                    slots.release()
+                    tasks.discard(done)
+                    self.deliveries.pop(done, None)
+
+                task.add_done_callback(finished)
+                fed += 1
+        if tasks:
+            await asyncio.gather(*list(tasks), return_exceptions=True)
+        return fed
+
+    async def _deliver(self, item: Item) -> None:
+        try:
+            await self._send(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("broadcast %s: delivery %s failed; it stays pending", self.broadcast_id, item.delivery_id)
+
+    async def _send(self, item: Item) -> None:
+        runner = self.runner
+        assert self.info is not None
+        t = runner.catalog.get(item.language)
+        attempt = _Attempt(runner.queue, item.delivery_id, lambda: self.stopping)
+        current = asyncio.current_task()
+        if current is not None:
+            self.deliveries[current] = attempt
+        token = _attempt.set(attempt)
+        try:
+            result = await runner.sender.send_message(
+                item.user_id, notice_text(t, self.info.text), priority=Priority.BULK
+            )
+        finally:
+            _attempt.reset(token)
+        if attempt.not_claimed:
+            return
+        queue = runner.queue
+        if result.status is SendStatus.SENT:
+            await queue.mark_done(item.delivery_id, Outcome.SENT, message_id=result.message_id)
+        elif result.status is SendStatus.BLOCKED:
+            await queue.mark_done(item.delivery_id, Outcome.BLOCKED, error=result.reason or "blocked")
+        elif attempt.uncertain:
+            await queue.mark_done(item.delivery_id, Outcome.FAILED, error="uncertain: " + result.reason)
+        elif attempt.requests == 0 or isinstance(attempt.refused, TelegramRetryAfter | TelegramNetworkError):
+            # it never left (no slot in time, stopping) or flood control refused it: a later pass
+            await queue.mark_pending(item.delivery_id, result.reason)
+        else:
+            await queue.mark_done(item.delivery_id, Outcome.FAILED, error=result.reason)
+
+    # ---- progress ----------------------------------------------------------------------------
+    async def _progress_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.runner.progress_every)
+            try:
+                await self._show_progress(final=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("broadcast %s: progress update failed", self.broadcast_id, exc_info=True)
+
+    async def _show_progress(self, *, final: bool) -> None:
+        runner = self.runner
+        info = await runner.queue.info(self.broadcast_id)
+        if info is None or info.progress_chat_id is None or info.progress_message_id is None:
+            return
+        counts = await runner.queue.counts(self.broadcast_id)
+        elapsed = max(0.001, time.monotonic() - self.started)
+        rate = max(0, counts.sent - self.sent_at_start) / elapsed
+        if final and info.started_at is not None and info.finished_at is not None:
+            elapsed = max(0.001, (info.finished_at - info.started_at).total_seconds())
+        t = runner.catalog.get(info.admin_language)
+        text = progress_text(t, info, counts, rate=rate, elapsed=elapsed, state=info.state)
+        if text == self.last_text:
+            return
+        markup = None if final else stop_markup(t, self.broadcast_id)
+        try:
+            await runner.sender.bot.edit_message_text(
+                text=text,
+                chat_id=info.progress_chat_id,
+                message_id=info.progress_message_id,
+                reply_markup=markup,
+            )
+            self.last_text = text
+        except TelegramBadRequest as exc:
+            if "not modified" in exc.message:
+                self.last_text = text
+            else:
+                log.warning("broadcast %s: progress message not editable: %s", self.broadcast_id, exc.message)
+        except TelegramAPIError as exc:
+            log.warning("broadcast %s: progress edit failed: %s", self.broadcast_id, exc)
+
+
+class BroadcastRunner:
+    """One per bot process (bot.app.build_app); ``dispatcher["broadcasts"]`` for handlers."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        sender: TelegramSender,
+        catalog: Catalog,
+        concurrency: int = 16,
+        batch: int = 500,
+        progress_every: float = 2.0,
+        close_grace: float = 10.0,
+    ) -> None:
+        self.queue = DeliveryQueue(sessionmaker)
+        self.sender = sender
+        self.catalog = catalog
+        self.concurrency = max(1, concurrency)
+        self.batch = max(1, batch)
+        self.progress_every = progress_every
+        self.close_grace = close_grace
+        self._jobs: dict[int, _Job] = {}
+        install_guard(sender.bot)
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The running jobs' tasks (cancelling one is what a crash looks like to the queue)."""
+        return [job.task for job in self._jobs.values() if job.task is not None and not job.task.done()]
+
+    def running(self, broadcast_id: int) -> bool:
+        job = self._jobs.get(broadcast_id)
+        return job is not None and job.task is not None and not job.task.done()
+
+    def start(self, broadcast_id: int) -> None:
+        if self.running(broadcast_id):
+            return
+        job = _Job(self, broadcast_id)
+        job.task = asyncio.create_task(self._guarded(job), name=f"broadcast-{broadcast_id}")
+        self._jobs[broadcast_id] = job
+
+    async def _guarded(self, job: _Job) -> None:
+        try:
+            await job.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("broadcast %s stopped by an error; it resumes at the next start", job.broadcast_id)
+        finally:
+            if self._jobs.get(job.broadcast_id) is job:
+                self._jobs.pop(job.broadcast_id, None)
+
+    async def resume(self) -> list[int]:
+        """At start-up: every broadcast still ``sending`` continues where it stopped."""
+        resumed = []
+        for broadcast_id in await self.queue.sending_ids():
+            if self.running(broadcast_id):
+                continue
+            uncertain = await self.queue.recover_interrupted(broadcast_id)
+            if uncertain:
+                log.warning(
+                    "broadcast %s: %d deliveries were in flight when the process stopped; not resent",
+                    broadcast_id, uncertain,
+                )
+            self.start(broadcast_id)
+            resumed.append(broadcast_id)
+        if resumed:
+            log.info("resumed broadcasts %s", resumed)
+        return resumed
+
+    async def stop(self, broadcast_id: int, *, wait: bool = True) -> None:
+        """The admin cancelled it (the service set the state): stop taking rows; the job
+        writes its final progress when the requests in flight are answered."""
+        job = self._jobs.get(broadcast_id)
+        if job is None or job.task is None:
+            return
+        job.stop()
+        if wait:
+            await asyncio.wait({job.task}, timeout=self.close_grace)
+
+    async def close(self) -> None:
+        """A normal stop: in-flight requests finish, the rest stays pending for the next start."""
+        jobs = list(self._jobs.values())
+        for job in jobs:
+            job.stop()
+        tasks = [job.task for job in jobs if job.task is not None]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=self.close_grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._jobs.clear()
+

@@ -1,0 +1,318 @@
+"""/admin end to end: the real bot through the fake Bot API, the real Dovecot for company
+servers and the connection test, the database checked afterwards."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.callbacks import AdminCB
+from services.oauth import OAuthService
+from storage.models import FeatureFlag, Mailbox, Service, User
+from tests.harness.plugin_app import BotHarness
+from tests.test_connect_wizard import connect, letter, stored_mailbox
+from tests.test_live_mailbox import wait_alerts, wait_watching
+
+ADMIN = 4242
+UNKNOWN = "I don't know that command"
+STALE = "This button is out of date"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def service_by_code(h: BotHarness, code: str) -> Service:
+    async with h.session() as s:
+        return (await s.execute(select(Service).where(Service.code == code))).scalar_one()
+
+
+async def open_admin(h: BotHarness, section: str | None = None) -> Any:
+    admin = h.user(ADMIN)
+    await admin.send("/admin")
+    assert "Administration" in admin.last().text
+    if section is not None:
+        await admin.press(section)
+    return admin
+
+
+# ---- who may administer --------------------------------------------------------------------
+async def test_admin_commands_look_unknown_to_everyone_else(harness: BotHarness) -> None:
+    await harness.start(admin_ids=[ADMIN])
+    user = harness.user(7001)
+    await user.send("/no_such_command")
+    unknown = user.last().text
+    assert unknown.startswith(UNKNOWN)
+    await user.send("/admin")
+    assert user.last().text == unknown, "a non-admin gets exactly the reply to any unknown command"
+    await user.send("/admin status")
+    assert user.last().text == unknown
+    # a forged admin button: the same answer as any stale button, and nothing changes
+    await user.send("/start")
+    menu = user.last()
+    gmail = await service_by_code(harness, "gmail")
+    bogus = await user.press_data("zz:nothing", menu.message_id)
+    forged = await user.press_data(AdminCB(section="svc", action="toggle", item=gmail.id).pack(), menu.message_id)
+    assert forged.text == bogus.text and forged.text.startswith(STALE)
+    assert (await service_by_code(harness, "gmail")).enabled
+    # mid-wizard, /admin is just text for the wizard's step, as any other unknown command
+    await user.press("📬 Connect mail")
+    await user.press("Gmail")
+    await user.send("/admin")
+    mid_admin = user.last().text
+    await user.send("/nonsense")
+    assert user.last().text == mid_admin.replace("/admin", "/nonsense")
+    # the admin gets the menu
+    admin = await open_admin(harness)
+    assert admin.buttons() == ["📮 Standard services", "🏢 Company servers", "🚩 Feature flags", "📊 Status", "📣 Outage notice"]
+
+
+# ---- standard services ---------------------------------------------------------------------
+async def test_disabled_service_leaves_the_wizard_but_its_accounts_keep_working(harness: BotHarness, mail_user: Any) -> None:
+    await harness.start(admin_ids=[ADMIN])
+    owner = harness.user(7101)
+    await connect(harness, owner, service="Gmail", email=mail_user.address, password=mail_user.password)
+    box = await stored_mailbox(harness, owner.id)
+    assert box is not None
+    await wait_watching(harness, box.id)
+
+    admin = await open_admin(harness, "📮 Standard services")
+    assert "✅ Gmail · 1" in admin.buttons()
+    await admin.press("✅ Gmail · 1")
+    card = admin.last().text
+    assert mail_user.address in card and "connected" in card and "Connected accounts: 1" in card
+    await admin.press("🚫 Hide from the connect wizard")
+    assert "hidden from the connect wizard" in admin.last().text
+    assert mail_user.address in admin.last().text, "its connected account is still listed for the admin"
+    assert not (await service_by_code(harness, "gmail")).enabled
+
+    newcomer = harness.user(7102)
+    await newcomer.send("/start")
+    await newcomer.press("📬 Connect mail")
+    assert "Gmail" not in newcomer.buttons() and "Yandex" in newcomer.buttons()
+
+    # the connected account keeps working: new mail is still alerted
+    await harness.stack.deliver(mail_user.address, letter(1, subject="Still here"))
+    [alert] = await wait_alerts(harness, owner, 1)
+    assert "Still here" in alert.text
+    await owner.send("/settings")
+    await owner.press("📬 Mail")
+    assert "connected" in owner.last().text
+
+    await admin.press("⬅️ Back")
+    await admin.press("🚫 Gmail · 1")
+    await admin.press("✅ Show in the connect wizard")
+    await newcomer.send("/cancel")
+    await newcomer.send("/start")
+    await newcomer.press("📬 Connect mail")
+    assert "Gmail" in newcomer.buttons()
+
+
+# ---- company servers -----------------------------------------------------------------------
+async def add_company(h: BotHarness, name: str, domains: str, imap: str, smtp: str) -> Any:
+    admin = await open_admin(h, "🏢 Company servers")
+    await admin.press("➕ Add a company server")
+    assert "name" in admin.last().text
+    await admin.send(name)
+    assert "mail domain" in admin.last().text
+    await admin.send(domains)
+    assert "IMAP server" in admin.last().text
+    await admin.send(imap)
+    assert "SMTP server" in admin.last().text
+    await admin.send(smtp)
+    assert f"Company server {name} added" in admin.last().text
+    return admin
+
+
+async def test_company_server_added_in_chat_is_tested_and_connects(harness: BotHarness, mail_user: Any) -> None:
+    await harness.start(admin_ids=[ADMIN])
+    stack = harness.stack
+    admin = await add_company(
+        harness, "Acme mail", "Example.org, acme.test",
+        f"localhost:{stack.imap_ssl_port} ssl", f"localhost:{stack.smtp_starttls_port} starttls",
+    )
+    card = admin.last().text
+    assert "example.org, acme.test" in card
+    assert f"IMAP: localhost:{stack.imap_ssl_port} · SSL/TLS" in card
+    assert f"SMTP: localhost:{stack.smtp_starttls_port} · STARTTLS" in card
+
+    # the test button: TLS and greeting of both ports, without credentials
+    await admin.press("🔌 Test the connection")
+    report = await admin.wait_for_text("Connection test", timeout=15)
+    assert "✅ IMAP" in report.text and "✅ SMTP" in report.text and "Both ports look right" in report.text
+    assert "TLSv1" in report.text
+
+    # the wizard offers it first, and a user connects through it to the local Dovecot
+    user = harness.user(7201)
+    await user.send("/start")
+    await user.press("📬 Connect mail")
+    labels = user.buttons()
+    assert labels[0] == "Acme mail" and labels.index("Acme mail") < labels.index("Gmail")
+    await user.send("/cancel")
+    await connect(harness, user, service="Acme mail", email=mail_user.address, password=mail_user.password)
+    box = await stored_mailbox(harness, user.id)
+    assert box is not None and box.state == "connected"
+    assert (box.imap_port, box.smtp_port, box.smtp_security) == (stack.imap_ssl_port, stack.smtp_starttls_port, "starttls")
+
+    # a closed port: a clear failure, naming the protocol and what to check
+    port = closed_port()
+    await admin.press("⬅️ Back")
+    await admin.press("✏️ IMAP")
+    assert f"Now: localhost:{stack.imap_ssl_port} ssl" in admin.last().text
+    await admin.send("not a server!")
+    assert "could not read that" in admin.last().text
+    await admin.send(f"localhost:{port}")
+    assert "Saved" in admin.last().text and f"IMAP: localhost:{port} · SSL/TLS" in admin.last().text
+    await admin.press("🔌 Test the connection")
+    report = await admin.wait_for_text("Connection test", timeout=15)
+    assert f"❌ IMAP localhost:{port}" in report.text and "refused the connection" in report.text
+    assert "✅ SMTP" in report.text and "Fix the settings marked ❌" in report.text
+    # the account connected earlier keeps its own settings
+    box = await stored_mailbox(harness, user.id)
+    assert box is not None and box.imap_port == stack.imap_ssl_port
+
+    # in use: can't be removed, only hidden
+    await admin.press("⬅️ Back")
+    await admin.press("🗑 Remove")
+    assert "can't be removed" in admin.callback_answers[-1].text
+    async with harness.session() as s:
+        assert (await s.execute(select(Service).where(Service.name_en == "Acme mail"))).scalar_one()
+
+
+async def test_company_server_offered_to_other_with_its_domain(harness: BotHarness, mail_user: Any) -> None:
+    await harness.start(admin_ids=[ADMIN])
+    stack = harness.stack
+    await add_company(
+        harness, "Acme mail", "example.org",
+        f"localhost:{stack.imap_starttls_port} starttls", f"localhost:{stack.smtp_ssl_port}",
+    )
+    user = harness.user(7301)
+    await user.send("/start")
+    await user.press("📬 Connect mail")
+    await user.press("Other")
+    await user.send(mail_user.address)
+    assert "served by Acme mail" in user.last().text
+    await user.press("🏢 Use Acme mail")
+    await user.press(f"Use {mail_user.address}")
+    assert "Send the password" in user.last().text, "the company's settings: no server questions"
+    await user.send(mail_user.password)
+    await user.wait_for_text("Signed in to IMAP and SMTP")
+    await user.press("No signature")
+    await user.press("🔕 Don't notify")
+    await user.press("🚫 Don't allow")
+    await user.press("💾 Save")
+    await user.wait_for_text("Mailbox connected", timeout=15)
+    box = await stored_mailbox(harness, user.id)
+    assert box is not None and box.service.name_en == "Acme mail" and box.imap_security == "starttls"
+    # an address outside the domain is not offered anything
+    other = harness.user(7302)
+    await other.send("/start")
+    await other.press("📬 Connect mail")
+    await other.press("Other")
+    await other.send("someone@elsewhere.test")
+    assert "served by" not in other.last().text and "🏢 Use Acme mail" not in other.buttons()
+
+
+async def test_unused_company_server_is_removed_and_leaves_the_wizard(harness: BotHarness) -> None:
+    await harness.start(admin_ids=[ADMIN])
+    admin = await add_company(harness, "Old corp", "old.test", "imap.old.test", "smtp.old.test:587")
+    assert "IMAP: imap.old.test:993 · SSL/TLS" in admin.last().text
+    assert "SMTP: smtp.old.test:587 · STARTTLS" in admin.last().text
+    await admin.press("✏️ Name")
+    await admin.send("Older corp")
+    assert "Older corp" in admin.last().text
+    await admin.press("🗑 Remove")
+    assert "Remove the company server Older corp" in admin.last().text
+    await admin.press("🗑 Yes, remove it")
+    assert "No company servers yet" in admin.last().text
+    user = harness.user(7401)
+    await user.send("/start")
+    await user.press("📬 Connect mail")
+    assert "Older corp" not in user.buttons()
+
+
+async def test_company_input_is_validated_and_cancellable(harness: BotHarness) -> None:
+    await harness.start(admin_ids=[ADMIN])
+    admin = await open_admin(harness, "🏢 Company servers")
+    await admin.press("➕ Add a company server")
+    await admin.send("Acme")
+    await admin.send("not a domain!")
+    assert "not a list of mail domains" in admin.last().text
+    await admin.send("acme.test")
+    await admin.send("imap.acme.test:99999")
+    assert "could not read that" in admin.last().text
+    await admin.send("/cancel")
+    assert "Cancelled" in admin.last().text and "Administration" in admin.last().text
+    async with harness.session() as s:
+        assert (await s.execute(select(Service).where(Service.kind == "company"))).first() is None
+
+
+# ---- feature flags -------------------------------------------------------------------------
+async def test_flag_set_from_chat(harness: BotHarness) -> None:
+    await harness.start(admin_ids=[ADMIN])
+    admin = await open_admin(harness, "🚩 Feature flags")
+    assert "enablePostmanOauth2: off" in admin.last().text and "Never set" in admin.last().text
+    await admin.press("Turn enablePostmanOauth2 on")
+    assert "enablePostmanOauth2: on" in admin.last().text and "Set here by an admin" in admin.last().text
+    async with harness.session() as s:
+        assert await OAuthService(s, harness.app.deps, harness.app.settings).flag_enabled()
+        row = await s.get(FeatureFlag, "enablePostmanOauth2")
+        assert row is not None and row.updated_by == ADMIN
+    await admin.press("Turn enablePostmanOauth2 off")
+    assert "enablePostmanOauth2: off" in admin.last().text
+
+
+async def test_flag_from_configuration_wins_and_says_so(harness: BotHarness) -> None:
+    await harness.start(admin_ids=[ADMIN], enable_postman_oauth2=True)
+    async with harness.session() as s:
+        s.add(FeatureFlag(name="enablePostmanOauth2", enabled=False, updated_by=ADMIN))
+        await s.commit()
+    admin = await open_admin(harness, "🚩 Feature flags")
+    text = admin.last().text
+    assert "enablePostmanOauth2: on" in text and "Set by the configuration" in text
+    assert "The value chosen here (off) is kept but ignored" in text
+    assert not any("Turn" in label for label in admin.buttons())
+    # a button from an older screen can't override the configuration either
+    forged = await admin.press_data(AdminCB(section="flag", action="set", item=0, value="0").pack(), admin.last().message_id)
+    assert "configuration wins" in (forged.text or "")
+    async with harness.session() as s:
+        assert await OAuthService(s, harness.app.deps, harness.app.settings).flag_enabled()
+
+
+# ---- status --------------------------------------------------------------------------------
+async def test_status_counts(harness: BotHarness) -> None:
+    await harness.start(admin_ids=[ADMIN])
+    gmail = await service_by_code(harness, "gmail")
+    yandex = await service_by_code(harness, "yandex")
+    now = datetime.now(UTC)
+    states = [
+        (gmail, "connected", None), (gmail, "connected", None), (gmail, "broken", "imap: auth_failed: bad password"),
+        (yandex, "reconnecting", "imap: timeout: no answer"), (yandex, "connected", None), (yandex, "draft", None),
+    ]
+    async with harness.session() as s:
+        for n, (service, state, error) in enumerate(states):
+            uid = 7500 + n
+            s.add(User(id=uid, language="en", is_active=n != 4))
+            await s.flush()
+            s.add(Mailbox(
+                user_id=uid, service_id=service.id, email=f"u{n}@status.test", login=f"u{n}", secret_enc="x",
+                imap_host="localhost", imap_port=1, imap_security="ssl", smtp_host="localhost", smtp_port=1,
+                smtp_security="ssl", state=state, last_error=error, state_since=now - timedelta(minutes=n),
+            ))
+        s.add(User(id=7599, language="ru", is_active=False))
+        await s.commit()
+    admin = await open_admin(harness, "📊 Status")
+    text = admin.last().text
+    # 6 + 1 users created here + the admin; inactive: 7504 and 7599
+    assert "Users: 8 (active 6, blocked the bot 2)" in text
+    assert "connected 3 · 🟡 reconnecting 1 · 🔴 broken 1" in text
+    assert "• Gmail: 2 / 0 / 1" in text and "• Yandex: 1 / 1 / 0" in text
+    assert "u2@status.test (Gmail, 🔴 connection broken" in text and "bad password" in text
+    assert "u3@status.test (Yandex, 🟡 reconnecting" in text and "no answer" in text
+    assert "u0@status.test" not in text
+    assert text.index("u2@status.test") < text.index("u3@status.test"), "newest problem first"
