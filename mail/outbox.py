@@ -120,15 +120,18 @@ class Built:
     message_id: str
     date: datetime
     text: str  # the readable text (with signature), for the snippet
+    wire: bytes = b""  # the message as submitted (CRLF, no Bcc)
 
-    def as_bytes(self, *, with_bcc: Sequence[Recipient] = ()) -> bytes:
-        """The wire form; `with_bcc` adds a Bcc header (the Sent copy only)."""
-        if not with_bcc:
-            return self.message.as_bytes(policy=POLICY)
-        copy = email.message_from_bytes(self.message.as_bytes(policy=POLICY), policy=POLICY)
-        assert isinstance(copy, EmailMessage)
-        copy["Bcc"] = [r.header() for r in with_bcc]
-        return copy.as_bytes(policy=POLICY)
+    def with_bcc(self, bcc: Sequence[Recipient]) -> bytes:
+        """The wire form plus a Bcc header (for the Sent copy only), without serialising the
+        whole message again."""
+        if not bcc:
+            return self.wire
+        header = EmailMessage(policy=POLICY)
+        header["Bcc"] = [r.header() for r in bcc]
+        line = header.as_bytes(policy=POLICY).split(b"\r\n\r\n", 1)[0]
+        head, sep, body = self.wire.partition(b"\r\n\r\n")
+        return head + b"\r\n" + line + sep + body
 
 
 def text_with_signature(text: str, signature: str) -> str:
@@ -176,7 +179,7 @@ def build_message(draft: Draft, *, now: datetime | None = None) -> Built:
     for item in draft.attachments:
         maintype, _, subtype = item.content_type.partition("/")
         msg.add_attachment(item.data, maintype=maintype, subtype=subtype, filename=item.filename)
-    return Built(msg, message_id, date, text or "")
+    return Built(msg, message_id, date, text or "", msg.as_bytes(policy=POLICY))
 
 
 def _cte(text: str) -> str:

@@ -21,6 +21,7 @@ Errors are typed (OutgoingError subclasses); nothing here knows HTTP. Secrets ar
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from storage.models import Letter, Mailbox, MailboxState
 log = logging.getLogger(__name__)
 
 DEFAULT_ATTACHMENTS_LIMIT = 20 * 1024 * 1024
+OFFLOAD_BYTES = 256 * 1024
 LOGIN_REFUSED = {FailureKind.AUTH_FAILED, FailureKind.APP_PASSWORD_REQUIRED, FailureKind.IMAP_DISABLED}
 
 
@@ -212,9 +214,12 @@ class OutgoingService:
             sender=sender, to=letter.to, cc=letter.cc, bcc=letter.bcc, subject=letter.subject,
             text=letter.text, html=letter.html, attachments=letter.attachments, signature=mailbox.signature or "",
         )
-        built = build_message(draft)
+        if total > OFFLOAD_BYTES:  # MIME-encoding megabytes is CPU work: not on the event loop
+            built = await asyncio.to_thread(build_message, draft)
+        else:
+            built = build_message(draft)
         recipients = draft.envelope_recipients
-        await self._submit(mailbox, creds, built.as_bytes(), recipients)
+        await self._submit(mailbox, creds, built.wire, recipients)
         log.info(
             "mailbox %s: letter sent for a business process to %d recipient(s)", mailbox.id, len(recipients)
         )
@@ -222,7 +227,7 @@ class OutgoingService:
             message_id=built.message_id, mailbox_id=mailbox.id, user_id=mailbox.user_id, sender=mailbox.email,
             recipients=recipients, sent_at=built.date, saved_to_sent=False, sent_folder=None, letter_id=None,
         )
-        sent_copy = built.as_bytes(with_bcc=letter.bcc)
+        sent_copy = built.with_bcc(letter.bcc)
         stored: Letter | None = None
         try:
             stored = await self._file_in_sent(mailbox, creds, draft, built, sent_copy, result)
