@@ -516,8 +516,15 @@ async def _audience_picker(t: Translator, bcs: BroadcastService, broadcast_id: i
 
 
 def _confirm_screen(t: Translator, broadcast: Broadcast, audience: Audience) -> tuple[str, InlineKeyboardMarkup]:
+    """The preview (the notice exactly as users get it) and the question, in ONE message: each
+    admin action costs one message (Telegram allows about one a second per chat)."""
     bid = broadcast.id
-    text = t("admin.bc_confirm", audience=_audience_name(t, audience), count=audience.reachable, skipped=audience.inactive)
+    text = "\n\n".join([
+        t("admin.bc_preview_intro"),
+        notice_text(t, broadcast.text),
+        "➖➖➖",
+        t("admin.bc_confirm", audience=_audience_name(t, audience), count=audience.reachable, skipped=audience.inactive),
+    ])
     rows = []
     if audience.reachable:
         rows.append([_b(t, "admin.bc_btn_send", "bc", "go", bid, count=audience.reachable)])
@@ -601,11 +608,7 @@ async def on_broadcast(
                 raise NotFound(value)
             audience = await bcs.set_audience(bid, key)
             await cb.answer()
-            if message is not None:
-                await message.answer(t("admin.bc_preview_intro"))
-                await message.answer(notice_text(t, broadcast.text))
-                text, markup = _confirm_screen(t, broadcast, audience)
-                await message.answer(text, reply_markup=markup)
+            await _show(cb, *_confirm_screen(t, broadcast, audience))
         elif action == "audpick":
             await cb.answer()
             await _show(cb, *await _audience_picker(t, bcs, bid))
@@ -661,8 +664,6 @@ async def on_broadcast_text(message: Message, state: FSMContext, t: Translator, 
             await message.answer(t("admin.bc_already_sent"))
             return
         audience = await bcs.audience(broadcast.audience)
-        await message.answer(t("admin.bc_preview_intro"))
-        await message.answer(notice_text(t, broadcast.text))
         confirm, markup = _confirm_screen(t, broadcast, audience)
         await message.answer(confirm, reply_markup=markup)
         return

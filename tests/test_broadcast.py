@@ -135,11 +135,12 @@ async def test_notice_to_the_users_of_one_service(harness: BotHarness) -> None:
     labels = admin.buttons()
     assert "Everyone · 7" in labels  # 4 gmail + 91 + 92 + the admin (the inactive one skipped)
     assert "Users of Gmail · 4" in labels and "Users of Yandex · 1" in labels
+    picker = admin.last()
     await admin.press("Users of Gmail · 4")
-    preview = admin.messages()[-2]
-    assert "Notice from the administrator" in preview.text and NOTICE in preview.text
     confirm = admin.last()
-    assert "Users of Gmail" in confirm.text and "4 user(s); 1 more blocked the bot" in confirm.text
+    assert confirm.message_id == picker.message_id, "one message per step: the picker becomes the preview"
+    assert "Preview" in confirm.text and "Notice from the administrator\n\n" + NOTICE in confirm.text
+    assert "Send it to Users of Gmail?" in confirm.text and "4 user(s); 1 more blocked the bot" in confirm.text
     await admin.press("📣 Send to 4")
     await wait_state(harness, "done")
     final = await admin.wait_for(lambda m: "Notice sent" in m.text, timeout=10)
@@ -161,10 +162,10 @@ async def test_preview_text_change_and_discard(harness: BotHarness) -> None:
     await add_users(harness, 3)
     admin = await compose(harness, "Everyone")
     await admin.press("✏️ Text")
-    await admin.send("Second <version> & more")
-    preview = admin.messages()[-2]
-    assert "Second <version> & more" in preview.text
-    assert "Second &lt;version&gt; &amp; more" in (preview.html or "")
+    await admin.send("Second <b>version</b> & more")
+    preview = admin.last()
+    assert "Notice from the administrator\n\nSecond <b>version</b> & more" in preview.text
+    assert "Second &lt;b&gt;version&lt;/b&gt; &amp; more" in (preview.html or "")
     await admin.press("👥 Audience")
     assert "Who should get the notice" in admin.last().text
     await admin.press("✖️ Discard")
@@ -212,7 +213,7 @@ async def test_600_users_429_and_403_everyone_reachable_gets_exactly_one(harness
     assert set(got.values()) == {1}, "nobody gets the notice twice"
     tried = attempts_per_chat(harness)
     assert not inactive & set(tried), "users who blocked the bot earlier are not even tried"
-    assert notice_calls(harness, admin=True)[ADMIN] == 2  # the preview and the notice
+    assert notice_calls(harness, admin=True)[ADMIN] == 1  # the admin is a user too (the preview was an edit)
     assert await counts(harness) == {"sent": len(reachable) + 1, "blocked": len(inactive) + len(blocked)}
     async with harness.session() as s:
         flagged = (await s.execute(select(User.id).where(User.is_active.is_(False)))).scalars().all()
