@@ -17,6 +17,7 @@ from mail.check import check_account
 from mail.discovery import Proposal, discover
 from mail.imap import MailIMAP, close_imap, open_imap
 from mail.importer import import_recent
+from mail.outbox import encode_mutf7
 from mail.reader import (
     AttachmentGone,
     AttachmentTooLarge,
@@ -279,11 +280,12 @@ class MailboxService:
     async def read_letter(self, user_id: int, letter_id: int) -> FullLetter:
         """The whole letter, fetched from the server (bodies are not kept in the database)."""
         mailbox, letter = await self.owned_letter(user_id, letter_id)
-        if mailbox.uidvalidity is not None and letter.uidvalidity != mailbox.uidvalidity:
+        inbox = letter.folder == "INBOX"
+        if inbox and mailbox.uidvalidity is not None and letter.uidvalidity != mailbox.uidvalidity:
             raise LetterNotFound(letter_id)
         client = await self._open(mailbox)
-        try:
-            full = await fetch_letter(client, letter.uid)
+        try:  # a sent letter lives in the Sent folder (services/outgoing.py)
+            full = await fetch_letter(client, letter.uid, mailbox=encode_mutf7(letter.folder))
         finally:
             await close_imap(client)
         if full is None:
@@ -294,7 +296,9 @@ class MailboxService:
         mailbox, letter = await self.owned_letter(user_id, letter_id)
         client = await self._open(mailbox)
         try:
-            info, data = await fetch_attachment(client, letter.uid, part, max_bytes=self.deps.attachment_limit)
+            info, data = await fetch_attachment(
+                client, letter.uid, part, max_bytes=self.deps.attachment_limit, mailbox=encode_mutf7(letter.folder)
+            )
         except AttachmentTooLarge as exc:
             raise AttachmentTooBig(exc.info.filename, exc.info.size, self.deps.attachment_limit) from exc
         except AttachmentGone as exc:

@@ -44,11 +44,12 @@ from mail.outbox import (
     submit,
 )
 from mail.smtp import close_smtp, open_smtp
-from mail.types import Credentials, FailureKind, MailCheckError
+from mail.types import Credentials, FailureKind, LetterSummary, MailCheckError
 from mail.validate import parse_email
 from services.deps import MailDeps
 from services.items import ItemLinks, LinkView, view_of
 from services.items import LetterNotFound as ItemLetterNotFound
+from services.letters import letter_row
 from services.mailboxes import MailboxService, servers_of
 from storage.models import Letter, Mailbox, MailboxState
 
@@ -292,13 +293,15 @@ class OutgoingService:
         result.sent_folder = folder
         if appended.uid is None or appended.uidvalidity is None:
             return None
-        letter = Letter(
-            mailbox_id=mailbox.id, folder=folder, uidvalidity=appended.uidvalidity, uid=appended.uid,
-            message_id=built.message_id, from_name=draft.sender.name, from_addr=draft.sender.address,
-            to_addrs=", ".join(f"{r.name} <{r.address}>" if r.name else r.address for r in draft.to)[:2000],
-            subject=draft.subject, sent_at=built.date, snippet=mime.make_snippet(built.text),
-            has_attachments=bool(draft.attachments), size=len(data), alerted=True,
+        summary = LetterSummary(
+            uid=appended.uid, message_id=built.message_id, from_name=draft.sender.name,
+            from_addr=draft.sender.address,
+            to=", ".join(f"{r.name} <{r.address}>" if r.name else r.address for r in draft.to)[:2000],
+            subject=draft.subject, date=built.date, snippet=mime.make_snippet(built.text),
+            has_attachments=bool(draft.attachments), size=len(data),
         )
+        letter = letter_row(mailbox.id, appended.uidvalidity, summary, alerted=True)  # no alert for our own
+        letter.folder = folder
         await self.mailboxes.letters.add_many([letter])
         result.letter_id = letter.id
         return letter

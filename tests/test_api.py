@@ -218,7 +218,13 @@ async def test_html_body_signature_and_attachments(api: Api, mail_user: MailUser
     assert files["notes.txt"].get_payload(decode=True) == b"a\nb"
     async with api.h.session() as s:
         letter = await s.get(Letter, data["letter_id"])
-    assert letter is not None and letter.has_attachments and letter.snippet.startswith("See the report.")
+        assert letter is not None and letter.has_attachments and letter.snippet.startswith("See the report.")
+        # the bot reads it from the Sent folder, like any letter
+        service = MailboxService(s, api.h.app.deps)
+        full = await service.read_letter(7002, letter.id)
+        assert full.subject == "Report" and full.uid == letter.uid and "See the report." in full.text
+        pdf_part = next(a for a in full.attachments if a.filename == "отчёт 2026.pdf")
+        assert await service.attachment(7002, letter.id, pdf_part.part) == ("отчёт 2026.pdf", pdf)
 
 
 async def test_text_and_html_alternatives(api: Api, mail_user: MailUser, mail_stack: MailStack) -> None:
