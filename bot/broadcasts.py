@@ -53,7 +53,15 @@ from bot.callbacks import AdminCB
 from bot.i18n import Catalog, Html, Translator
 from bot.sender import SendStatus, TelegramSender
 from bot.telegram_limits import Priority, interactive, priority
-from services.broadcasts import AUDIENCE_ALL, Counts, DeliveryQueue, Item, JobInfo, Outcome
+from services.broadcasts import (
+    AUDIENCE_ALL,
+    UNCERTAIN_PREFIX,
+    Counts,
+    DeliveryQueue,
+    Item,
+    JobInfo,
+    Outcome,
+)
 from storage.models import BroadcastState
 
 log = logging.getLogger(__name__)
@@ -86,6 +94,7 @@ class _Attempt:
     requests: int = 0  # requests that left (or may have left)
     in_flight: bool = False
     uncertain: bool = False  # a request may have been delivered without an answer
+    uncertain_reason: str = ""
     refused: BaseException | None = None  # Telegram's definite "no" on the last request
     not_claimed: bool = False
 
@@ -111,16 +120,20 @@ class _Attempt:
                     self.refused = exc  # never connected: nothing was sent
                     await self.queue.mark_pending(self.delivery_id, exc.message)
                 else:
-                    self.uncertain = True
+                    self._unsure(exc)
                 raise
-            except TelegramServerError:
-                self.uncertain = True
+            except TelegramServerError as exc:
+                self._unsure(exc)
                 raise
             except TelegramAPIError as exc:
                 self.refused = exc
                 raise
         finally:
             self.in_flight = False
+
+    def _unsure(self, exc: TelegramAPIError) -> None:
+        self.uncertain = True
+        self.uncertain_reason = f"{type(exc).__name__}: {exc.message}"
 
 
 class DeliveryGuard(BaseRequestMiddleware):
@@ -302,7 +315,7 @@ class _Job:
         elif result.status is SendStatus.BLOCKED:
             await queue.mark_done(item.delivery_id, Outcome.BLOCKED, error=result.reason or "blocked")
         elif attempt.uncertain:
-            await queue.mark_done(item.delivery_id, Outcome.FAILED, error="uncertain: " + result.reason)
+            await queue.mark_done(item.delivery_id, Outcome.FAILED, error=f"{UNCERTAIN_PREFIX}: {attempt.uncertain_reason}")
         elif attempt.requests == 0 or isinstance(attempt.refused, TelegramRetryAfter | TelegramNetworkError):
             # it never left (no slot in time, stopping) or flood control refused it: a later pass
             await queue.mark_pending(item.delivery_id, result.reason)

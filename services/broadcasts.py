@@ -44,6 +44,7 @@ from storage.models import (
 AUDIENCE_ALL = "all"
 SERVICE_PREFIX = "service:"
 TEXT_MAX = 3500  # characters as the user sees them; the header is added per language
+UNCERTAIN_PREFIX = "uncertain"  # failed rows that may have been delivered (never resent)
 UNCERTAIN = "uncertain: the process stopped while this message was being sent"
 INACTIVE = "the user blocked the bot"
 ERROR_MAX = 300
@@ -99,7 +100,7 @@ class Counts:
     sent: int = 0
     failed: int = 0
     blocked: int = 0
-    uncertain: int = 0  # part of failed
+    uncertain: int = 0  # part of failed: may have arrived (crash, 5xx, timeout), not resent
 
     @property
     def left(self) -> int:
@@ -292,7 +293,7 @@ async def _counts(session: AsyncSession, broadcast_id: int) -> Counts:
         select(
             BroadcastDelivery.status,
             func.count(),
-            func.coalesce(func.sum(case((BroadcastDelivery.error == UNCERTAIN, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((BroadcastDelivery.error.like(UNCERTAIN_PREFIX + "%"), 1), else_=0)), 0),
         )
         .where(BroadcastDelivery.broadcast_id == broadcast_id)
         .group_by(BroadcastDelivery.status)

@@ -329,3 +329,26 @@ async def test_alerts_and_replies_go_before_the_broadcast(harness: BotHarness) -
     assert reply_after < 1.0 and alert_after < 1.0, (reply_after, alert_after)
     assert (await counts(harness)).get("pending", 0) > 100, "the broadcast was still going on"
     assert harness.fake.calls_of("sendMessage")[-1].status == 200
+
+
+async def test_no_answer_is_never_resent_and_a_refusal_is_a_failure(harness: BotHarness) -> None:
+    """A 5xx (like a timeout) leaves it open whether the message arrived: the limiter would
+    retry it, the broadcast does not (at most once). A 4xx is a plain failure."""
+    await harness.start(admin_ids=[ADMIN])
+    ids = await add_users(harness, 6)
+    unsure, refused = ids[1], ids[2]
+    admin = await compose(harness, "Everyone")
+    harness.fake.fail("sendMessage", status=502, chat_id=unsure, times=None)
+    harness.fake.fail("sendMessage", status=400, description="Bad Request: chat not found", chat_id=refused, times=None)
+    await admin.press("📣 Send to 7")
+    await wait_state(harness, "done")
+    tried = attempts_per_chat(harness)
+    assert tried[unsure] == 1 and tried[refused] == 1, "neither is sent twice"
+    got = notice_calls(harness)
+    assert {uid for uid in ids if got[uid] == 1} == set(ids) - {unsure, refused}
+    async with harness.session() as s:
+        rows = {r.user_id: r for r in (await s.execute(select(BroadcastDelivery))).scalars()}
+    assert rows[unsure].status == "failed" and rows[unsure].error.startswith("uncertain: TelegramServerError")
+    assert rows[refused].status == "failed" and "chat not found" in rows[refused].error
+    final = await admin.wait_for(lambda m: "Notice sent" in m.text, timeout=10)
+    assert "failed: 2" in final.text and "1 of the failed may or may not have arrived" in final.text
