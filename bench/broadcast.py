@@ -3,6 +3,7 @@ run_polling) against the fake Bot API enforcing Telegram's limits (429 beyond th
 
     python bench/broadcast.py [--users 10000] [--limit 30] [--global-rate 30]
                               [--blocked 100] [--inactive 100] [--floods 3] [--crash-at 0.5]
+                              [--latency 0.1]
 
 The users are written straight into a fresh SQLite database (not through the chat); the admin
 composes and confirms the notice in the chat, as in the tests. Reported:
@@ -132,6 +133,8 @@ async def main(args: argparse.Namespace) -> int:
     fake = FakeTelegram()
     await fake.start()
     fake.rate_limit = (args.limit, 1)
+    if args.latency:
+        fake.set_delay("sendMessage", args.latency)  # Telegram's round trip: requests are in flight meanwhile
     ids = [BASE + i for i in range(args.users)]
     step_inactive = max(1, args.users // args.inactive) if args.inactive else 0
     step_blocked = max(1, args.users // args.blocked) if args.blocked else 0
@@ -139,7 +142,8 @@ async def main(args: argparse.Namespace) -> int:
     blocked = set(ids[step_blocked // 2 :: step_blocked][: args.blocked]) - inactive if args.blocked else set()
     reachable = set(ids) - inactive - blocked
     print(f"{args.users} users ({len(inactive)} blocked the bot earlier, {len(blocked)} block it now); "
-          f"fake Bot API limit {args.limit}/s overall, 1/s per chat; TELEGRAM_GLOBAL_RATE={args.global_rate}")
+          f"fake Bot API limit {args.limit}/s overall, 1/s per chat, answers after {args.latency * 1000:.0f} ms; "
+          f"TELEGRAM_GLOBAL_RATE={args.global_rate}")
     t0 = time.monotonic()
     await add_users(db_url, ids, inactive)
     for uid in [*ids, ADMIN, ALERT_CHAT]:
@@ -257,6 +261,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--inactive", type=int, default=0, help="users who blocked it earlier (skipped)")
     p.add_argument("--floods", type=int, default=0, help="429s injected while sending")
     p.add_argument("--crash-at", type=float, default=0.0, help="kill and restart at this fraction sent")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds the fake takes to answer sendMessage")
     p.add_argument("--alert-every", type=float, default=5.0, help="seconds between probe alerts")
     p.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
     return p.parse_args()
