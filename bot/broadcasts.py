@@ -213,6 +213,7 @@ class _Job:
     started: float = 0.0
     sent_at_start: int = 0
     last_text: str = ""
+    progress_gone: bool = False  # the admin deleted the progress message: stop editing it
 
     def stop(self) -> None:
         """Take no more rows; deliveries still waiting for a slot give up (their rows stay
@@ -336,7 +337,7 @@ class _Job:
     async def _show_progress(self, *, final: bool) -> None:
         runner = self.runner
         info = await runner.queue.info(self.broadcast_id)
-        if info is None or info.progress_chat_id is None or info.progress_message_id is None:
+        if self.progress_gone or info is None or info.progress_chat_id is None or info.progress_message_id is None:
             return
         counts = await runner.queue.counts(self.broadcast_id)
         elapsed = max(0.001, time.monotonic() - self.started)
@@ -360,6 +361,7 @@ class _Job:
             if "not modified" in exc.message:
                 self.last_text = text
             else:
+                self.progress_gone = True
                 log.warning("broadcast %s: progress message not editable: %s", self.broadcast_id, exc.message)
         except TelegramAPIError as exc:
             log.warning("broadcast %s: progress edit failed: %s", self.broadcast_id, exc)

@@ -49,7 +49,6 @@ from services.broadcasts import (
     JobInfo,
     NoRecipients,
     NotDraft,
-    service_audience,
 )
 from services.deps import MailDeps
 from services.hooks import after_commit
@@ -588,8 +587,7 @@ async def on_broadcast(
             if stopped and broadcasts is not None and broadcasts.running(bid):
                 runner = broadcasts
                 after_commit(session, lambda: runner.stop(bid, wait=False))
-            else:
-                await session.refresh(broadcast)
+            else:  # nothing runs it in this process: the final word now
                 await _show(cb, await _progress_now(t, bcs, broadcast), None)
             return
         if broadcast.state != BroadcastState.DRAFT.value:
@@ -600,10 +598,7 @@ async def on_broadcast(
             if value == "all":
                 key = AUDIENCE_ALL
             elif value.startswith("s") and value[1:].isdigit():
-                service = await session.get(Service, int(value[1:]))
-                if service is None:
-                    raise NotFound(value)
-                key = service_audience(service.code)
+                key = await bcs.service_audience_key(int(value[1:]))
             else:
                 raise NotFound(value)
             audience = await bcs.set_audience(bid, key)
@@ -621,9 +616,8 @@ async def on_broadcast(
             await cb.answer()
             await _show(cb, t("admin.bc_discarded"), None)
         elif action == "go":
-            total = await bcs.confirm(bid)
+            total = await bcs.confirm(bid)  # (refreshes `broadcast`: the same row)
             await cb.answer(t("admin.bc_started", count=total))
-            await session.refresh(broadcast)
             if message is not None:
                 text = await _progress_now(t, bcs, broadcast)
                 await _show(cb, text, stop_markup(t, bid))

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import ssl
@@ -24,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mail.imap import close_imap, connect_imap
-from mail.smtp import close_smtp, connect_smtp
+from mail.smtp import close_smtp, connect_smtp, smtp_error
 from mail.types import FailureKind, MailCheckError, Protocol, Security, ServerSettings
 from mail.validate import email_domain, parse_email, parse_host, parse_port
 from services.deps import MailDeps
@@ -239,7 +240,8 @@ async def probe(
     timeout: float,  # noqa: ASYNC109
 ) -> ProbeReport:
     """Connect to the port, set up TLS (implicit or STARTTLS, certificate verified) and wait
-    for the server's greeting (IMAP: ``* OK``; SMTP: 220 and EHLO). Never logs in."""
+    for the server's greeting (IMAP: ``* OK`` and its capabilities; SMTP: 220 and EHLO).
+    Never logs in."""
     client: Any = None
     try:
         if protocol is Protocol.IMAP:
@@ -248,7 +250,12 @@ async def probe(
             greeting = "IMAP4rev1" if "IMAP4REV1" in {str(c).upper() for c in caps} else "IMAP"
         else:
             client = await connect_smtp(server, ssl_context=ssl_context, guard=guard, timeout=timeout)
-            greeting = "ESMTP" if getattr(client, "supports_esmtp", False) else "SMTP"
+            if not client.supports_esmtp:  # implicit TLS: no EHLO yet (STARTTLS already did one)
+                try:
+                    await asyncio.wait_for(client.ehlo(), timeout)
+                except Exception as exc:
+                    raise smtp_error(exc) from None
+            greeting = "ESMTP" if client.supports_esmtp else "SMTP"
         version = _tls_version(client)
     except MailCheckError as exc:
         return ProbeReport(protocol, server, False, exc.kind, (exc.detail or "")[:300])

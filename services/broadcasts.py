@@ -174,6 +174,12 @@ class BroadcastService:
         code = audience[len(SERVICE_PREFIX) :]
         return (await self.session.execute(select(Service).where(Service.code == code))).scalar_one_or_none()
 
+    async def service_audience_key(self, service_id: int) -> str:
+        service = await self.session.get(Service, service_id)
+        if service is None:
+            raise NotFound(str(service_id))
+        return service_audience(service.code)
+
     async def audience(self, key: str) -> Audience:
         service = None
         if key != AUDIENCE_ALL:
@@ -273,7 +279,9 @@ class BroadcastService:
             .where(Broadcast.id == broadcast_id, Broadcast.state == BroadcastState.SENDING.value)
             .values(state=BroadcastState.CANCELLED.value, finished_at=_now())
         )
-        return bool((await self.session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+        stopped = bool((await self.session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+        await self.session.refresh(await self.get(broadcast_id))
+        return stopped
 
     async def sending_now(self) -> Broadcast | None:
         stmt = (

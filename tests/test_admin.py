@@ -316,3 +316,47 @@ async def test_status_counts(harness: BotHarness) -> None:
     assert "u3@status.test (Yandex, 🟡 reconnecting" in text and "no answer" in text
     assert "u0@status.test" not in text
     assert text.index("u2@status.test") < text.index("u3@status.test"), "newest problem first"
+
+
+# ---- units ---------------------------------------------------------------------------------
+def test_parse_server_and_domains() -> None:
+    from mail.types import Protocol, Security, ServerSettings
+    from services.admin import parse_domains, parse_server
+
+    imap, smtp = Protocol.IMAP, Protocol.SMTP
+    assert parse_server("mail.acme.com", imap) == ServerSettings("mail.acme.com", 993, Security.SSL)
+    assert parse_server("mail.acme.com starttls", imap) == ServerSettings("mail.acme.com", 143, Security.STARTTLS)
+    assert parse_server("Mail.Acme.com:143", imap) == ServerSettings("mail.acme.com", 143, Security.STARTTLS)
+    assert parse_server("mail.acme.com:2993 TLS", imap) == ServerSettings("mail.acme.com", 2993, Security.SSL)
+    assert parse_server("smtp.acme.com 587", smtp) == ServerSettings("smtp.acme.com", 587, Security.STARTTLS)
+    assert parse_server("smtp.acme.com ssl", smtp) == ServerSettings("smtp.acme.com", 465, Security.SSL)
+    assert parse_server("10.0.0.5:25 starttls", smtp) == ServerSettings("10.0.0.5", 25, Security.STARTTLS)
+    for bad in ("", "mail.acme.com:0", "mail.acme.com:99999", "http://mail.acme.com", "a b c d", "mail.acme.com plain"):
+        assert parse_server(bad, imap) is None, bad
+    assert parse_domains("Acme.com, @acme.ru;acme.com") == ["acme.com", "acme.ru"]
+    assert parse_domains("localhost") is None and parse_domains("") is None and parse_domains("a..b") is None
+
+
+async def test_probe_reports_tls_and_greeting_on_every_kind_of_port(harness: BotHarness) -> None:
+    from mail.types import Protocol, Security, ServerSettings
+    from services.admin import probe
+
+    await harness.start(admin_ids=[ADMIN])
+    stack, deps = harness.stack, harness.app.deps
+    cases = [
+        (Protocol.IMAP, stack.imap_ssl_port, Security.SSL, "IMAP4rev1"),
+        (Protocol.IMAP, stack.imap_starttls_port, Security.STARTTLS, "IMAP"),
+        (Protocol.SMTP, stack.smtp_ssl_port, Security.SSL, "ESMTP"),
+        (Protocol.SMTP, stack.smtp_starttls_port, Security.STARTTLS, "ESMTP"),
+    ]
+    for protocol, port, security, greeting in cases:
+        report = await probe(ServerSettings("localhost", port, security), protocol,
+                             ssl_context=deps.ssl_context, guard=deps.guard, timeout=5)
+        assert report.ok and report.tls_version.startswith("TLSv1") and report.greeting.startswith(greeting), report
+    # implicit TLS on a STARTTLS port, and nothing listening: failures that say what is wrong
+    wrong = await probe(ServerSettings("localhost", stack.imap_starttls_port, Security.SSL), Protocol.IMAP,
+                        ssl_context=deps.ssl_context, guard=deps.guard, timeout=3)
+    assert not wrong.ok and wrong.kind is not None
+    closed = await probe(ServerSettings("localhost", closed_port(), Security.SSL), Protocol.SMTP,
+                         ssl_context=deps.ssl_context, guard=deps.guard, timeout=3)
+    assert not closed.ok and closed.kind is not None and closed.kind.value == "connection_refused"
