@@ -360,3 +360,17 @@ async def test_probe_reports_tls_and_greeting_on_every_kind_of_port(harness: Bot
     closed = await probe(ServerSettings("localhost", closed_port(), Security.SSL), Protocol.SMTP,
                          ssl_context=deps.ssl_context, guard=deps.guard, timeout=3)
     assert not closed.ok and closed.kind is not None and closed.kind.value == "connection_refused"
+
+
+async def test_admin_screens_in_russian(harness: BotHarness) -> None:
+    await harness.start(admin_ids=[ADMIN])
+    admin = harness.user(ADMIN, language_code="ru")
+    await admin.send("/admin")
+    assert "Администрирование" in admin.last().text
+    for section, title in (("📮 Стандартные сервисы", "Стандартные сервисы"), ("🏢 Серверы компании", "Серверов компании пока нет"),
+                           ("🚩 Флаги функций", "enablePostmanOauth2"), ("📊 Состояние", "Пользователей: 1")):
+        await admin.press(section)
+        assert title in admin.last().text, admin.last().text
+        await admin.press("⬅️ Назад")
+    await admin.press("📣 Оповещение о сбое")
+    assert "Пришлите текст оповещения" in admin.last().text
