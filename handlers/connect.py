@@ -22,7 +22,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from bot import keyboards as kb
 from bot.callbacks import MenuCB, ServiceCB, WizardCB
 from bot.config import Settings
-from bot.i18n import Html, Translator, escape, on_off
+from bot.i18n import Html, Translator, on_off
 from bot.render import check_failure, hint_text, mailbox_summary, server_line
 from bot.routing import RouteTable
 from bot.secrets_input import take_password
@@ -662,5 +662,3 @@ async def on_non_text(message: Message, t: Translator) -> None:
     """A sticker, photo or file where text is expected."""
     await message.answer(t("error.need_text"))
 
-
-__all__ = ["router", "begin", "escape"]

@@ -116,9 +116,6 @@ class MailboxService:
             raise NotYourMailbox(mailbox_id)
         return mailbox
 
-    async def letter_count(self, mailbox: Mailbox) -> int:
-        return await self.letters.count(mailbox.id)
-
     async def propose_servers(self, email: str) -> Proposal | None:
         return await discover(email, self.deps.discovery_env, timeout=min(self.deps.timeout, 5.0))
 
