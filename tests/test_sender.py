@@ -69,7 +69,9 @@ async def test_429_pauses_the_whole_bot_then_retries(
     fake.user(101)
     fake.user(102)
     sender = TelegramSender(telegram_bot)
-    fake.fail("sendMessage", status=429, retry_after=1, chat_id=101)
+    # 3 s: long enough that "retried at the end of the pause, not a pause later" leaves a wide
+    # margin for a loaded machine (normal: 3 s; a doubled wait: 6 s)
+    fake.fail("sendMessage", status=429, retry_after=3, chat_id=101)
 
     first = asyncio.create_task(sender.send_message(101, "to a"))
     await eventually(lambda: 429 in statuses(fake))
@@ -85,8 +87,8 @@ async def test_429_pauses_the_whole_bot_then_retries(
     assert flood.status == 429 and flood.done_at is not None
     retried = next(c for c in calls if c.params["chat_id"] == 101 and c.status == 200)
     other = next(c for c in calls if c.params["chat_id"] == 102)
-    assert 0.95 <= retried.at - flood.done_at < 1.8
-    assert other.at - flood.done_at >= 0.95
+    assert 2.95 <= retried.at - flood.done_at < 5.0
+    assert other.at - flood.done_at >= 2.95
     assert [m.text for m in fake.user(101).messages()] == ["to a"]
     assert sender.limiter.stats.flood_waits == 1
 
@@ -96,17 +98,18 @@ async def test_flood_wait_longer_than_max_wait_fails_fast(
     fake_telegram: FakeTelegram, telegram_bot: Bot
 ) -> None:
     fake_telegram.user(103)
-    sender = TelegramSender(telegram_bot, limits=LimitConfig(max_wait=2))
-    fake_telegram.fail("sendMessage", status=429, retry_after=30, chat_id=103)
+    # failing "fast" means at once, not at max_wait (10 s) nor after the pause (60 s)
+    sender = TelegramSender(telegram_bot, limits=LimitConfig(max_wait=10))
+    fake_telegram.fail("sendMessage", status=429, retry_after=60, chat_id=103)
     started = time.monotonic()
     result = await sender.send_message(103, "hello")
     assert result.status is SendStatus.FAILED and "RetryAfter" in result.reason
-    assert time.monotonic() - started < 1.0
-    # the pause (30 s) is still in force: a second request can't get a slot within 2 s
+    assert time.monotonic() - started < 5.0
+    # the pause (60 s) is still in force: a second request can't get a slot within 10 s
     started = time.monotonic()
     with pytest.raises(RateLimitTimeout):
         await telegram_bot.send_message(103, "again")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0
     assert len(fake_telegram.calls_of("sendMessage")) == 1
 
 
@@ -193,11 +196,16 @@ async def test_rate_limit_is_kept_without_flood_errors(
     chats = [400 + i for i in range(10)]
     for chat in chats:
         fake.user(chat)
-    # the fake tolerates no per-chat burst, so the limiter is told the same
-    sender = TelegramSender(telegram_bot, limits=LimitConfig(per_chat_burst=1))
+    # The fake tolerates no per-chat burst, so the limiter is told the same. The fake counts
+    # time when its handler runs, in the same event loop as the bot: on a loaded machine one
+    # request's arrival can lag its grant by a few hundred ms while the next one's does not,
+    # which is noise from sharing a process, not the network jitter the production margin
+    # (10 %) is for. A 50 % margin keeps this test about pacing rather than the machine's load.
+    sender = TelegramSender(telegram_bot, limits=LimitConfig(per_chat_burst=1, margin=0.5))
+    per_chat = 6
     started = time.monotonic()
     results = await asyncio.gather(
-        *(sender.send_message(chat, f"message {n}") for n in range(10) for chat in chats)
+        *(sender.send_message(chat, f"message {n}") for n in range(per_chat) for chat in chats)
     )
     elapsed = time.monotonic() - started
     assert all(r.ok for r in results), [r for r in results if not r.ok][:3]
@@ -205,9 +213,11 @@ async def test_rate_limit_is_kept_without_flood_errors(
     # is tolerated: a loaded machine can delay one request and hurry the next past the margin)
     assert statuses(fake).count(429) <= 1
     for chat in chats:
-        assert [m.text for m in fake.user(chat).messages()] == [f"message {n}" for n in range(10)]
-    # 10 messages per chat at 1/s: 9 s is the floor; the limiter keeps a 10 % margin
-    assert 9.0 <= elapsed < 12.0, elapsed
+        texts = [m.text for m in fake.user(chat).messages()]
+        assert texts == [f"message {n}" for n in range(per_chat)]
+    # 6 messages per chat: never faster than 1/s (5 s), paced at 1/1.5 s (7.5 s); the upper
+    # bound only catches pacing gone badly wrong (e.g. a whole-bot pause per message)
+    assert 5.0 <= elapsed < 15.0, elapsed
 
 
 @pytest.mark.timeout(30)
@@ -227,16 +237,16 @@ async def test_alert_overtakes_a_bulk_backlog(
     pending = sum(not task.done() for task in backlog)
     assert pending >= 80
 
-    started = time.monotonic()
     alert = await sender.send_message(500, "📩 new letter", priority=Priority.ALERT)
-    waited = time.monotonic() - started
-    assert alert.ok and waited < 1.5, waited
-    bulk_done = sum(task.done() for task in backlog)
-    assert bulk_done < 30  # the alert did not wait for the backlog
-
+    assert alert.ok
     messages = await asyncio.gather(*backlog)
     assert len(messages) == 100
-    assert len(fake.calls_of("sendMessage")) == 101
+    calls = fake.calls_of("sendMessage")
+    assert len(calls) == 101
+    # the alert went out next, ahead of the backlog (which takes ~4 s at 25/s): measured by its
+    # place among the calls the fake received, not by the clock (a busy machine slows both)
+    position = next(i for i, c in enumerate(calls) if c.params["chat_id"] == 500)
+    assert position <= 100 - pending + 5, (position, pending)
 
 
 @pytest.mark.timeout(20)
@@ -249,10 +259,11 @@ async def test_edits_do_not_spend_the_budget(
     sent = await sender.send_message(601, "v0")
     assert sent.ok and sent.message_id is not None
     started = time.monotonic()
-    for n in range(1, 4):
+    for n in range(1, 6):
         await telegram_bot.edit_message_text(f"v{n}", chat_id=601, message_id=sent.message_id)
-    assert time.monotonic() - started < 0.5
-    assert user.last().text == "v3"
+    # paced like sends, 5 edits would take 5.5 s (1 per 1.1 s); unpaced they take milliseconds
+    assert time.monotonic() - started < 2.5
+    assert user.last().text == "v5"
     assert sender.limiter.stats.granted == 1
 
 
