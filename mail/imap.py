@@ -1,4 +1,4 @@
-"""IMAP connections: guarded connect, implicit TLS or STARTTLS, LOGIN or XOAUTH2.
+"""IMAP connections: guarded connect, implicit TLS or STARTTLS, LOGIN, OAUTHBEARER or XOAUTH2.
 
 aioimaplib does the IMAP protocol once a connection exists; the connection itself is made
 here, so that
@@ -9,20 +9,23 @@ here, so that
   socket (`loop.create_connection(sock=..., ssl=...)`, the same machinery as
   `loop.start_tls`) and aioimaplib's protocol is attached to the TLS transport; it then asks
   for CAPABILITY again over TLS, as RFC 3501 requires,
-* XOAUTH2 doesn't hang on a rejected token: the server answers a bad token with a `+`
-  continuation carrying a base64 JSON error that must be answered with an empty line;
-  aioimaplib never answers it, so a small protocol wrapper between the transport and
-  aioimaplib's protocol (`_Wire`) sends that empty line while an AUTHENTICATE is pending.
+* an OAuth2 login uses OAUTHBEARER (RFC 7628) when the server lists AUTH=OAUTHBEARER, else
+  XOAUTH2 (the SASL messages come from `mail.sasl`). aioimaplib has no AUTHENTICATE for an
+  arbitrary mechanism and never answers a `+` continuation, so the command goes through its
+  public `Command`/`execute`, and a small protocol wrapper between the transport and
+  aioimaplib's protocol (`_Wire`) answers the continuations while the AUTHENTICATE is
+  pending: the client response when the server lacks SASL-IR, then the error challenge a
+  refused token gets (base64 JSON) with 0x01 for OAUTHBEARER or an empty line for XOAUTH2,
+  so a refused token fails at once with the server's NO instead of hanging.
 
 A password is never sent before TLS: if a STARTTLS server doesn't offer STARTTLS, the check
 fails with TLS_FAILED before LOGIN. aioimaplib's DEBUG log prints raw traffic (including the
-base64 XOAUTH2 string), so its logger is kept at INFO or above.
+base64 SASL message), so its logger is kept at INFO or above.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
 import socket
@@ -31,6 +34,7 @@ from typing import Any
 
 import aioimaplib
 
+from mail import sasl
 from mail.netguard import HostGuard, as_mail_error, classify_auth_text, classify_imap_login
 from mail.types import Credentials, FailureKind, MailCheckError, Protocol, Security, ServerSettings
 from mail.validate import parse_host
@@ -58,7 +62,7 @@ quiet_library_log()
 
 class _Wire(asyncio.Protocol):
     """Sits between the transport and aioimaplib's protocol: passes everything through,
-    remembers a BYE text, notices a lost connection, answers a SASL error continuation."""
+    remembers a BYE text, notices a lost connection, answers SASL continuations."""
 
     def __init__(self, inner: asyncio.Protocol, greeting: bytes | None) -> None:
         self.inner = inner
@@ -69,6 +73,9 @@ class _Wire(asyncio.Protocol):
         self.bye_seen: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.sasl_pending = False
         self.sasl_challenge = b""
+        self._sasl_answers: list[bytes] = []
+        self._sasl_error_answer = b""
+        self._sasl_error_answered = False
         self._partial = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -91,13 +98,38 @@ class _Wire(asyncio.Protocol):
             self._answer_sasl(data)
         self.inner.data_received(data)
 
+    def start_sasl(self, answers: list[bytes], error_answer: bytes) -> None:
+        """Answer the `+` continuations of the AUTHENTICATE about to be sent: first with
+        `answers` in order (the client response, when it isn't sent with the command), then
+        one error challenge with `error_answer` (the challenge is kept in `sasl_challenge`);
+        any further continuation is cancelled with `*` (RFC 3501 6.2.2)."""
+        self._sasl_answers = list(answers)
+        self._sasl_error_answer = error_answer
+        self._sasl_error_answered = False
+        self.sasl_challenge = b""
+        self._partial = b""
+        self.sasl_pending = True
+
+    def end_sasl(self) -> None:
+        self.sasl_pending = False
+        self._sasl_answers = []
+        self._partial = b""
+
     def _answer_sasl(self, data: bytes) -> None:
         lines = (self._partial + data).split(b"\r\n")
         self._partial = lines.pop()[-MAX_LINE:]
         for line in lines:
-            if line.startswith(b"+") and self.transport is not None:
+            if not line.startswith(b"+") or self.transport is None:
+                continue
+            if self._sasl_answers:
+                answer = self._sasl_answers.pop(0)
+            elif not self._sasl_error_answered:
+                self._sasl_error_answered = True
                 self.sasl_challenge = line[1:].strip()[:4096]
-                self.transport.write(b"\r\n")
+                answer = self._sasl_error_answer
+            else:
+                answer = b"*"
+            self.transport.write(answer + b"\r\n")
 
     def eof_received(self) -> bool | None:
         return None
@@ -316,14 +348,7 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _decode_challenge(raw: bytes) -> str:
-    try:
-        return base64.b64decode(raw, validate=False).decode("utf-8", "replace")[:500]
-    except (ValueError, TypeError):
-        return raw.decode("ascii", "replace")[:500]
-
-
-def _login_error(response: Any, wire: _Wire) -> MailCheckError:
+def _login_error(response: Any, wire: _Wire, token: str | None = None) -> MailCheckError:
     lines = [_text(x) for x in response.lines if isinstance(x, bytes | bytearray)]
     tagged = lines[-1] if lines else ""
     extra = [
@@ -331,11 +356,67 @@ def _login_error(response: Any, wire: _Wire) -> MailCheckError:
         for x in lines[:-1]
         if x and not x.upper().startswith("CAPABILITY") and not x.startswith("+")
     ]
-    detail = " ".join([*extra, tagged]).strip()[:1000]
+    detail = sasl.scrub(" ".join([*extra, tagged]).strip()[:1000], token)
     if wire.sasl_challenge:
-        detail = f"{detail} ({_decode_challenge(wire.sasl_challenge)})".strip()
+        detail = f"{detail} ({sasl.describe_challenge(wire.sasl_challenge, token)})".strip()
     kind = classify_imap_login(str(response.result), detail)
     return MailCheckError(IMAP, kind, detail)
+
+
+def _capabilities_in(response: Any) -> set[str]:
+    """Capabilities announced in a reply: `* CAPABILITY ...` or a `[CAPABILITY ...]` code."""
+    caps: set[str] = set()
+    for line in response.lines:
+        if not isinstance(line, bytes | bytearray):
+            continue
+        m = _CAPS_CODE.search(line)
+        if m:
+            caps |= set(_text(m.group(1)).split())
+        elif line[:11].upper() == b"CAPABILITY ":
+            caps |= set(_text(line[11:]).split())
+    return caps
+
+
+async def _execute_authenticate(protocol: Any, command: Any, scrub: str) -> Any:
+    """Run AUTHENTICATE through aioimaplib's public `execute` and, when the server says OK,
+    move the protocol to AUTH the way its own login() does (under its state condition, so
+    waiters wake up), with the capabilities the server announced after login."""
+    async with protocol.state_condition:
+        response = await protocol.execute(command, scrub=scrub)
+        if response.result == "OK":
+            protocol.state = aioimaplib.AUTH
+            protocol.capabilities = set(protocol.capabilities) | _capabilities_in(response)
+        protocol.state_condition.notify_all()
+    return response
+
+
+async def _oauth2_login(client: MailIMAP, wire: _Wire, login: str, token: str) -> Any:
+    """AUTHENTICATE OAUTHBEARER when the server offers it, else XOAUTH2; with the client
+    response on the command line when the server lists SASL-IR, else after its `+`."""
+    caps = {str(c).upper() for c in client.protocol.capabilities}
+    offered = [c[5:] for c in caps if c.startswith("AUTH=")]
+    mechanism = sasl.choose(offered) or sasl.XOAUTH2
+    server = client.server
+    encoded = sasl.encoded_response(mechanism, login, token, server.host, server.port)
+    initial = "SASL-IR" in caps
+    protocol = client.protocol
+    command = aioimaplib.Command(
+        "AUTHENTICATE",
+        protocol.new_tag(),
+        *([mechanism, encoded] if initial else [mechanism]),
+        loop=protocol.loop,
+    )
+    wire.start_sasl(
+        [] if initial else [encoded.encode("ascii")],
+        sasl.error_answer(mechanism).encode("ascii"),
+    )
+    try:
+        return await _race(
+            wire,
+            asyncio.wait_for(_execute_authenticate(protocol, command, encoded), client.timeout),
+        )
+    finally:
+        wire.end_sasl()
 
 
 async def _authenticate(client: MailIMAP, creds: Credentials) -> None:
@@ -345,24 +426,20 @@ async def _authenticate(client: MailIMAP, creds: Credentials) -> None:
         return
     try:
         if creds.oauth2_token:
-            wire.sasl_pending = True
-            try:
-                response = await _race(wire, client.xoauth2(creds.login, creds.oauth2_token))
-            finally:
-                wire.sasl_pending = False
+            response = await _oauth2_login(client, wire, creds.login, creds.oauth2_token)
         elif creds.password is not None:
             response = await _race(wire, client.login(_quote(creds.login), creds.password))
         else:
             raise MailCheckError(IMAP, FailureKind.AUTH_FAILED, "no password or token")
     except (ValueError, UnicodeError) as exc:
-        # aioimaplib refuses CR/LF/NUL in arguments; XOAUTH2 needs ASCII
+        # aioimaplib refuses CR/LF/NUL in arguments; mail.sasl refuses them in a token login
         raise MailCheckError(
             IMAP,
             FailureKind.AUTH_FAILED,
             "the login or password contains characters a server can't accept",
         ) from exc
     if response.result != "OK":
-        raise _login_error(response, wire)
+        raise _login_error(response, wire, creds.oauth2_token)
 
 
 async def open_imap(

@@ -3,6 +3,11 @@
 aiosmtplib gets a socket that `HostGuard` connected to a checked address, plus the host name
 for certificate verification. STARTTLS is done explicitly after the first EHLO and before
 any AUTH: a server that doesn't offer it fails with TLS_FAILED and never sees the password.
+
+An OAuth2 token logs in with OAUTHBEARER (RFC 7628) when EHLO lists it, else XOAUTH2; both
+go through aiosmtplib's public `execute_command` (the SASL messages come from `mail.sasl`),
+so the 334 error challenge a refused token gets is answered (0x01 for OAUTHBEARER, an empty
+line for XOAUTH2), its JSON shown with the final refusal, and nothing waits for a timeout.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 import aiosmtplib
 
+from mail import sasl
 from mail.netguard import HostGuard, as_mail_error, classify_smtp_auth
 from mail.types import Credentials, FailureKind, MailCheckError, Protocol, Security, ServerSettings
 from mail.validate import parse_host
@@ -48,17 +54,47 @@ async def _starttls(client: aiosmtplib.SMTP) -> None:
         raise MailCheckError(SMTP, FailureKind.TLS_FAILED, f"{response.code} {response.message}")
 
 
-async def _authenticate(client: aiosmtplib.SMTP, creds: Credentials) -> None:
+async def _oauth2_login(
+    client: aiosmtplib.SMTP, server: ServerSettings, login: str, token: str, methods: list[str]
+) -> None:
+    mechanism = sasl.choose(methods)
+    if mechanism is None:
+        raise MailCheckError(
+            SMTP,
+            FailureKind.AUTH_FAILED,
+            "the server does not accept OAuth2 (neither OAUTHBEARER nor XOAUTH2)",
+        )
+    try:
+        encoded = sasl.encoded_response(mechanism, login, token, server.host, server.port)
+    except ValueError as exc:
+        raise MailCheckError(SMTP, FailureKind.AUTH_FAILED, str(exc)) from exc
+    response = await client.execute_command(b"AUTH", mechanism.encode(), encoded.encode())
+    challenge = ""
+    if response.code == 334:
+        # a refused token: the error (base64 JSON) comes as a challenge; answer it to get
+        # the final reply
+        challenge = sasl.describe_challenge(response.message, token)
+        response = await client.execute_command(sasl.error_answer(mechanism).encode())
+        if response.code == 334:  # still challenging: cancel (RFC 4954)
+            response = await client.execute_command(b"*")
+    if response.code == 235:
+        return
+    reply = sasl.scrub(f"{response.code} {response.message}".strip(), token)
+    detail = f"{reply} ({challenge})" if challenge else reply
+    raise MailCheckError(
+        SMTP, classify_smtp_auth(response.code, sasl.scrub(response.message, token)), detail
+    )
+
+
+async def _authenticate(
+    client: aiosmtplib.SMTP, server: ServerSettings, creds: Credentials
+) -> None:
     await client.ehlo()  # again after STARTTLS: the extension list must come over TLS
     if not client.supports_extension("auth"):
         raise MailCheckError(SMTP, FailureKind.PROTOCOL, "the server does not offer SMTP AUTH")
     methods = [m.lower() for m in client.server_auth_methods]
     if creds.oauth2_token:
-        if "xoauth2" not in methods:
-            raise MailCheckError(
-                SMTP, FailureKind.AUTH_FAILED, "the server does not accept OAuth2 (XOAUTH2)"
-            )
-        await client.auth_xoauth2(creds.login, creds.oauth2_token)
+        await _oauth2_login(client, server, creds.login, creds.oauth2_token, methods)
         return
     if creds.password is None:
         raise MailCheckError(SMTP, FailureKind.AUTH_FAILED, "no password or token")
@@ -127,7 +163,7 @@ async def _open(
             if server.security is Security.STARTTLS:
                 await _starttls(client)
             if creds is not None:
-                await _authenticate(client, creds)
+                await _authenticate(client, server, creds)
     except BaseException as exc:
         if client is not None:
             client.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import time
 
@@ -25,6 +26,7 @@ from mail.types import (
 )
 from tests.harness.scripted_servers import (
     IMAP_TEXTS,
+    OAUTHBEARER_ERROR,
     SMTP_TEXTS,
     XOAUTH2_ERROR,
     ScriptedImapServer,
@@ -243,6 +245,147 @@ async def test_imap_xoauth2_accepted(server_ctx, client_ctx) -> None:
     finally:
         await server.close()
     assert any(b" AUTHENTICATE XOAUTH2 " in line.upper() for line in server.received)
+    assert server.sasl == [("XOAUTH2", b"user=user@gmail.com\x01auth=Bearer ya29.good\x01\x01")]
+
+
+def oauthbearer_message(login: str, token: str, port: int, host: str = "127.0.0.1") -> bytes:
+    return f"n,a={login},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01".encode()
+
+
+async def _imap_token_login(server: ScriptedImapServer, ctx, token: str = "ya29.good") -> None:
+    await server.start()
+    try:
+        client = await open_imap(
+            ServerSettings("127.0.0.1", server.port, Security.SSL),
+            Credentials("user@gmail.com", oauth2_token=token),
+            ssl_context=ctx,
+            guard=GUARD,
+            timeout=5,
+        )
+        client.protocol.transport.close()
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "mechanism", "initial_response"),
+    [
+        ("IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 AUTH=OAUTHBEARER SASL-IR", "OAUTHBEARER", True),
+        ("IMAP4rev1 AUTH=PLAIN AUTH=OAUTHBEARER AUTH=XOAUTH2", "OAUTHBEARER", False),
+        ("IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2", "XOAUTH2", False),
+    ],
+)
+async def test_imap_token_login_picks_oauthbearer_and_follows_sasl_ir(
+    server_ctx, client_ctx, capabilities, mechanism, initial_response
+) -> None:
+    """OAUTHBEARER whenever the server lists it, XOAUTH2 otherwise; the client response on the
+    AUTHENTICATE line with SASL-IR, else after the server's `+`."""
+    server = ScriptedImapServer(tls=server_ctx, capabilities=capabilities, login_reply="OK Success")
+    await _imap_token_login(server, client_ctx)
+    auth = [line for line in server.received if b" AUTHENTICATE " in line.upper()]
+    assert len(auth) == 1
+    words = auth[0].split(b" ")
+    assert words[2] == mechanism.encode()
+    if mechanism == "OAUTHBEARER":
+        expected = oauthbearer_message("user@gmail.com", "ya29.good", server.port)
+    else:
+        expected = b"user=user@gmail.com\x01auth=Bearer ya29.good\x01\x01"
+    assert server.sasl == [(mechanism, expected)]
+    if initial_response:
+        assert len(words) == 4 and base64.b64decode(words[3]) == expected
+    else:
+        assert len(words) == 3  # then the response on a line of its own, after "+ "
+        following = server.received[server.received.index(auth[0]) + 1]
+        assert base64.b64decode(following) == expected
+
+
+@pytest.mark.parametrize("sasl_ir", [True, False])
+async def test_imap_oauthbearer_rejected_does_not_hang(server_ctx, client_ctx, sasl_ir) -> None:
+    server = ScriptedImapServer(
+        tls=server_ctx,
+        capabilities="IMAP4rev1 AUTH=XOAUTH2 AUTH=OAUTHBEARER" + (" SASL-IR" if sasl_ir else ""),
+        oauthbearer_challenge=OAUTHBEARER_ERROR,
+        login_reply="NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)",
+    )
+    started = time.monotonic()
+    err = await _imap_error(
+        server, client_ctx, creds=Credentials("user@gmail.com", oauth2_token="ya29.expired")
+    )
+    assert time.monotonic() - started < 2
+    assert err.kind is FailureKind.AUTH_FAILED
+    assert "Invalid credentials" in err.detail and '"status":"invalid_token"' in err.detail
+    assert "ya29.expired" not in str(err)
+    # RFC 7628 3.2.3: the error challenge is answered with 0x01 (the scripted server would
+    # have said BAD to anything else)
+    assert server.received[-1] == b"AQ=="
+    assert [m for m, _ in server.sasl] == ["OAUTHBEARER"]
+
+
+async def test_smtp_oauthbearer_accepted(server_ctx, client_ctx) -> None:
+    server = ScriptedSmtpServer(tls=server_ctx, extensions=("AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER",))
+    await server.start()
+    try:
+        await check_smtp(
+            ServerSettings("127.0.0.1", server.port, Security.SSL),
+            Credentials("user@gmail.com", oauth2_token="ya29.good"),
+            ssl_context=client_ctx,
+            guard=GUARD,
+            timeout=5,
+        )
+    finally:
+        await server.close()
+    assert server.sasl == [
+        ("OAUTHBEARER", oauthbearer_message("user@gmail.com", "ya29.good", server.port))
+    ]
+    assert [line.split(b" ")[:2] for line in server.received if line.startswith(b"AUTH")] == [
+        [b"AUTH", b"OAUTHBEARER"]
+    ]
+
+
+async def test_smtp_oauthbearer_rejected(server_ctx, client_ctx) -> None:
+    server = ScriptedSmtpServer(
+        tls=server_ctx,
+        extensions=("AUTH XOAUTH2 OAUTHBEARER",),
+        oauthbearer_challenge=OAUTHBEARER_ERROR,
+        auth_reply=(535, ["5.7.8 Username and Password not accepted."]),
+    )
+    await server.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(MailCheckError) as err:
+            await check_smtp(
+                ServerSettings("127.0.0.1", server.port, Security.SSL),
+                Credentials("user@gmail.com", oauth2_token="ya29.expired"),
+                ssl_context=client_ctx,
+                guard=GUARD,
+                timeout=5,
+            )
+    finally:
+        await server.close()
+    assert time.monotonic() - started < 2
+    assert err.value.kind is FailureKind.AUTH_FAILED
+    assert err.value.detail.startswith("535 5.7.8 Username and Password not accepted.")
+    assert '"status":"invalid_token"' in err.value.detail and "ya29.expired" not in str(err.value)
+    assert server.received[-1] == b"AQ=="  # RFC 7628 3.2.3 (anything else gets a 501 here)
+
+
+async def test_smtp_token_login_needs_a_token_mechanism(server_ctx, client_ctx) -> None:
+    server = ScriptedSmtpServer(tls=server_ctx, extensions=("AUTH PLAIN LOGIN",))
+    await server.start()
+    try:
+        with pytest.raises(MailCheckError) as err:
+            await check_smtp(
+                ServerSettings("127.0.0.1", server.port, Security.SSL),
+                Credentials("user@gmail.com", oauth2_token="ya29.good"),
+                ssl_context=client_ctx,
+                guard=GUARD,
+                timeout=5,
+            )
+    finally:
+        await server.close()
+    assert err.value.kind is FailureKind.AUTH_FAILED
+    assert "OAUTHBEARER" in err.value.detail and "XOAUTH2" in err.value.detail
+    assert not server.saw_auth
 
 
 async def test_smtp_xoauth2_rejected(server_ctx, client_ctx) -> None:
@@ -264,6 +407,9 @@ async def test_smtp_xoauth2_rejected(server_ctx, client_ctx) -> None:
     finally:
         await server.close()
     assert err.value.kind is FailureKind.AUTH_FAILED
+    assert '"status":"401"' in err.value.detail
+    assert server.received[-1] == b""  # the empty answer to the error challenge
+    assert [m for m, _ in server.sasl] == ["XOAUTH2"]
 
 
 async def test_smtp_greeting_refusal(server_ctx, client_ctx) -> None:
@@ -443,10 +589,53 @@ async def test_xoauth2_token_never_logged(server_ctx, client_ctx, caplog) -> Non
             )
     finally:
         await smtp.close()
-    import base64
-
     for secret in (
         token,
         base64.b64encode(f"user=user@gmail.com\1auth=Bearer {token}\1\1".encode()).decode(),
     ):
+        assert secret not in caplog.text
+
+
+async def test_oauthbearer_token_never_logged(server_ctx, client_ctx, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    token = "ya29.SECRET-token-value"
+    creds = Credentials("user@gmail.com", oauth2_token=token)
+    ports = []
+    for caps in ("IMAP4rev1 AUTH=OAUTHBEARER SASL-IR", "IMAP4rev1 AUTH=OAUTHBEARER"):
+        server = ScriptedImapServer(
+            tls=server_ctx,
+            capabilities=caps,
+            oauthbearer_challenge=OAUTHBEARER_ERROR,
+            login_reply="NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)",
+        )
+        err = await _imap_error(server, client_ctx, creds=creds)
+        ports.append(server.port)
+        assert server.sasl[0][0] == "OAUTHBEARER" and token not in str(err)
+    smtp = ScriptedSmtpServer(
+        tls=server_ctx,
+        extensions=("AUTH PLAIN OAUTHBEARER",),
+        oauthbearer_challenge=OAUTHBEARER_ERROR,
+        auth_reply=(535, ["5.7.8 no"]),
+    )
+    await smtp.start()
+    try:
+        with pytest.raises(MailCheckError) as err:
+            await check_smtp(
+                ServerSettings("127.0.0.1", smtp.port, Security.SSL),
+                creds,
+                ssl_context=client_ctx,
+                guard=GUARD,
+            )
+    finally:
+        await smtp.close()
+    ports.append(smtp.port)
+    assert smtp.sasl[0][0] == "OAUTHBEARER" and token not in str(err.value)
+    secrets = [token]
+    secrets += [
+        base64.b64encode(oauthbearer_message("user@gmail.com", token, port)).decode()
+        for port in ports
+    ]
+    for secret in secrets:
         assert secret not in caplog.text

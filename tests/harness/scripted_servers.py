@@ -1,11 +1,17 @@
 """Tiny scripted servers for fault injection at the network edge.
 
 * `ScriptedImapServer`: speaks just enough IMAP (greeting, CAPABILITY, STARTTLS, LOGIN,
-  AUTHENTICATE XOAUTH2, SELECT, LOGOUT) and answers LOGIN / AUTHENTICATE with a scripted
-  provider text. Implicit TLS or STARTTLS with a trustme certificate; every line it received
-  is kept in `.received` (so a test can assert a password was never sent).
+  AUTHENTICATE XOAUTH2/OAUTHBEARER, SELECT, LOGOUT) and answers LOGIN / AUTHENTICATE with a
+  scripted provider text. Implicit TLS or STARTTLS with a trustme certificate; every line it
+  received is kept in `.received` (so a test can assert a password was never sent).
 * `ScriptedSmtpServer`: greeting, EHLO (scripted extensions), STARTTLS, AUTH with a scripted
   (possibly multi-line) reply.
+
+Both take a token login's client message with or without an initial response (IMAP: `+ `
+when the command came without one), keep it decoded in `.sasl` as (mechanism, bytes), and,
+when an error challenge is scripted for the mechanism (`xoauth2_challenge`,
+`oauthbearer_challenge`), send it and insist on the answer the mechanism prescribes (an empty
+line for XOAUTH2, "AQ==" = 0x01 for OAUTHBEARER, RFC 7628 3.2.3) before the scripted reply.
 * `silent_server()`: accepts TCP connections and never says a word.
 * `closed_port()`: a port nothing listens on.
 * `AutoconfigHttpServer` + `FakeDiscoveryEnv`: a local aiohttp server that serves autoconfig
@@ -92,6 +98,20 @@ SMTP_TEXTS = {
 XOAUTH2_ERROR = base64.b64encode(
     b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}'
 ).decode()
+# RFC 7628 3.2.2's example error
+OAUTHBEARER_ERROR = base64.b64encode(
+    b'{"status":"invalid_token","scope":"example_scope",'
+    b'"openid-configuration":"https://example.com/.well-known/openid-configuration"}'
+).decode()
+# what a client must answer to an error challenge
+SASL_ERROR_ANSWERS = {"XOAUTH2": b"", "OAUTHBEARER": b"AQ=="}
+
+
+def _b64(data: bytes | str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError:
+        return b"<not base64>"
 
 
 def closed_port() -> int:
@@ -106,6 +126,7 @@ class _Base:
         self.server: asyncio.AbstractServer | None = None
         self.port = 0
         self.received: list[bytes] = []
+        self.sasl: list[tuple[str, bytes]] = []
         self.connections = 0
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -143,6 +164,7 @@ class ScriptedImapServer(_Base):
         starttls: ssl.SSLContext | None = None,
         advertise_starttls: bool = True,
         xoauth2_challenge: str | None = None,
+        oauthbearer_challenge: str | None = None,
         bye_after_login: str | None = None,
     ) -> None:
         super().__init__()
@@ -152,7 +174,7 @@ class ScriptedImapServer(_Base):
         self.tls = tls
         self.starttls_ctx = starttls
         self.advertise_starttls = advertise_starttls
-        self.xoauth2_challenge = xoauth2_challenge
+        self.challenges = {"XOAUTH2": xoauth2_challenge, "OAUTHBEARER": oauthbearer_challenge}
         self.bye_after_login = bye_after_login
 
     async def start(self) -> ScriptedImapServer:
@@ -204,12 +226,23 @@ class ScriptedImapServer(_Base):
                         writer.close()
                         return
                 elif cmd == "AUTHENTICATE":
-                    if self.xoauth2_challenge is not None:
-                        await send(f"+ {self.xoauth2_challenge}")
+                    words = parts[2].split(" ") if len(parts) > 2 else [""]
+                    mech = words[0].upper()
+                    if len(words) > 1:
+                        message = words[1]
+                    else:  # no initial response (SASL-IR): ask for it
+                        await send("+ ")
                         answer = await reader.readline()
                         self.received.append(answer.rstrip(b"\r\n"))
-                        if answer.strip():
-                            await send(f"{tag} BAD expected an empty line")
+                        message = answer.decode("ascii", "replace").strip()
+                    self.sasl.append((mech, _b64(message)))
+                    challenge = self.challenges.get(mech)
+                    if challenge is not None:
+                        await send(f"+ {challenge}")
+                        answer = await reader.readline()
+                        self.received.append(answer.rstrip(b"\r\n"))
+                        if answer.strip() != SASL_ERROR_ANSWERS[mech]:
+                            await send(f"{tag} BAD wrong answer to the error challenge")
                             continue
                     await send(f"{tag} {self.login_reply}")
                 elif cmd == "SELECT":
@@ -250,6 +283,7 @@ class ScriptedSmtpServer(_Base):
         starttls: ssl.SSLContext | None = None,
         advertise_starttls: bool = True,
         xoauth2_challenge: str | None = None,
+        oauthbearer_challenge: str | None = None,
     ) -> None:
         super().__init__()
         self.auth_reply = auth_reply
@@ -258,7 +292,7 @@ class ScriptedSmtpServer(_Base):
         self.tls = tls
         self.starttls_ctx = starttls
         self.advertise_starttls = advertise_starttls
-        self.xoauth2_challenge = xoauth2_challenge
+        self.challenges = {"XOAUTH2": xoauth2_challenge, "OAUTHBEARER": oauthbearer_challenge}
 
     async def start(self) -> ScriptedSmtpServer:
         await self._serve(self._handle, self.tls)
@@ -296,12 +330,26 @@ class ScriptedSmtpServer(_Base):
                     await writer.start_tls(self.starttls_ctx)
                     secured = True
                 elif verb == "AUTH":
-                    mech = line.split(" ")[1].upper() if " " in line else ""
-                    if mech == "XOAUTH2" and self.xoauth2_challenge is not None:
-                        await reply(334, [self.xoauth2_challenge])
-                        answer = await reader.readline()
-                        self.received.append(answer.rstrip(b"\r\n"))
-                    elif mech == "LOGIN" and len(line.split(" ")) == 3:
+                    words = line.split(" ")
+                    mech = words[1].upper() if len(words) > 1 else ""
+                    if mech in self.challenges:
+                        if len(words) > 2:
+                            message = words[2]
+                        else:  # no initial response: ask for it
+                            await reply(334, [""])
+                            answer = await reader.readline()
+                            self.received.append(answer.rstrip(b"\r\n"))
+                            message = answer.decode("ascii", "replace").strip()
+                        self.sasl.append((mech, _b64(message)))
+                        challenge = self.challenges[mech]
+                        if challenge is not None:
+                            await reply(334, [challenge])
+                            answer = await reader.readline()
+                            self.received.append(answer.rstrip(b"\r\n"))
+                            if answer.strip() != SASL_ERROR_ANSWERS[mech]:
+                                await reply(501, ["5.5.2 wrong answer to the error challenge"])
+                                continue
+                    elif mech == "LOGIN" and len(words) == 3:
                         await reply(334, ["UGFzc3dvcmQ6"])
                         answer = await reader.readline()
                         self.received.append(answer.rstrip(b"\r\n"))
