@@ -1,5 +1,5 @@
-"""The API sends from an OAuth2 account: XOAUTH2 to the test SMTP server (STARTTLS) and to Dovecot
-for the Sent copy, a refreshed token when the old one expired, and mailbox_broken (the account
+"""The API sends from an OAuth2 account: OAUTHBEARER (offered besides XOAUTH2) to the test SMTP
+server (STARTTLS) and to Dovecot for the Sent copy, a refreshed token when the old one expired, and mailbox_broken (the account
 marked broken for the chat) once the person withdrew the grant at the provider."""
 
 from __future__ import annotations
@@ -68,13 +68,13 @@ async def test_send_from_an_oauth2_account(oauth_api: tuple[World, Api], mail_us
         await s.commit()
 
     to = new_user(mail_stack)
-    status, data = await api.send({"user_id": user.id, "to": [to.address], "subject": "OAuth", "text": "via XOAUTH2"})
+    status, data = await api.send({"user_id": user.id, "to": [to.address], "subject": "OAuth", "text": "via OAuth2"})
     assert status == 200, data
     sub = mail_stack.submitted[-1]
-    assert sub.login == mail_user.address and sub.listener == "starttls"
+    assert sub.login == mail_user.address and sub.listener == "starttls" and sub.mechanism == "OAUTHBEARER"
     [got] = await mails(mail_stack, to)
     assert got.message["Message-ID"] == data["message_id"]
-    assert got.message.get_content().replace("\r\n", "\n").rstrip() == "via XOAUTH2\n-- \nSent via OAuth"
+    assert got.message.get_content().replace("\r\n", "\n").rstrip() == "via OAuth2\n-- \nSent via OAuth"
     [sent] = await mails(mail_stack, mail_user, "Sent")
     assert sent.message["Message-ID"] == data["message_id"] and data["letter_id"]
     async with world.h.session() as s:

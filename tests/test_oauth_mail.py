@@ -1,10 +1,15 @@
 """OAuth2 at the protocol level: mail/oauth2.py against the local authorization server
-(tests/harness/oauth_server.py), and XOAUTH2 logins to the real Dovecot and the test SMTP
-server with tokens that server issued (checked by introspection)."""
+(tests/harness/oauth_server.py), and token logins to the real Dovecot and the test SMTP
+server with tokens that server issued (checked by introspection). Both servers offer
+OAUTHBEARER and XOAUTH2, so the client logs in with OAUTHBEARER here (Dovecot's log and the
+SMTP server's record of each letter say so); XOAUTH2 is covered by scripted servers that offer
+only XOAUTH2 (tests/test_mail_scripted.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import email.message
+import re
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -206,21 +211,55 @@ async def test_wrong_client_secret_and_unreachable_endpoint(oauth: OAuthServer) 
         assert err.value.error == "network"
 
 
-# ---- XOAUTH2 against Dovecot and the SMTP server ---------------------------------------------
+# ---- token logins (OAUTHBEARER) to Dovecot and the SMTP server -------------------------------
+async def dovecot_logins(stack: MailStack, address: str, offset: int, count: int) -> list[str]:
+    """Dovecot's "Login" / "auth failed" log lines for `address` written after `offset`
+    (imap-login writes them a moment after it answered): `count` of them, or all after 3 s."""
+    pattern = re.compile(rf"^.*(?:Login|auth failed).*user=<{re.escape(address)}>, method=\S+.*$", re.MULTILINE)
+    deadline = time.monotonic() + 3
+    while True:
+        with open(stack.log_file, "rb") as f:
+            f.seek(offset)
+            found = pattern.findall(f.read().decode(errors="replace"))
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)
+
+
+def log_size(stack: MailStack) -> int:
+    return stack.log_file.stat().st_size
+
+
 async def test_dovecot_and_smtp_accept_tokens_from_the_local_server(
     oauth: OAuthServer, mail_stack: MailStack, mail_user: MailUser
 ) -> None:
     token = oauth.issue_token(mail_user.address)
     creds = Credentials(mail_user.address, oauth2_token=token)
     ctx = mail_stack.client_ssl_context()
-    client = await open_imap(imap_server(mail_stack), creds, ssl_context=ctx, guard=guard(), timeout=5)
-    try:
-        assert (await client.select("INBOX")).result == "OK"
-    finally:
-        await close_imap(client)
+    offset = log_size(mail_stack)
+    for server in (imap_server(mail_stack), ServerSettings("localhost", mail_stack.imap_starttls_port, Security.STARTTLS)):
+        client = await open_imap(server, creds, ssl_context=ctx, guard=guard(), timeout=5)
+        try:
+            assert (await client.select("INBOX")).result == "OK"
+            # the capabilities Dovecot announced with its OK replace the pre-login ones
+            assert client.has_capability("SPECIAL-USE") and client.has_capability("UIDPLUS")
+        finally:
+            await close_imap(client)
+    logins = await dovecot_logins(mail_stack, mail_user.address, offset, 2)
+    assert len(logins) == 2 and all("Login: " in line and "method=OAUTHBEARER," in line for line in logins), logins
     for port, security in ((mail_stack.smtp_ssl_port, Security.SSL), (mail_stack.smtp_starttls_port, Security.STARTTLS)):
         smtp = await open_smtp(ServerSettings("localhost", port, security), creds, ssl_context=ctx, guard=guard(), timeout=5)
-        await close_smtp(smtp)
+        try:
+            letter = email.message.EmailMessage()
+            letter["From"] = letter["To"] = mail_user.address
+            letter["Subject"] = f"over {security.value}"
+            letter.set_content("sent with an OAuth2 token")
+            await smtp.send_message(letter)
+        finally:
+            await close_smtp(smtp)
+        sub = mail_stack.submitted[-1]
+        assert sub.login == mail_user.address and b"over " + security.value.encode() in sub.data
+        assert sub.mechanism == "OAUTHBEARER"
 
 
 async def test_dovecot_and_smtp_refuse_dead_or_foreign_tokens(
@@ -230,18 +269,32 @@ async def test_dovecot_and_smtp_refuse_dead_or_foreign_tokens(
     other = oauth.issue_token("someone-else@example.org")
     expired = oauth.issue_token(mail_user.address)
     oauth.expire_access_tokens(mail_user.address)
-    for token in ("not-a-token", other, expired):
+    revoked = oauth.issue_token(mail_user.address)
+    oauth.revoke_user(mail_user.address)
+    offset = log_size(mail_stack)
+    tokens = ("not-a-token", other, expired, revoked)
+    for token in tokens:
         creds = Credentials(mail_user.address, oauth2_token=token)
         started = time.monotonic()
         with pytest.raises(MailCheckError) as err:
             await open_imap(imap_server(mail_stack), creds, ssl_context=ctx, guard=guard(), timeout=5)
         assert err.value.kind is FailureKind.AUTH_FAILED
         assert time.monotonic() - started < 4, "a refused token must not hang until the timeout"
+        # Dovecot's NO and its error challenge (RFC 7628 3.2.2), never the token
+        assert "AUTHENTICATIONFAILED" in err.value.detail and '"status":"invalid_token"' in err.value.detail
+        assert token not in str(err.value)
+        started = time.monotonic()
         with pytest.raises(MailCheckError) as err:
             await open_smtp(
                 ServerSettings("localhost", mail_stack.smtp_ssl_port, Security.SSL), creds, ssl_context=ctx, guard=guard(), timeout=5
             )
         assert err.value.kind is FailureKind.AUTH_FAILED
+        assert time.monotonic() - started < 4, "a refused token must not hang until the timeout"
+        assert err.value.detail.startswith("535 ") and "invalid_token" in err.value.detail
+        assert token not in str(err.value)
+    failures = await dovecot_logins(mail_stack, mail_user.address, offset, len(tokens))
+    assert len(failures) == len(tokens), failures
+    assert all("auth failed" in line and "method=OAUTHBEARER," in line for line in failures), failures
 
 
 # ---- Yandex's dialect (scripted server speaking it as documented) -----------------------------

@@ -1,6 +1,7 @@
 """OAuth2 sign-in end to end: a person talks to the real bot through the fake Bot API, signs in
 at the local authorization server with a scripted browser that follows the redirect to the
-bot's own callback page, and the bot logs in to the real Dovecot and SMTP server with XOAUTH2.
+bot's own callback page, and the bot logs in to the real Dovecot and SMTP server with the token
+(OAUTHBEARER, which both offer besides XOAUTH2).
 Then the token expires and is refreshed silently; then the grant is revoked at the provider and
 the account is reported broken. Admin commands, the device flow and every refused callback
 (forged, replayed, another user's, no PKCE verifier, expired, denied, provider error)."""

@@ -16,9 +16,10 @@ several stacks can coexist. Nothing is mocked:
   (or synchronous client) the test uses.
 * OAuth2: Dovecot accepts XOAUTH2/OAUTHBEARER through its ``oauth2`` passdb, which checks each
   token by RFC 7662 introspection at the test authorization server
-  (``tests/harness/oauth_server.py``); the SMTP server accepts XOAUTH2 against the same
-  endpoint. The server's port is reserved at start (a bound socket, so Dovecot's configuration
-  can name it); ``await stack.oauth_server()`` starts the server on it when a test needs it.
+  (``tests/harness/oauth_server.py``); the SMTP server accepts XOAUTH2 and OAUTHBEARER against
+  the same endpoint (each accepted letter records the AUTH mechanism it came in with). The
+  server's port is reserved at start (a bound socket, so Dovecot's configuration can name
+  it); ``await stack.oauth_server()`` starts the server on it when a test needs it.
 * ``imap_starttls_port`` is a transparent TCP forwarder (same thread) to Dovecot's plain
   listener on 127.0.0.2, because Dovecot treats 127.0.0.1 -> 127.0.0.1 as "secured" and would
   allow LOGIN without STARTTLS (see ``_ImapStartTlsFront``).
@@ -51,6 +52,7 @@ import subprocess
 import threading
 import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +109,7 @@ class SubmittedLetter:
     rcpt_tos: tuple[str, ...]
     data: bytes
     listener: str  # "ssl" or "starttls"
+    mechanism: str | None = None  # the AUTH mechanism of the session: "PLAIN", "OAUTHBEARER", ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,12 +220,15 @@ class _SubmissionHandler:
 
     aiosmtpd treats every handler attribute named ``auth_*`` as an AUTH mechanism (advertised
     in EHLO on both listeners): PLAIN/LOGIN are aiosmtpd's own (checked by ``authenticator``),
-    XOAUTH2 is ``auth_XOAUTH2`` below (checked by introspection at the OAuth2 test server).
+    XOAUTH2 and OAUTHBEARER are ``auth_XOAUTH2`` / ``auth_OAUTHBEARER`` below (tokens checked
+    by introspection at the OAuth2 test server). The mechanism a session logged in with is
+    kept per session and recorded with each letter.
     """
 
     def __init__(self, stack: MailStack, listener: str) -> None:
         self.stack = stack
         self.listener = listener
+        self.mechanisms: weakref.WeakKeyDictionary[Session, str] = weakref.WeakKeyDictionary()
 
     # Called by aiosmtpd's builtin auth_PLAIN / auth_LOGIN.
     def authenticator(
@@ -233,6 +239,7 @@ class _SubmissionHandler:
         login = auth_data.login.decode("utf-8", "replace")
         password = auth_data.password.decode("utf-8", "replace")
         if self.stack.check_password(login, password):
+            self.mechanisms[session] = mechanism.upper()
             return AuthResult(success=True, auth_data=login.lower())
         return AuthResult(success=False, handled=False)
 
@@ -240,6 +247,15 @@ class _SubmissionHandler:
         """SASL XOAUTH2: "user=<addr>^Aauth=Bearer <token>^A^A", base64. A refused token gets
         Google's answer: a 334 challenge with a base64 JSON error, then 535 after the client's
         empty reply."""
+        return await self._bearer(server, args, "XOAUTH2")
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        """SASL OAUTHBEARER (RFC 7628): "n,a=<addr>,^Ahost=..^Aport=..^Aauth=Bearer <token>^A^A",
+        base64. A refused token gets a 334 challenge with a base64 JSON error (3.2.2); the
+        client must answer it with 0x01 (3.2.3), then gets 535 (501 for any other answer)."""
+        return await self._bearer(server, args, "OAUTHBEARER")
+
+    async def _bearer(self, server: SMTP, args: list[str], mechanism: str) -> AuthResult:
         if len(args) > 1:
             try:
                 raw: Any = base64.b64decode(args[1].encode(), validate=True)
@@ -250,16 +266,34 @@ class _SubmissionHandler:
             raw = await server.challenge_auth("")
             if raw is MISSING:
                 return AuthResult(success=False, handled=True)
-        fields = dict(
-            part.split("=", 1) for part in bytes(raw).decode("utf-8", "replace").split("\x01") if "=" in part
-        )
-        login = fields.get("user", "").strip().lower()
+        text = bytes(raw).decode("utf-8", "replace")
+        login = ""
+        if mechanism == "OAUTHBEARER":
+            # GS2 header "n,a=<saslname>," then key=value pairs separated by ^A
+            gs2, _, text = text.partition("\x01")
+            flags, _, rest = gs2.partition(",")
+            authzid = rest.partition(",")[0]
+            if flags == "n" and authzid.startswith("a="):
+                login = authzid[2:].replace("=2C", ",").replace("=3D", "=")
+        fields = dict(part.split("=", 1) for part in text.split("\x01") if "=" in part)
+        if mechanism == "XOAUTH2":
+            login = fields.get("user", "")
+        login = login.strip().lower()
         auth = fields.get("auth", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if login and token and await self.stack.introspect(token) == login:
+            assert server.session is not None
+            self.mechanisms[server.session] = mechanism
             return AuthResult(success=True, auth_data=login)
-        error = json.dumps({"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"})
-        if await server.challenge_auth(error) is MISSING:
+        if mechanism == "OAUTHBEARER":
+            error = {"status": "invalid_token", "schemes": "bearer", "scope": "mail"}
+        else:
+            error = {"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"}
+        answer = await server.challenge_auth(json.dumps(error))
+        if answer is MISSING:
+            return AuthResult(success=False, handled=True)
+        if mechanism == "OAUTHBEARER" and answer != b"\x01":
+            await server.push("501 5.5.2 OAUTHBEARER: an error challenge is answered with %x01")
             return AuthResult(success=False, handled=True)
         return AuthResult(success=False, handled=False)
 
@@ -292,6 +326,7 @@ class _SubmissionHandler:
                 rcpt_tos=tuple(envelope.rcpt_tos),
                 data=data,
                 listener=self.listener,
+                mechanism=self.mechanisms.get(session),
             )
         )
         return "250 2.0.0 OK: queued"
