@@ -6,7 +6,9 @@ every request the bot makes, handler replies included, and
 * paces *sending* methods (``send*`` except sendChatAction, ``copyMessage(s)``,
   ``forwardMessage(s)``; a media group costs one slot per item): a token bucket per chat
   (default 1/s, bursts of 3) and one for the whole bot (default 25/s); Telegram's limits are
-  about 1/s per chat and ~30/s overall;
+  about 1/s per chat and ~30/s overall. Once a chat's burst is spent, its next send waits a
+  full interval after the previous one *came back* (see ``_Scheduler.settle``), so a request
+  delayed on its way cannot arrive right behind the next one;
 * lets edits, deletions and chat actions through without spending the budget (Telegram's
   bulk limit counts messages sent; edits have their own per-message flood control), but they
   do wait out a flood pause like sends;
@@ -264,6 +266,21 @@ class _Scheduler:
             self._drop(waiter)
             raise
 
+    def settle(self, chat: Any, cost: float) -> None:
+        """A request to `chat` has come back: count its slot as spent now, not at its grant.
+
+        Telegram sees a request when it arrives, and one that waited for a new connection (a
+        TLS handshake, a busy loop) can arrive late, close behind the next one to the same chat.
+        The next send to a chat whose budget is spent therefore waits a full interval after the
+        previous one came back, which it cannot have done before Telegram saw it."""
+        loop = self._bind()
+        now = loop.time()
+        bucket = self._chats.get(chat)
+        if bucket is None:
+            bucket = self._chats[chat] = _Bucket(self.chat_rate, self.config.per_chat_burst, now)
+        bucket.refill(now)
+        bucket.tokens = min(bucket.tokens, bucket.capacity - min(cost, bucket.capacity))
+
     def _drop(self, waiter: _Waiter) -> None:
         with contextlib.suppress(ValueError):
             self._waiters.remove(waiter)
@@ -406,7 +423,11 @@ class TelegramLimiter(BaseRequestMiddleware):
                     message=f"no slot to send {name} within {self.config.max_wait:.0f} s",
                 ) from None
             try:
-                return await make_request(bot, method)
+                try:
+                    return await make_request(bot, method)
+                finally:
+                    if kind is Kind.COUNTED and chat is not None:
+                        self._scheduler.settle(chat, cost)
             except TelegramRetryAfter as exc:
                 self.stats.flood_waits += 1
                 floods += 1
