@@ -13,10 +13,10 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramNetworkError, TelegramServerError
+from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramServerError
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
-from aiogram.types import BotCommand
+from aiogram.types import BotCommand, BotCommandScopeChat
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
@@ -212,16 +212,27 @@ async def _start_oauth(app: App) -> None:
         app.extra["web"] = web
 
 
+USER_COMMANDS = ("start", "inbox", "settings", "cancel", "help")
+ADMIN_COMMANDS = ("admin",)
+
+
 async def set_commands(app: App) -> None:
+    """The command menu, in English (the default) and Russian. Admins see /admin in theirs too
+    (a per-chat menu): nobody else gets a hint that admin commands exist."""
     for lang in ("en", "ru"):
         t = app.catalog.get(lang)
-        commands = [
-            BotCommand(command="start", description=t("cmd.start")),
-            BotCommand(command="settings", description=t("cmd.settings")),
-            BotCommand(command="cancel", description=t("cmd.cancel")),
-            BotCommand(command="help", description=t("cmd.help")),
-        ]
-        await app.bot.set_my_commands(commands, language_code=None if lang == "en" else lang)
+        code = None if lang == "en" else lang
+        users = [BotCommand(command=c, description=t(f"cmd.{c}")) for c in USER_COMMANDS]
+        await app.bot.set_my_commands(users, language_code=code)
+        admins = users + [BotCommand(command=c, description=t(f"cmd.{c}")) for c in ADMIN_COMMANDS]
+        for admin_id in app.settings.admin_ids:
+            try:
+                await app.bot.set_my_commands(
+                    admins, scope=BotCommandScopeChat(chat_id=admin_id), language_code=code
+                )
+            except TelegramBadRequest as exc:  # e.g. the admin has not opened the bot yet
+                log.warning("admin %s: command menu not set: %s", admin_id, exc.message)
+                break
 
 
 async def wait_for_telegram(bot: Bot, *, max_delay: float = 60.0) -> None:

@@ -3,6 +3,7 @@ servers and the connection test, the database checked afterwards."""
 
 from __future__ import annotations
 
+import json
 import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -70,6 +71,25 @@ async def test_admin_commands_look_unknown_to_everyone_else(harness: BotHarness)
     # the admin gets the menu
     admin = await open_admin(harness)
     assert admin.buttons() == ["📮 Standard services", "🏢 Company servers", "🚩 Feature flags", "📊 Status", "📣 Outage notice"]
+
+
+def menu_of(h: BotHarness, scope: dict[str, Any], language: str = "") -> list[str]:
+    key = (json.dumps(scope, sort_keys=True), language)
+    return [c["command"] for c in h.fake.commands.get(key, [])]
+
+
+async def test_only_admins_see_admin_in_their_command_menu(harness: BotHarness) -> None:
+    await harness.start(admin_ids=[ADMIN])
+    everyone = ["start", "inbox", "settings", "cancel", "help"]
+    assert menu_of(harness, {"type": "default"}) == everyone
+    assert menu_of(harness, {"type": "default"}, "ru") == everyone
+    for language in ("", "ru"):
+        assert menu_of(harness, {"type": "chat", "chat_id": ADMIN}, language) == [*everyone, "admin"]
+    russian = harness.fake.commands[(json.dumps({"type": "default"}, sort_keys=True), "ru")]
+    assert russian[1]["description"] == "Последние письма"
+    # no other menu anywhere: only the default one and the admin's own
+    scopes = {scope for scope, _language in harness.fake.commands}
+    assert scopes == {json.dumps(s, sort_keys=True) for s in ({"type": "default"}, {"type": "chat", "chat_id": ADMIN})}
 
 
 # ---- standard services ---------------------------------------------------------------------
