@@ -89,7 +89,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "unknown_employee": (404, "No connected mailbox for that Telegram user id or address."),
     "unknown_letter": (404, "No such letter (for that employee)."),
     "not_allowed": (403, "The employee has not allowed their mailbox to be used in business processes."),
-    "mailbox_broken": (409, "The employee's account is broken or reconnecting, or their mail server refused the stored login; they must reconnect it in the bot."),
+    "mailbox_broken": (409, "The employee's account is broken, or their mail server refused the stored login; they must reconnect it in the bot."),
     "smtp_rejected": (502, "The employee's SMTP server refused the letter; nothing was sent. `message` has the server's answer, `fields` the refused recipients."),
     "mail_server_unavailable": (502, "The employee's mail server (or OAuth2 provider) could not be reached."),
     "body_too_large": (413, "The request body, or the attachments' total decoded size, is over the limit."),
@@ -467,9 +467,7 @@ def outgoing_error(exc: OutgoingError) -> ApiError:
     if isinstance(exc, NotAllowed):
         return ApiError("not_allowed")
     if isinstance(exc, MailboxUnavailable):
-        what = {"broken": "the account is broken", "reconnecting": "the account is reconnecting"}.get(
-            exc.state, "the mail server refused the stored login"
-        )
+        what = "the account is broken" if exc.state == "broken" else "the mail server refused the stored login"
         detail = f" ({exc.detail})" if exc.detail else ""
         return ApiError("mailbox_broken", f"{what}; the employee must reconnect it in the bot{detail}"[:1000])
     if isinstance(exc, AttachmentsTooLarge):

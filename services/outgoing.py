@@ -4,8 +4,9 @@ business items. The HTTP API (bot/api.py) calls this layer; so could the chat or
 Sending (`OutgoingService.send`):
 
 1. the employee is found by Telegram user id or by the connected address (drafts don't count)
-   and must have turned "use in business processes" on; a broken or reconnecting account is
-   refused before anything goes out;
+   and must have turned "use in business processes" on; a broken account is refused before
+   anything goes out (one that is merely reconnecting is tried: the watcher's IMAP trouble
+   says little about SMTP, and an unreachable server gets its own answer);
 2. the letter is built (mail.outbox.build_message) with the employee's signature, From is the
    mailbox address, the Message-ID is ours (on the sender's domain);
 3. it is submitted through the employee's own SMTP server with their password or OAuth2 token,
@@ -74,7 +75,7 @@ class NotAllowed(OutgoingError):
 
 
 class MailboxUnavailable(OutgoingError):
-    """The account is broken or reconnecting, or the server refused the stored login now."""
+    """The account is broken, or the server refused the stored login now."""
 
     def __init__(self, state: str, detail: str = "") -> None:
         super().__init__(state)
@@ -207,7 +208,7 @@ class OutgoingService:
         if total > self.attachments_limit:
             raise AttachmentsTooLarge(total, self.attachments_limit)
         mailbox = await self.allowed_employee(ref)
-        if mailbox.state in (MailboxState.BROKEN.value, MailboxState.RECONNECTING.value):
+        if mailbox.state == MailboxState.BROKEN.value:
             raise MailboxUnavailable(mailbox.state, mailbox.last_error or "")
         creds = await self._credentials(mailbox)
         sender = Recipient(mailbox.email, " ".join((letter.from_name or "").split()))

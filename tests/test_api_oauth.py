@@ -62,8 +62,8 @@ async def test_send_from_an_oauth2_account(oauth_api: tuple[World, Api], mail_us
         svc = OAuthService(s, world.h.app.deps)
         before = svc.tokens_of(box)
         svc.store_tokens(box, dataclasses.replace(before, expires_at=time.time() - 1))
-        # whatever the watcher last reported before it was stopped (a reconnect in progress
-        # refuses the send, tested elsewhere), this test is about sending: the account is fine
+        # whatever the watcher last reported before it was stopped, this test is about sending:
+        # the account is fine
         box.state = "connected"
         await s.commit()
 
