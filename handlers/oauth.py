@@ -4,7 +4,7 @@ the admin commands `/oauth_flag on|off` and `/oauth_client ...`.
 
 The wizard stays on its password step while the person signs in at the provider (they may
 still send a password instead). When tokens arrive, the wizard continues exactly as after a
-password: the draft keeps the encrypted tokens, IMAP and SMTP are checked (XOAUTH2), then the
+password: the draft keeps the encrypted tokens, IMAP and SMTP are checked (OAUTHBEARER or XOAUTH2), then the
 signature step follows. A sign-in whose wizard was cancelled or moved on stores nothing.
 
 Admin commands answer only the Telegram ids in Settings.admin_ids; for everyone else they do

@@ -440,7 +440,7 @@ class OAuthService:
         await self.session.flush()
 
     async def fresh_credentials(self, mailbox: Mailbox) -> Credentials:
-        """XOAUTH2 credentials with an access token valid for at least `refresh_margin` s.
+        """OAuth2 credentials (OAUTHBEARER or XOAUTH2) with an access token valid for at least `refresh_margin` s.
         A refresh is stored in the session (flushed; the caller commits). Raises
         ReauthorizationRequired on invalid_grant (account marked broken), MailCheckError
         (TIMEOUT/PROTOCOL) when the provider can't be reached or answers oddly."""
