@@ -492,8 +492,8 @@ async def test_check_account_runs_concurrently(client_ctx) -> None:
         )
         started = time.monotonic()
         with pytest.raises(MailCheckError) as err:
-            await check_account(s, CREDS, ssl_context=client_ctx, guard=GUARD, timeout=1.0)
-        assert time.monotonic() - started < 1.8  # not 2 x 1 s
+            await check_account(s, CREDS, ssl_context=client_ctx, guard=GUARD, timeout=4.0)
+        assert time.monotonic() - started < 6  # 4 s; one after the other: 8 s
     assert err.value.kind is FailureKind.TIMEOUT
     assert err.value.protocol is Protocol.IMAP
 
@@ -508,9 +508,9 @@ async def test_smtp_timeout(client_ctx, security) -> None:
                 CREDS,
                 ssl_context=client_ctx,
                 guard=GUARD,
-                timeout=0.8,
+                timeout=4.0,
             )
-        assert time.monotonic() - started < 1.6
+        assert time.monotonic() - started < 6  # 4 s; a second timeout after it: 8 s
     assert err.value.kind is FailureKind.TIMEOUT
 
 
