@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings
 from mail.outbox import AttachmentData, Recipient, parse_recipient
 from services.deps import MailDeps
+from services.hooks import run_after_commit
 from services.items import ITEM_ID_MAX, ITEM_TYPE_MAX, LinkView
 from services.outgoing import (
     AttachmentsTooLarge,
@@ -508,11 +509,13 @@ async def send_mail(request: web.Request) -> web.Response:
             result = await ctx.service(session).send(_employee(req.user_id, req.email), letter)
         except OutgoingError as exc:
             await session.commit()  # e.g. an OAuth2 account found broken stays marked broken
+            await run_after_commit(session)
             error = outgoing_error(exc)
             if isinstance(exc, SendRefused):
                 error.fields = {paths.get(a.lower(), a): answer for a, answer in exc.refused.items()}
             raise error from None
         await session.commit()
+        await run_after_commit(session)
     return render(SendResponse.of(result))
 
 

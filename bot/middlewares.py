@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.i18n import Catalog, pick_language
 from bot.telegram_limits import interactive
 from services.deps import MailDeps
-from services.hooks import take_after_commit
+from services.hooks import run_after_commit
 from services.mailboxes import MailboxService
 from services.users import UserService
 
@@ -67,9 +67,5 @@ class ContextMiddleware(BaseMiddleware):
             finally:
                 interactive.reset(replying)
             await session.commit()
-        for action in take_after_commit(session):
-            try:
-                await action()
-            except Exception:
-                log.exception("after-commit action failed")
+        await run_after_commit(session)
         return result

@@ -48,6 +48,7 @@ from mail.smtp import close_smtp, open_smtp
 from mail.types import Credentials, FailureKind, LetterSummary, MailCheckError
 from mail.validate import parse_email
 from services.deps import MailDeps
+from services.hooks import after_commit
 from services.items import ItemLinks, LinkView, view_of
 from services.items import LetterNotFound as ItemLetterNotFound
 from services.letters import letter_row
@@ -253,8 +254,16 @@ class OutgoingService:
             return await self.mailboxes.credentials(mailbox)
         except MailCheckError as exc:  # OAuth2: ReauthorizationRequired marks the account broken
             if exc.kind in LOGIN_REFUSED:
-                raise MailboxUnavailable(MailboxState.BROKEN.value, exc.detail) from None
+                raise self._login_refused(mailbox, MailboxState.BROKEN.value, exc.detail) from None
             raise MailServerUnreachable(exc.detail or exc.kind.value) from None
+
+    def _login_refused(self, mailbox: Mailbox, state: str, detail: str) -> MailboxUnavailable:
+        """The stored login was refused (a changed password, a withdrawn grant). Once this is
+        committed the watcher tries the login at once: a confirmed refusal makes the account
+        broken with the one Reconnect message, exactly as if the watcher had found it."""
+        mailbox_id = mailbox.id
+        after_commit(self.session, lambda: self.deps.watchers.restart(mailbox_id))
+        return MailboxUnavailable(state, detail)
 
     async def _submit(self, mailbox: Mailbox, creds: Credentials, data: bytes, recipients: list[str]) -> None:
         try:
@@ -264,7 +273,7 @@ class OutgoingService:
             )
         except MailCheckError as exc:
             if exc.kind in LOGIN_REFUSED:
-                raise MailboxUnavailable("login_refused", exc.detail) from None
+                raise self._login_refused(mailbox, "login_refused", exc.detail) from None
             raise MailServerUnreachable(f"SMTP: {exc.detail or exc.kind.value}") from None
         try:
             await submit(client, mailbox.email, recipients, data)

@@ -392,6 +392,16 @@ async def test_employee_errors(api: Api, mail_user: MailUser, mail_stack: MailSt
     mail_stack.set_password(other.address, "changed-" + other.password)
     status, data = await api.send({**body, "user_id": 7008})
     assert status == 409 and error_of(data)[0] == "mailbox_broken" and "refused the stored login" in data["error"]["message"]
+    # the employee hears of it at once (the watcher's own IDLE session may live on for hours
+    # with the old password): the account is broken, and one message offers Reconnect
+    employee = api.h.user(7008)
+    prompt = await employee.wait_for_text("is broken", timeout=20)
+    assert "🔄 Reconnect" in employee.buttons(prompt.message_id)
+    assert (await _box(api, 7008)).state == "broken"
+    status, data = await api.send({**body, "user_id": 7008})
+    assert status == 409 and "the account is broken" in data["error"]["message"]
+    await asyncio.sleep(1)
+    assert sum("is broken" in m.text for m in employee.messages()) == 1
 
 
 async def _box(api: Api, user_id: int) -> Mailbox:
