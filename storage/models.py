@@ -275,3 +275,27 @@ class BroadcastDelivery(Base):
     telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(String(300))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IdempotencyState(str, enum.Enum):
+    IN_PROGRESS = "in_progress"  # claimed; the send is running (or the process died during it)
+    COMPLETED = "completed"  # the answer is stored and replayed
+
+
+class IdempotencyKey(Base):
+    """An `Idempotency-Key` of the business-process API, scoped to the API token (only its
+    SHA-256 is kept) and kept for a day. The unique (token_hash, key) pair is what makes two
+    concurrent requests with the same key unable to both send."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("token_hash", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 of the canonical request
+    state: Mapped[str] = mapped_column(String(16), default=IdempotencyState.IN_PROGRESS.value)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)  # the JSON answer, as sent
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

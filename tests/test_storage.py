@@ -1,5 +1,6 @@
-"""Storage: migrations match the models, one mailbox per user is a database rule, secrets are
-encrypted with rotating keys, and the key file is created private."""
+"""Storage: migrations match the models, one mailbox per user and one claim per API token and
+idempotency key are database rules, secrets are encrypted with rotating keys, and the key file
+is created private."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from storage.crypto import SecretBox, load_or_create_keys
 from storage.db import create_engine, create_sessionmaker, migrate
-from storage.models import Base, Mailbox, Service, User
+from storage.models import Base, IdempotencyKey, Mailbox, Service, User
 
 
 async def test_migrations_match_models(db_url: str) -> None:
@@ -74,3 +75,20 @@ def test_key_file_created_private(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     assert keys[0] not in caplog.text
     assert load_or_create_keys(None, key_file) == keys  # reused on the next start
     assert load_or_create_keys("k1, k2", key_file) == ["k1", "k2"]  # configuration wins
+
+
+async def test_one_claim_per_token_and_idempotency_key_is_enforced_by_the_database(db_url: str) -> None:
+    await migrate(db_url)
+    engine = create_engine(db_url)
+    sessions = create_sessionmaker(engine)
+    try:
+        async with sessions() as s:
+            for token_hash in ("a" * 64, "b" * 64):  # the same key under another token is another key
+                s.add(IdempotencyKey(token_hash=token_hash, key="k-1", request_hash="c" * 64))
+            await s.commit()
+            s.add(IdempotencyKey(token_hash="a" * 64, key="k-1", request_hash="d" * 64))
+            with pytest.raises(IntegrityError):
+                await s.commit()
+            await s.rollback()
+    finally:
+        await engine.dispose()
