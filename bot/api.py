@@ -13,6 +13,11 @@ models), call one use case (services/outgoing.py) and render; nothing else happe
   same pydantic models the handlers validate with, so it cannot drift from them.
 * No request body, header or token is ever logged; one INFO line per call (method, route,
   status, milliseconds, which token by position).
+* `POST /mail/send` takes an optional `Idempotency-Key` header (services/idempotency.py): a
+  repeat of the same request with the same key (per token, for 24 h) gets the first answer
+  again with `Idempotent-Replayed: true` instead of a second letter. Every answer of the send
+  use case is kept, errors included; only an unexpected failure (500 `internal`) frees the key,
+  and a malformed request (422 `validation_error`) never claims it.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from bot.config import Settings
 from mail.outbox import AttachmentData, Recipient, parse_recipient
 from services.deps import MailDeps
 from services.hooks import run_after_commit
+from services.idempotency import Claimed, IdempotencyStore, InProgress, Replay, Reused, sha256_hex
 from services.items import ITEM_ID_MAX, ITEM_TYPE_MAX, LinkView
 from services.outgoing import (
     AttachmentsTooLarge,
@@ -80,6 +86,10 @@ MAX_RECIPIENTS = 100
 MAX_ATTACHMENTS = 100
 THREAD_PARSE_BYTES = 256 * 1024  # bigger bodies are parsed and decoded off the event loop
 HEALTH_DB_TIMEOUT = 3.0
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+IDEMPOTENCY_KEY_MAX = 200
+CALLER: web.RequestKey[int] = web.RequestKey("api_caller")  # 1-based position of the request's token
 
 # code -> (HTTP status, what it means). Stable: process engines branch on these.
 ERRORS: dict[str, tuple[int, str]] = {
@@ -94,9 +104,13 @@ ERRORS: dict[str, tuple[int, str]] = {
     "smtp_rejected": (502, "The employee's SMTP server refused the letter; nothing was sent. `message` has the server's answer, `fields` the refused recipients."),
     "mail_server_unavailable": (502, "The employee's mail server (or OAuth2 provider) could not be reached."),
     "body_too_large": (413, "The request body, or the attachments' total decoded size, is over the limit."),
+    "idempotency_in_progress": (409, "A request with this Idempotency-Key is still being processed; retry later."),
+    "idempotency_key_reused": (422, "This Idempotency-Key was used with a different request; use a new key for a new request."),
     "internal": (500, "An unexpected error; the bot's log has the details."),
 }
 COMMON_ERRORS = ("unauthorized", "internal")
+# answers that never come from the send use case, so never replayed under an Idempotency-Key
+NOT_REPLAYED = ("unauthorized", "validation_error", "idempotency_key_reused", "idempotency_in_progress", "internal")
 
 
 class ApiError(Exception):
@@ -242,6 +256,33 @@ class ItemPath(Strict):
     item_id: ItemId
 
 
+def _printable_ascii(value: str) -> str:
+    if not re.fullmatch(r"[\x20-\x7e]*", value):
+        raise _custom("printable_ascii", "only printable ASCII characters are allowed")
+    return value
+
+
+IdempotencyKeyStr = Annotated[
+    str,
+    Field(min_length=1, max_length=IDEMPOTENCY_KEY_MAX, json_schema_extra={"pattern": "^[\\x20-\\x7e]+$"}),
+    AfterValidator(_printable_ascii),
+]
+
+
+class SendHeaders(Strict):
+    idempotency_key: IdempotencyKeyStr | None = Field(
+        default=None, alias="Idempotency-Key",  # IDEMPOTENCY_HEADER (mypy wants the literal)
+        description=(
+            "Makes the request safe to retry: a repeat with the same key (per API token, for 24 hours) and "
+            "the same body sends nothing and gets the first answer again, with the header "
+            "`Idempotent-Replayed: true` (errors included; an `internal` error frees the key). The same key "
+            "with another body is refused (`idempotency_key_reused`), and while the first request runs a "
+            "repeat gets `idempotency_in_progress`. 1-200 printable ASCII characters, e.g. a UUID."
+        ),
+        examples=["3f0c9a52-6d1e-4a8b-9c53-1f2e7b1d0a11"],
+    )
+
+
 class LinkOut(BaseModel):
     item_type: str
     item_id: str
@@ -323,6 +364,9 @@ class ApiContext:
     def service(self, session: AsyncSession) -> OutgoingService:
         return OutgoingService(session, self.deps, attachments_limit=self.settings.api_max_attachments_bytes)
 
+    def idempotency(self) -> IdempotencyStore:
+        return IdempotencyStore(self.sessionmaker)
+
 
 def api_context(app: App) -> ApiContext:
     return ApiContext(app.settings, app.sessionmaker, app.engine, app.deps, app.watchers.states)
@@ -382,6 +426,7 @@ async def api_middleware(
             caller = token_index(request.headers.get("Authorization"), request.app[TOKENS])
             if caller is None:
                 raise ApiError("unauthorized")
+            request[CALLER] = caller
         response: web.StreamResponse = await handler(request)
     except ApiError as exc:
         response = error_response(exc)
@@ -449,6 +494,22 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     return parsed
 
 
+def parse_headers(request: web.Request, model: type[M]) -> M:
+    """The model's headers (by alias); each may be given once."""
+    values: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        header = field.alias or name
+        given = request.headers.getall(header, [])
+        if len(given) > 1:
+            raise ApiError("validation_error", "the request headers are not valid", {header: "give it once"})
+        if given:
+            values[header] = given[0]
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ApiError("validation_error", "the request headers are not valid", _fields(exc)) from None
+
+
 def parse_path(request: web.Request) -> ItemPath:
     try:
         return ItemPath.model_validate(
@@ -488,7 +549,56 @@ def outgoing_error(exc: OutgoingError) -> ApiError:
 # --------------------------------------------------------------------------- handlers
 async def send_mail(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
+    key = parse_headers(request, SendHeaders).idempotency_key
     req = await parse_body(request, SendRequest)
+    if key is None:
+        return await _send(ctx, req)
+    store = ctx.idempotency()
+    token_hash = sha256_hex(request.app[TOKENS][request[CALLER] - 1])
+    claim = await store.claim(token_hash, key, await request_fingerprint(req))
+    if isinstance(claim, Replay):
+        return web.Response(
+            status=claim.status, text=claim.body, content_type="application/json", headers={REPLAYED_HEADER: "true"}
+        )
+    if isinstance(claim, Reused):
+        raise ApiError("idempotency_key_reused", fields={IDEMPOTENCY_HEADER: "used before with a different request"})
+    if isinstance(claim, InProgress):
+        raise ApiError("idempotency_in_progress")
+    return await _send_once(ctx, req, store, claim)
+
+
+async def _send_once(ctx: ApiContext, req: SendRequest, store: IdempotencyStore, claim: Claimed) -> web.Response:
+    """Send under a claimed key and keep the answer for repeats. An unexpected failure (500
+    `internal`) frees the key so a retry runs again; a cancelled send (shutdown) keeps the key
+    in progress until it expires, as the letter may already be out."""
+    try:
+        response = await _send(ctx, req)
+    except ApiError as exc:
+        if exc.code == "internal":
+            await store.release(claim)
+        else:
+            await store.complete(claim, exc.status, error_response(exc).text or "")
+        raise
+    except Exception:
+        await store.release(claim)
+        raise
+    await store.complete(claim, response.status, response.text or "")
+    return response
+
+
+def _fingerprint_sync(req: SendRequest) -> str:
+    return sha256_hex(req.model_dump_json().encode())
+
+
+async def request_fingerprint(req: SendRequest) -> str:
+    """SHA-256 of the canonical request: the validated model as JSON, fields in model order and
+    defaults filled in, so key order, spacing and omitted defaults do not make it differ."""
+    if sum(len(a.content_base64) for a in req.attachments) > THREAD_PARSE_BYTES:
+        return await asyncio.to_thread(_fingerprint_sync, req)
+    return _fingerprint_sync(req)
+
+
+async def _send(ctx: ApiContext, req: SendRequest) -> web.Response:
     paths: dict[str, str] = {}
     recipients: dict[str, list[Recipient]] = {}
     for name in ("to", "cc", "bcc"):
@@ -582,6 +692,8 @@ class Operation:
     response: type[BaseModel]
     request: type[BaseModel] | None = None
     path_model: type[BaseModel] | None = None
+    header_model: type[BaseModel] | None = None
+    response_headers: dict[str, dict[str, Any]] | None = None  # on the answers a replay can give
     errors: tuple[str, ...] = ()
     auth: bool = True
     status: int = 200
@@ -591,8 +703,13 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "POST", f"{API_PREFIX}/mail/send", send_mail, "sendMail",
         "Send a letter from an employee's connected mailbox", SendResponse, request=SendRequest,
+        header_model=SendHeaders,
+        response_headers={REPLAYED_HEADER: {
+            "description": f"`true` when this is the stored answer to an earlier request with the same `{IDEMPOTENCY_HEADER}`.",
+            "schema": {"type": "string", "enum": ["true"]},
+        }},
         errors=("validation_error", "body_too_large", "unknown_employee", "not_allowed", "mailbox_broken",
-                "smtp_rejected", "mail_server_unavailable"),
+                "smtp_rejected", "mail_server_unavailable", "idempotency_key_reused", "idempotency_in_progress"),
     ),
     Operation(
         "POST", ITEM_LINKS_PATH, link_letter, "linkLetter", "Link an imported or sent letter to a business item",
@@ -627,6 +744,27 @@ def _parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     ]
 
 
+def _header_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    out = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = dict(prop)
+        prop.pop("title", None)
+        param: dict[str, Any] = {"name": name, "in": "header", "required": name in required}
+        if "description" in prop:
+            param["description"] = prop.pop("description")
+        if "examples" in prop:
+            param["example"] = prop.pop("examples")[0]
+        options = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
+        if len(options) == 1:  # an optional header: the value's own schema
+            prop.pop("default", None)
+            prop.update(options[0])
+        param["schema"] = prop
+        out.append(param)
+    return out
+
+
 def openapi_document() -> dict[str, Any]:
     ops = [*OPERATIONS, HEALTH]
     requests = {op.request for op in ops if op.request is not None}
@@ -645,8 +783,12 @@ def openapi_document() -> dict[str, Any]:
         }
         if op.request is not None and op.request.__doc__:
             entry["description"] = " ".join(op.request.__doc__.split())
-        if op.path_model is not None:
-            entry["parameters"] = _parameters(op.path_model)
+        parameters = [
+            *(_parameters(op.path_model) if op.path_model is not None else []),
+            *(_header_parameters(op.header_model) if op.header_model is not None else []),
+        ]
+        if parameters:
+            entry["parameters"] = parameters
         if op.request is not None:
             entry["requestBody"] = {
                 "required": True,
@@ -668,6 +810,11 @@ def openapi_document() -> dict[str, Any]:
                 "x-error-codes": codes,
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
             }
+        if op.response_headers:
+            for response in out.values():
+                codes = response.get("x-error-codes")
+                if codes is None or not set(codes) <= set(NOT_REPLAYED):
+                    response["headers"] = op.response_headers
         entry["responses"] = out
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     return {

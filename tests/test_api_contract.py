@@ -97,10 +97,19 @@ async def test_openapi_document_matches_the_served_routes(api: Api) -> None:
             model_fields_match(doc, schema, op.request)
         else:
             assert "requestBody" not in entry
+        params = entry.get("parameters", [])
+        path_params = [p for p in params if p["in"] == "path"]
         if op.path_model is not None:
-            assert [p["name"] for p in entry["parameters"]] == list(op.path_model.model_fields)
-            assert all(p["in"] == "path" and p["required"] for p in entry["parameters"])
-            assert {p["name"] for p in entry["parameters"]} == _placeholders(op.path)
+            assert [p["name"] for p in path_params] == list(op.path_model.model_fields)
+            assert all(p["required"] for p in path_params)
+            assert {p["name"] for p in path_params} == _placeholders(op.path)
+        else:
+            assert path_params == []
+        # headers: exactly the header model's, by their HTTP names
+        header_params = [p for p in params if p["in"] == "header"]
+        expected = [f.alias or n for n, f in op.header_model.model_fields.items()] if op.header_model else []
+        assert [p["name"] for p in header_params] == expected
+        assert len(params) == len(path_params) + len(header_params)
         # error codes: each under its own HTTP status, all of them known
         codes = []
         for status_text, response in entry["responses"].items():
@@ -117,6 +126,13 @@ async def test_openapi_document_matches_the_served_routes(api: Api) -> None:
     model_fields_match(doc, property_schema(doc, send_schema["properties"]["attachments"]), AttachmentIn)
     error_schema = resolve(doc, {"$ref": "#/components/schemas/ErrorDetail"})
     assert error_schema["properties"]["code"]["enum"] == list(ERRORS)
+    # the optional Idempotency-Key, and the header that marks a replayed answer
+    [key] = [p for p in send["parameters"] if p["in"] == "header"]
+    assert key["name"] == "Idempotency-Key" and key["required"] is False
+    assert key["schema"] == {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[\\x20-\\x7e]+$"}
+    assert re.fullmatch(key["schema"]["pattern"], key["example"])
+    replayable = {status for status, r in send["responses"].items() if "Idempotent-Replayed" in r.get("headers", {})}
+    assert replayable == {"200", "403", "404", "409", "413", "502"}  # what the send use case answers
 
 
 def _placeholders(path: str) -> set[str]:
@@ -170,7 +186,22 @@ async def test_documented_errors_of_each_operation(api: Api, mail_user: MailUser
             code, _ = error_of(data)
             seen.setdefault((method, template), set()).add(code)
             assert code in documented(method, template), (method, template, code)
-    assert seen[("post", "/api/v1/mail/send")] == {"unknown_employee", "validation_error", "unauthorized"}
+    # Idempotency-Key: a bad one is a validation error naming the documented header; a key used
+    # with another request is refused; a repeat is the stored (documented) answer
+    send = "/api/v1/mail/send"
+    headers = {p["name"] for p in doc["paths"][send]["post"]["parameters"] if p["in"] == "header"}
+    status, data = await api.call("POST", send, {"user_id": 1, "to": ["a@example.org"], "text": "x"},
+                                  headers={"Idempotency-Key": "x" * 201})
+    code, fields = error_of(data)
+    assert status == 422 and code == "validation_error" and set(fields) == {"Idempotency-Key"} <= headers
+    seen[("post", send)].add(code)
+    for text, expected in (("x", "unknown_employee"), ("x", "unknown_employee"), ("y", "idempotency_key_reused")):
+        status, data = await api.call("POST", send, {"user_id": 1, "to": ["a@example.org"], "text": text},
+                                      headers={"Idempotency-Key": "contract-1"})
+        code, _ = error_of(data)
+        assert code == expected and code in documented("post", send), data
+        seen[("post", send)].add(code)
+    assert seen[("post", send)] == {"unknown_employee", "validation_error", "unauthorized", "idempotency_key_reused"}
     assert seen[("post", links)] == {"unknown_letter", "unknown_employee", "validation_error", "unauthorized"}
 
 
