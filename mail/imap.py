@@ -380,12 +380,11 @@ def _capabilities_in(response: Any) -> set[str]:
 async def _execute_authenticate(protocol: Any, command: Any, scrub: str) -> Any:
     """Run AUTHENTICATE through aioimaplib's public `execute` and, when the server says OK,
     move the protocol to AUTH the way its own login() does (under its state condition, so
-    waiters wake up), with the capabilities the server announced after login."""
+    waiters wake up). `_authenticate` then takes the capabilities announced with the OK."""
     async with protocol.state_condition:
         response = await protocol.execute(command, scrub=scrub)
         if response.result == "OK":
             protocol.state = aioimaplib.AUTH
-            protocol.capabilities = set(protocol.capabilities) | _capabilities_in(response)
         protocol.state_condition.notify_all()
     return response
 
@@ -440,6 +439,13 @@ async def _authenticate(client: MailIMAP, creds: Credentials) -> None:
         ) from exc
     if response.result != "OK":
         raise _login_error(response, wire, creds.oauth2_token)
+    # RFC 9051 7.2.2: capabilities announced with the login's OK replace the ones from before
+    # it (a server may offer IDLE, SPECIAL-USE, ... only once logged in, or not at all to this
+    # user); aioimaplib's login() only adds to the old list. Without such a list the pre-login
+    # one stands (no extra round trip: most servers announce, or do not change theirs).
+    announced = _capabilities_in(response)
+    if announced:
+        client.protocol.capabilities = announced
 
 
 async def open_imap(

@@ -180,6 +180,7 @@ class _Slot:
         "outage_since",
         "outage_wall",
         "outage_sent",
+        "idle",
     )
 
     def __init__(self, mailbox_id: int) -> None:
@@ -194,6 +195,7 @@ class _Slot:
         self.outage_since: float | None = None
         self.outage_wall: datetime | None = None
         self.outage_sent = False
+        self.idle: bool | None = None  # the server offers IDLE (None: not connected yet)
 
 
 class _Tap(asyncio.Protocol):
@@ -309,6 +311,12 @@ class WatcherPool:
     def running(self, mailbox_id: int) -> bool:
         slot = self._slots.get(mailbox_id)
         return slot is not None and slot.task is not None and not slot.task.done()
+
+    def uses_idle(self, mailbox_id: int) -> bool | None:
+        """True: the server pushes new mail (IDLE); False: it is polled every poll_interval;
+        None: not connected yet."""
+        slot = self._slots.get(mailbox_id)
+        return None if slot is None else slot.idle
 
     def last_push_at(self, mailbox_id: int) -> float | None:
         """time.monotonic() when the server last announced new mail on this account."""
@@ -498,7 +506,7 @@ class WatcherPool:
             if uidnext is None or uidnext - 1 > highest:
                 highest = await self._catch_up(slot, client, uidvalidity, highest)
 
-        idle = "IDLE" in client.protocol.capabilities
+        idle = slot.idle = "IDLE" in client.protocol.capabilities
         while True:
             if slot.hint.is_set():
                 highest = await self._catch_up(slot, client, uidvalidity, highest)

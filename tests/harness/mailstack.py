@@ -491,6 +491,7 @@ class MailStack:
         self.log_file = self.workdir / "dovecot.log"
         self.base_dir = self.workdir / "run"
         self._users: dict[str, str] = {}
+        self._user_settings: dict[str, dict[str, str]] = {}
         self._users_lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._services: _ServiceThread | None = None
@@ -686,14 +687,19 @@ class MailStack:
 
     # ---------------------------------------------------------------- users
 
-    def add_user(self, address: str, password: str) -> None:
-        """Add a mailbox user (login name == full address); usable at once."""
+    def add_user(self, address: str, password: str, *, imap_capability: str | None = None) -> None:
+        """Add a mailbox user (login name == full address); usable at once.
+
+        imap_capability: the CAPABILITY list Dovecot announces to this user once logged in
+        (e.g. one without IDLE, as some servers have), through a userdb field in the passdb."""
         self._check_fields(address, password)
         with self._users_lock:
             key = address.lower()
             if key in self._users:
                 raise ValueError(f"user {address} already exists")
             self._users[key] = password
+            if imap_capability is not None:
+                self._user_settings[key] = {"userdb_imap_capability": imap_capability}
             self._write_user(key, password)
 
     def set_password(self, address: str, password: str) -> None:
@@ -727,7 +733,8 @@ class MailStack:
         # read by Dovecot's auth process (user "dovecot") on every lookup; replace atomically
         path = self.users_dir / "passdb" / key
         tmp = path.with_name(f".{key}.tmp")
-        tmp.write_text(json.dumps({"password": "{PLAIN}" + password}), encoding="utf-8")
+        fields = {"password": "{PLAIN}" + password, **self._user_settings.get(key, {})}
+        tmp.write_text(json.dumps(fields), encoding="utf-8")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
 
