@@ -93,7 +93,9 @@ async def broadcast_row(h: BotHarness) -> Broadcast:
         return (await s.execute(select(Broadcast).order_by(Broadcast.id.desc()).limit(1))).scalar_one()
 
 
-async def wait_state(h: BotHarness, state: str, timeout: float = 30) -> Broadcast:
+# The waits below only guard against a stalled job: their timeouts are several times what a
+# loaded machine needs. How fast a broadcast goes is measured in bench/broadcast.py.
+async def wait_state(h: BotHarness, state: str, timeout: float = 60) -> Broadcast:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
@@ -104,7 +106,7 @@ async def wait_state(h: BotHarness, state: str, timeout: float = 30) -> Broadcas
     raise AssertionError(f"broadcast not {state} within {timeout}s: {await counts(h)}")
 
 
-async def wait_sent(h: BotHarness, at_least: int, timeout: float = 30) -> None:
+async def wait_sent(h: BotHarness, at_least: int, timeout: float = 60) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
@@ -205,7 +207,7 @@ async def test_600_users_429_and_403_everyone_reachable_gets_exactly_one(harness
     harness.fake.fail("sendMessage", status=429, retry_after=1, times=3)  # flood control, thrice
     started = time.monotonic()
     await admin.press(f"📣 Send to {600 - len(inactive) + 1}")
-    await wait_state(harness, "done", timeout=40)
+    await wait_state(harness, "done", timeout=120)  # ~10 s, ~25 s on a loaded machine
     elapsed = time.monotonic() - started
 
     got = notice_calls(harness)
@@ -219,7 +221,8 @@ async def test_600_users_429_and_403_everyone_reachable_gets_exactly_one(harness
         flagged = (await s.execute(select(User.id).where(User.is_active.is_(False)))).scalars().all()
     assert set(flagged) == inactive | blocked
     assert harness.app.sender.limiter.stats.flood_waits >= 3
-    assert elapsed < 30
+    # a request that waited out the limiter's 60 s shows here, not as time
+    assert harness.app.sender.limiter.stats.timeouts == 0, "no request waited out the limiter's max_wait"
 
     final = admin.message(confirm.message_id)
     assert "Notice sent" in final.text and f"sent: {len(reachable) + 1}" in final.text
@@ -227,6 +230,8 @@ async def test_600_users_429_and_403_everyone_reachable_gets_exactly_one(harness
     edits = progress_edits(harness, confirm.message_id)
     moving = [e for e in edits if "Sending the notice" in e and "messages/s" in e]
     assert moving, "the progress message is updated in place while sending"
+    # at most one edit per 2 s of the job plus the first and the last; a slow machine only makes
+    # fewer (unthrottled, it would be one per notice: hundreds)
     assert len(edits) < elapsed / 2 + 3, "progress edits are throttled (about every 2 s)"
 
 
@@ -242,9 +247,11 @@ async def test_crash_in_the_middle_then_restart_sends_nobody_twice(harness: BotH
     # a crash: the broadcast's tasks die where they are (requests in flight included), no
     # clean-up, then the process goes away
     runner: Any = harness.app.extra["broadcasts"]
-    for task in runner.tasks:
+    crashed = runner.tasks
+    for task in crashed:
         task.cancel()
-    await asyncio.sleep(0.05)
+    _, alive = await asyncio.wait(crashed, timeout=10)  # the counts below must not move any more
+    assert not alive
     before = await counts(harness)
     await harness.stop()
     assert 200 <= before.get("sent", 0) < 590, before
@@ -252,7 +259,8 @@ async def test_crash_in_the_middle_then_restart_sends_nobody_twice(harness: BotH
 
     harness.fake.set_delay("sendMessage", 0)
     await harness.start(admin_ids=[ADMIN], telegram_global_rate=100)  # resumes at start
-    await wait_state(harness, "done", timeout=40)
+    await wait_state(harness, "done", timeout=120)
+    assert harness.app.sender.limiter.stats.timeouts == 0
     after = await counts(harness)
     unsure = await uncertain_ids(harness)
     assert len(unsure) == in_flight <= 16, "only requests in flight at the crash are uncertain"
@@ -279,7 +287,8 @@ async def test_stop_and_restart_finish_the_job_exactly_once(harness: BotHarness)
     await harness.start(admin_ids=[ADMIN], telegram_global_rate=100)
     async with harness.session() as s:
         assert (await s.execute(select(func.count()).select_from(BroadcastDelivery).where(BroadcastDelivery.status == "sending"))).scalar_one() <= 16
-    await wait_state(harness, "done", timeout=40)
+    await wait_state(harness, "done", timeout=120)
+    assert harness.app.sender.limiter.stats.timeouts == 0
     assert await counts(harness) == {"sent": 601}
     assert await uncertain_ids(harness) == set()
     got = notice_calls(harness)
@@ -315,20 +324,43 @@ async def test_alerts_and_replies_go_before_the_broadcast(harness: BotHarness) -
     await add_users(harness, 300)
     admin = await compose(harness, "Everyone")
     await admin.press("📣 Send to 301")
-    await wait_sent(harness, 40)
     someone = harness.user(77)
-    started = time.monotonic()
+    # known from now on: its /start below then writes nothing to the database (on SQLite an
+    # open write would hold up the broadcast's own writes, and with them its requests)
     await someone.send("/start")
-    reply_after = time.monotonic() - started
-    assert "Connect mail" in str(someone.buttons())
+    await wait_sent(harness, 40)
+    # Flood control pauses the whole bot for 5 s: meanwhile every broadcast request queues up
+    # for a slot, and a reply and an alert are asked for behind that backlog. When the pause
+    # ends they must be the first to reach Telegram, ahead of all of it (proved by order, not
+    # by wall time; the 5 s only have to cover queueing the two, normally a few ms).
+    limiter = harness.app.sender.limiter
+    harness.fake.fail("sendMessage", status=429, retry_after=5)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while limiter.paused_for <= 0:
+        assert loop.time() < deadline, "no flood pause"
+        await asyncio.sleep(0.01)
+    resumes_at = time.monotonic() + limiter.paused_for  # the fake stamps calls with time.monotonic()
     other = harness.user(78)  # another chat: the fake allows one message a second per chat
-    started = time.monotonic()
-    result = await harness.app.sender.send_message(other.id, "📩 an alert")  # as the notifier does
-    alert_after = time.monotonic() - started
-    assert result.ok
-    assert reply_after < 1.0 and alert_after < 1.0, (reply_after, alert_after)
+    reply = asyncio.create_task(someone.send("/start", timeout=30))
+    alert = asyncio.create_task(harness.app.sender.send_message(other.id, "📩 an alert"))  # as the notifier does
+    await reply
+    assert (await alert).ok
+    assert "Connect mail" in str(someone.buttons())
+
+    def after_pause() -> list[Any]:
+        return [c for c in harness.fake.calls_of("sendMessage") if c.at >= resumes_at]
+
+    deadline = loop.time() + 10
+    while sum(NOTICE in str(c.params.get("text", "")) for c in after_pause()) < 10:
+        assert loop.time() < deadline, "the broadcast did not go on after the pause"
+        await asyncio.sleep(0.02)
+    order = [
+        "notice" if NOTICE in str(c.params.get("text", "")) else int(c.params["chat_id"]) for c in after_pause()
+    ]
+    first_notice = order.index("notice")
+    assert {77, 78} <= set(order[:first_notice]), order
     assert (await counts(harness)).get("pending", 0) > 100, "the broadcast was still going on"
-    assert harness.fake.calls_of("sendMessage")[-1].status == 200
 
 
 async def test_no_answer_is_never_resent_and_a_refusal_is_a_failure(harness: BotHarness) -> None:
