@@ -113,13 +113,14 @@ async def test_failed_login_does_not_delay_other_users(mail_stack: MailStack) ->
     client, result = await imap_login(mail_stack, other.address, other.password)
     elapsed = time.monotonic() - started
     assert result == "OK"
-    assert elapsed < 1.0, f"login after a failure took {elapsed:.2f}s (anvil auth penalty?)"
+    # a login takes ~0.02 s; after these two failures anvil's auth penalty would hold it ~4 s
+    assert elapsed < 2.0, f"login after a failure took {elapsed:.2f}s (anvil auth penalty?)"
     await client.logout()
     # the failing user itself is not penalised either
     started = time.monotonic()
     client, result = await imap_login(mail_stack, victim.address, victim.password)
     assert result == "OK"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # as above
     await client.logout()
 
 
@@ -170,13 +171,13 @@ async def test_idle_gets_exists_push(mail_stack: MailStack, mail_user: MailUser)
         started = time.monotonic()
         await mail_stack.deliver(mail_user.address, make_letter("a@example.org", mail_user.address, "push"))
         pushed: list[bytes] = []
+        # the push comes ~0.5 s after the delivery; without it (inotify and the 1 s
+        # mailbox_idle_check_interval both not working) Dovecot would look every 30 s
         while not any(b"EXISTS" in line for line in pushed):
-            remaining = 3 - (time.monotonic() - started)
-            assert remaining > 0, f"no EXISTS push within 3 s, got {pushed}"
+            remaining = 10 - (time.monotonic() - started)
+            assert remaining > 0, f"no EXISTS push within 10 s, got {pushed}"
             batch = await client.wait_server_push(timeout=remaining)
             pushed.extend(bytes(x) for x in (batch if isinstance(batch, list) else [batch]))
-        latency = time.monotonic() - started
-        assert latency < 3
         assert any(line.strip() == b"1 EXISTS" for line in pushed), pushed
     finally:
         client.idle_done()
@@ -361,12 +362,12 @@ async def test_set_password_takes_effect_at_once(mail_stack: MailStack, mail_use
         assert await smtp_login_code(mail_stack, mail_user.address, new_password) == 235
 
 
-async def test_stop_and_start_imap_on_same_port(mail_stack: MailStack, mail_user: MailUser) -> None:
+async def test_stop_and_start_imap_on_same_port(
+    mail_stack: MailStack, mail_user: MailUser, caplog: pytest.LogCaptureFixture
+) -> None:
     port = mail_stack.imap_ssl_port
     await mail_stack.deliver(mail_user.address, b"Subject: before restart\n\nx\n")
-    started = time.monotonic()
     await mail_stack.stop_imap()
-    stop_time = time.monotonic() - started
     try:
         for p in (mail_stack.imap_ssl_port, mail_stack.imap_starttls_port, mail_stack.lmtp_port):
             with pytest.raises(ConnectionRefusedError):
@@ -380,7 +381,10 @@ async def test_stop_and_start_imap_on_same_port(mail_stack: MailStack, mail_user
         await mail_stack.start_imap()
         start_time = time.monotonic() - started
     assert mail_stack.imap_ssl_port == port
-    assert stop_time < 5 and start_time < 2, (stop_time, start_time)
+    # stopped by SIGTERM (~1 s), not by the SIGKILL that follows 5 s without a stop
+    assert "did not stop" not in caplog.text
+    # ~0.1 s; a stale anvil-auth-penalty socket would make it 5 s
+    assert start_time < 2.5, start_time
     client, result = await imap_login(mail_stack, mail_user.address, mail_user.password)
     assert result == "OK"
     await client.logout()
