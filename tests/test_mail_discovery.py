@@ -143,8 +143,8 @@ async def test_probe_local_dovecot(mail_stack, ctx) -> None:
         ssl_context=ctx,
     )
     started = time.monotonic()
-    proposal = await discover("ann@corp.example", env, timeout=3)
-    assert time.monotonic() - started < 3
+    proposal = await discover("ann@corp.example", env, timeout=20)
+    assert time.monotonic() - started < 5  # ~0.1 s; a step left to its timeout: 20 s
     assert proposal is not None and proposal.source == "probe"
     assert proposal.servers == MailServers(
         ServerSettings("imap.corp.example", 993, Security.SSL),
@@ -178,8 +178,8 @@ async def test_probe_rejects_untrusted_tls(mail_stack) -> None:
 async def test_nothing_found(http) -> None:
     env = FakeDiscoveryEnv(http=http)
     started = time.monotonic()
-    assert await discover("ann@nothing.example", env, timeout=2) is None
-    assert time.monotonic() - started < 2
+    assert await discover("ann@nothing.example", env, timeout=20) is None
+    assert time.monotonic() - started < 5  # ~0.05 s; a step left to its timeout: 20 s
     assert len(env.urls) == 3 and env.mx_queries == ["nothing.example"] and len(env.probes) == 8
 
 
@@ -273,7 +273,9 @@ async def test_guard_resolver_refuses_private() -> None:
 async def test_real_env_mx_lookup_fails_softly() -> None:
     env = RealDiscoveryEnv(HostGuard(), make_ssl_context())
     started = time.monotonic()
-    assert await env.mx_hosts("nonexistent.invalid", 1.0) == []
+    assert await env.mx_hosts("nonexistent.invalid", 0.5) == []
+    # NXDOMAIN at once, or at most the 0.5 s given without a resolver; dnspython's own
+    # lifetime, were ours ignored, is 5 s
     assert time.monotonic() - started < 2.5
 
 

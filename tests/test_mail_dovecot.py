@@ -182,7 +182,7 @@ async def test_timeout_on_silent_server(mail_user, ctx) -> None:
             await check_account(s, creds(mail_user), ssl_context=ctx, guard=GUARD, timeout=1.0)
         elapsed = time.monotonic() - started
     assert err.value.kind is FailureKind.TIMEOUT
-    assert elapsed < 2.5
+    assert elapsed < 5  # the 1 s given; the 15 s default, were it ignored
 
 
 async def test_unknown_host(mail_user, ctx) -> None:
@@ -277,7 +277,9 @@ async def test_open_imap_gives_usable_client_with_keepalive(mail_stack, mail_use
     assert client.closed.done() or client.protocol.transport.is_closing()
 
 
-async def test_close_imap_on_dead_connection_is_quick(mail_stack, mail_user, ctx) -> None:
+async def test_close_imap_on_dead_connection_is_quick(mail_stack, mail_user, ctx, monkeypatch) -> None:
+    # a LOGOUT tried on the dead connection would wait out this timeout (2 s in production)
+    monkeypatch.setattr("mail.imap.LOGOUT_TIMEOUT", 30.0)
     client = await open_imap(
         servers(mail_stack, Security.SSL).imap, creds(mail_user), ssl_context=ctx, guard=GUARD
     )
@@ -285,7 +287,7 @@ async def test_close_imap_on_dead_connection_is_quick(mail_stack, mail_user, ctx
     await asyncio.sleep(0)
     started = time.monotonic()
     await close_imap(client)
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 5  # ~0 s
 
 
 def _letter(i: int, user: MailUser) -> EmailMessage:
@@ -348,7 +350,9 @@ async def test_import_recent_60_letters(mail_stack, mail_user, ctx) -> None:
         await close_imap(client)
     assert len(result.letters) == 50
     assert result.round_trips <= 4
-    assert elapsed < 5
+    # ~0.2 s: nothing waits (a pause, a command near its 30 s timeout); how fast the import
+    # is, is measured in bench/connect_import.py, and the round trips are counted above
+    assert elapsed < 10
     assert result.uidvalidity > 0
     assert result.uidnext == 61
     assert result.highest_uid == 60

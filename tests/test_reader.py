@@ -307,7 +307,9 @@ async def test_big_attachment_is_listed_not_downloaded(mail_stack: MailStack) ->
     # Dovecot counts what it sent in that session: a few KB, not 13 MB of base64
     line = await logged_out_line(mail_stack, box.address, offset)
     assert sent_bytes(line) < 64_000, line
-    assert elapsed < 2.0
+    # ~0.05 s; the byte count above is what proves the file was not fetched, this only that
+    # nothing waited (a command near its 30 s timeout)
+    assert elapsed < 10
     (chunk,) = render_letter(EN, letter)
     assert "big.bin — 10 MB" in visible(chunk)
 
