@@ -54,6 +54,12 @@ class InboxCB(CallbackData, prefix="i"):
     page: int
 
 
+class SentCB(CallbackData, prefix="snt"):
+    """A page of the letters sent from the bot (no ids: the list is always the presser's own)."""
+
+    page: int
+
+
 class AdminCB(CallbackData, prefix="adm"):
     """A button of the /admin menu. Every handler re-checks that the presser is an admin
     (for anyone else it matches nothing: the ordinary stale-button answer)."""
@@ -65,5 +71,5 @@ class AdminCB(CallbackData, prefix="adm"):
 
 
 ALL_CALLBACKS: tuple[type[CallbackData], ...] = (
-    MenuCB, LangCB, ServiceCB, WizardCB, AccountCB, LetterCB, InboxCB, AdminCB,
+    MenuCB, LangCB, ServiceCB, WizardCB, AccountCB, LetterCB, InboxCB, SentCB, AdminCB,
 )

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from aiogram.types import InlineKeyboardMarkup
 
 from bot import keyboards as kb
-from bot.callbacks import InboxCB, LetterCB
+from bot.callbacks import InboxCB, LetterCB, SentCB
 from bot.i18n import Html, Translator, escape, on_off
 from mail.types import FailureKind, MailCheckError, ServerSettings
-from storage.models import Letter, Mailbox
+from services.mailboxes import LetterPage
+from storage.models import Mailbox
 
 DETAIL_MAX = 300
 HINTED = {FailureKind.AUTH_FAILED, FailureKind.IMAP_DISABLED, FailureKind.APP_PASSWORD_REQUIRED}
@@ -79,23 +79,35 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def inbox_page(
-    t: Translator, mailbox: Mailbox, letters: Sequence[Letter], total: int, page: int, per_page: int
-) -> tuple[str, InlineKeyboardMarkup | None]:
-    if not letters:
-        return t("inbox.empty"), None
-    first = page * per_page + 1
-    lines = [t("inbox.title", email=mailbox.email, first=first, last=first + len(letters) - 1, total=total), ""]
+def letter_page(t: Translator, page: LetterPage, per_page: int) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The Inbox or the Sent list: a numbered line per letter, a button to open each, paging,
+    and a button to the other list when it has letters."""
+    kind = "sent" if page.sent else "inbox"
+    page_cb: type[InboxCB] | type[SentCB] = SentCB if page.sent else InboxCB
+    switch = []
+    if page.sent or page.others:  # back to the Inbox always; to Sent when there is something
+        other_cb = InboxCB(page=0) if page.sent else SentCB(page=0)
+        switch = [kb.Button(text=t("btn.inbox" if page.sent else "btn.sent"), callback_data=other_cb.pack())]
+    if not page.letters:
+        return t(f"{kind}.empty"), kb.markup([switch]) if switch else None
+    first = page.page * per_page + 1
+    last = first + len(page.letters) - 1
+    lines = [t(f"{kind}.title", email=page.mailbox.email, first=first, last=last, total=page.total), ""]
     buttons = []
-    for n, letter in enumerate(letters, start=first):
+    for n, letter in enumerate(page.letters, start=first):
         subject = clip(letter.subject, 80) or t("inbox.no_subject")
-        sender = clip(letter.from_name or letter.from_addr, 40)
-        lines.append(t("inbox.line", n=n, clip="📎 " if letter.has_attachments else "", subject=subject, sender=sender, date=when(letter.sent_at)))
+        who = clip(letter.to_addrs, 40) if page.sent else clip(letter.from_name or letter.from_addr, 40)
+        lines.append(t(
+            f"{kind}.line", n=n, clip="📎 " if letter.has_attachments else "", subject=subject, who=who,
+            date=when(letter.sent_at),
+        ))
         buttons.append([kb.Button(text=f"{n}. {clip(subject, 40)}", callback_data=LetterCB(letter_id=letter.id).pack())])
     nav = []
-    if page > 0:
-        nav.append(kb.Button(text=t("btn.newer"), callback_data=InboxCB(page=page - 1).pack()))
-    if first + len(letters) - 1 < total:
-        nav.append(kb.Button(text=t("btn.older"), callback_data=InboxCB(page=page + 1).pack()))
+    if page.page > 0:
+        nav.append(kb.Button(text=t("btn.newer"), callback_data=page_cb(page=page.page - 1).pack()))
+    if last < page.total:
+        nav.append(kb.Button(text=t("btn.older"), callback_data=page_cb(page=page.page + 1).pack()))
     buttons.append(nav)
+    if switch:
+        buttons.append(switch)
     return "\n".join(lines), kb.markup(buttons)

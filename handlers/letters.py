@@ -1,4 +1,4 @@
-"""/inbox, opening a letter, downloading an attachment. Every letter id in a button is
+"""/inbox and /sent, opening a letter, downloading an attachment. Every letter id in a button is
 checked against the user who pressed it (MailboxService.owned_letter)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot import keyboards as kb
-from bot.callbacks import InboxCB, LetterCB
+from bot.callbacks import InboxCB, LetterCB, SentCB
 from bot.i18n import Translator
 from bot.letter_view import human_size, render_letter
-from bot.render import inbox_page
+from bot.render import letter_page
 from bot.routing import RouteTable
 from mail.types import MailCheckError
 from services.mailboxes import AttachmentTooBig, LetterNotFound, MailboxService, NotYourMailbox
@@ -24,13 +24,18 @@ router = RouteTable("letters")
 PER_PAGE = 8
 
 
-async def _show_inbox(target: Message, t: Translator, mailboxes: MailboxService, user: User, page: int, *, edit: bool) -> None:
+async def _show_letters(
+    target: Message, t: Translator, mailboxes: MailboxService, user: User, page: int, *, sent: bool, edit: bool
+) -> None:
     try:
-        mailbox, letters, total = await mailboxes.inbox_page(user.id, page, PER_PAGE)
+        if sent:
+            letters = await mailboxes.sent_page(user.id, page, PER_PAGE)
+        else:
+            letters = await mailboxes.inbox_page(user.id, page, PER_PAGE)
     except NotYourMailbox:
         await target.answer(t("inbox.no_mailbox"), reply_markup=kb.connect_only(t))
         return
-    text, markup = inbox_page(t, mailbox, letters, total, page, PER_PAGE)
+    text, markup = letter_page(t, letters, PER_PAGE)
     if edit:
         await target.edit_text(text, reply_markup=markup)
     else:
@@ -39,14 +44,26 @@ async def _show_inbox(target: Message, t: Translator, mailboxes: MailboxService,
 
 @router.message(Command("inbox"))
 async def on_inbox(message: Message, t: Translator, mailboxes: MailboxService, user: User) -> None:
-    await _show_inbox(message, t, mailboxes, user, 0, edit=False)
+    await _show_letters(message, t, mailboxes, user, 0, sent=False, edit=False)
+
+
+@router.message(Command("sent"))
+async def on_sent(message: Message, t: Translator, mailboxes: MailboxService, user: User) -> None:
+    await _show_letters(message, t, mailboxes, user, 0, sent=True, edit=False)
 
 
 @router.callback_query(InboxCB.filter())
 async def on_inbox_page(cb: CallbackQuery, callback_data: InboxCB, t: Translator, mailboxes: MailboxService, user: User) -> None:
     await cb.answer()
     if isinstance(cb.message, Message):
-        await _show_inbox(cb.message, t, mailboxes, user, callback_data.page, edit=True)
+        await _show_letters(cb.message, t, mailboxes, user, callback_data.page, sent=False, edit=True)
+
+
+@router.callback_query(SentCB.filter())
+async def on_sent_page(cb: CallbackQuery, callback_data: SentCB, t: Translator, mailboxes: MailboxService, user: User) -> None:
+    await cb.answer()
+    if isinstance(cb.message, Message):
+        await _show_letters(cb.message, t, mailboxes, user, callback_data.page, sent=True, edit=True)
 
 
 @router.callback_query(LetterCB.filter(F.action == "open"))

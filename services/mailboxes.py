@@ -37,6 +37,23 @@ log = logging.getLogger(__name__)
 SIGNATURE_MAX = 1000
 
 
+
+@dataclass(frozen=True)
+class LetterPage:
+    """One page of a letter list. `others`: how many letters the other list (Inbox or Sent) has."""
+
+    mailbox: Mailbox
+    letters: list[Letter]
+    total: int
+    page: int
+    sent: bool
+    others: int
+
+
+def _clamp_page(page: int, total: int, per_page: int) -> int:
+    pages = max(1, -(-total // per_page))
+    return min(max(page, 0), pages - 1)
+
 class NotYourMailbox(Exception):
     """The mailbox id does not belong to the user who asked (forged or stale callback)."""
 
@@ -255,15 +272,25 @@ class MailboxService:
         log.info("mailbox %s of user %s deleted", mailbox_id, user_id)
 
     # ---- reading ---------------------------------------------------------------------------
-    async def inbox_page(self, user_id: int, page: int, per_page: int = 8) -> tuple[Mailbox, list[Letter], int]:
+    async def inbox_page(self, user_id: int, page: int, per_page: int = 8) -> LetterPage:
+        """A page of the imported INBOX letters, newest first."""
         mailbox = await self.current(user_id)
         if mailbox is None:
             raise NotYourMailbox(0)
         total = await self.letters.count(mailbox.id)
-        pages = max(1, -(-total // per_page))
-        page = min(max(page, 0), pages - 1)
+        page = _clamp_page(page, total, per_page)
         letters = list(await self.letters.latest(mailbox.id, limit=per_page, offset=page * per_page))
-        return mailbox, letters, total
+        return LetterPage(mailbox, letters, total, page, sent=False, others=await self.letters.count_sent(mailbox.id))
+
+    async def sent_page(self, user_id: int, page: int, per_page: int = 8) -> LetterPage:
+        """A page of the letters sent from this address by business processes, newest first."""
+        mailbox = await self.current(user_id)
+        if mailbox is None:
+            raise NotYourMailbox(0)
+        total = await self.letters.count_sent(mailbox.id)
+        page = _clamp_page(page, total, per_page)
+        letters = list(await self.letters.latest_sent(mailbox.id, limit=per_page, offset=page * per_page))
+        return LetterPage(mailbox, letters, total, page, sent=True, others=await self.letters.count(mailbox.id))
 
     async def owned_letter(self, user_id: int, letter_id: int) -> tuple[Mailbox, Letter]:
         letter = await self.letters.get(letter_id)

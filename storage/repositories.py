@@ -97,6 +97,22 @@ class LetterRepo:
         stmt = select(func.count()).select_from(Letter).where(Letter.mailbox_id == mailbox_id, Letter.folder == folder)
         return int((await self.session.execute(stmt)).scalar_one())
 
+    async def count_sent(self, mailbox_id: int) -> int:
+        """Letters sent from the bot (business processes), kept with the Sent folder's name."""
+        stmt = select(func.count()).select_from(Letter).where(Letter.mailbox_id == mailbox_id, Letter.folder != "INBOX")
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def latest_sent(self, mailbox_id: int, limit: int = 10, offset: int = 0) -> Sequence[Letter]:
+        """Newest first: in the order they were sent (the Sent folder may have been renamed)."""
+        stmt = (
+            select(Letter)
+            .where(Letter.mailbox_id == mailbox_id, Letter.folder != "INBOX")
+            .order_by(Letter.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return (await self.session.execute(stmt)).scalars().all()
+
     async def latest(self, mailbox_id: int, limit: int = 10, offset: int = 0, folder: str = "INBOX") -> Sequence[Letter]:
         stmt = (
             select(Letter)

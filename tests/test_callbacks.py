@@ -13,6 +13,7 @@ from bot.callbacks import (
     LangCB,
     LetterCB,
     MenuCB,
+    SentCB,
     ServiceCB,
     WizardCB,
 )
@@ -28,6 +29,7 @@ LARGEST: dict[type[CallbackData], CallbackData] = {
     AccountCB: AccountCB(mailbox_id=BIG_ID, action="use_in_processes", value="use_in_processes"),
     LetterCB: LetterCB(letter_id=BIG_ID, action="att", part="1.2.3.4.5.6.7.8.9.10"),
     InboxCB: InboxCB(page=2**31 - 1),
+    SentCB: SentCB(page=2**31 - 1),
     AdminCB: AdminCB(section="status", action="del_yes", item=BIG_ID, value="enablePostmanOauth2"),
 }
 
