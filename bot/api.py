@@ -66,6 +66,7 @@ from services.outgoing import (
     OutgoingError,
     OutgoingLetter,
     OutgoingService,
+    SendProgress,
     SendRefused,
     SendResult,
     UnknownEmployee,
@@ -109,8 +110,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "internal": (500, "An unexpected error; the bot's log has the details."),
 }
 COMMON_ERRORS = ("unauthorized", "internal")
-# answers that never come from the send use case, so never replayed under an Idempotency-Key
-NOT_REPLAYED = ("unauthorized", "validation_error", "idempotency_key_reused", "idempotency_in_progress", "internal")
+# answers never stored under a key (an `internal` one is, once the letter may have gone out)
+NOT_REPLAYED = ("unauthorized", "validation_error", "idempotency_key_reused", "idempotency_in_progress")
 
 
 class ApiError(Exception):
@@ -569,18 +570,23 @@ async def send_mail(request: web.Request) -> web.Response:
 
 async def _send_once(ctx: ApiContext, req: SendRequest, store: IdempotencyStore, claim: Claimed) -> web.Response:
     """Send under a claimed key and keep the answer for repeats. An unexpected failure (500
-    `internal`) frees the key so a retry runs again; a cancelled send (shutdown) keeps the key
-    in progress until it expires, as the letter may already be out."""
+    `internal`) frees the key so a retry runs again, unless the letter had already been handed
+    to the SMTP server (then the 500 is kept: at most one copy, never two); a cancelled send
+    (shutdown) keeps the key in progress until it expires, as the letter may already be out."""
+    progress = SendProgress()
     try:
-        response = await _send(ctx, req)
+        response = await _send(ctx, req, progress)
     except ApiError as exc:
-        if exc.code == "internal":
+        if exc.code == "internal" and not progress.handed_to_smtp:
             await store.release(claim)
         else:
             await store.complete(claim, exc.status, error_response(exc).text or "")
         raise
     except Exception:
-        await store.release(claim)
+        if progress.handed_to_smtp:
+            await store.complete(claim, 500, error_response(ApiError("internal")).text or "")
+        else:
+            await store.release(claim)
         raise
     await store.complete(claim, response.status, response.text or "")
     return response
@@ -598,7 +604,7 @@ async def request_fingerprint(req: SendRequest) -> str:
     return _fingerprint_sync(req)
 
 
-async def _send(ctx: ApiContext, req: SendRequest) -> web.Response:
+async def _send(ctx: ApiContext, req: SendRequest, progress: SendProgress | None = None) -> web.Response:
     paths: dict[str, str] = {}
     recipients: dict[str, list[Recipient]] = {}
     for name in ("to", "cc", "bcc"):
@@ -616,7 +622,7 @@ async def _send(ctx: ApiContext, req: SendRequest) -> web.Response:
     )
     async with ctx.sessionmaker() as session:
         try:
-            result = await ctx.service(session).send(_employee(req.user_id, req.email), letter)
+            result = await ctx.service(session).send(_employee(req.user_id, req.email), letter, progress)
         except OutgoingError as exc:
             await session.commit()  # e.g. an OAuth2 account found broken stays marked broken
             await run_after_commit(session)

@@ -156,6 +156,14 @@ class SendResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass
+class SendProgress:
+    """How far a send got, for a caller that must know whether a failure may have left the
+    letter sent (e.g. to keep an idempotency key rather than free it for a second copy)."""
+
+    handed_to_smtp: bool = False
+
+
 # --------------------------------------------------------------------------- the service
 class OutgoingService:
     def __init__(
@@ -204,7 +212,7 @@ class OutgoingService:
         return mailbox
 
     # ---- sending ---------------------------------------------------------------------------
-    async def send(self, ref: EmployeeRef, letter: OutgoingLetter) -> SendResult:
+    async def send(self, ref: EmployeeRef, letter: OutgoingLetter, progress: SendProgress | None = None) -> SendResult:
         total = sum(len(a.data) for a in letter.attachments)
         if total > self.attachments_limit:
             raise AttachmentsTooLarge(total, self.attachments_limit)
@@ -222,7 +230,7 @@ class OutgoingService:
         else:
             built = build_message(draft)
         recipients = draft.envelope_recipients
-        await self._submit(mailbox, creds, built.wire, recipients)
+        await self._submit(mailbox, creds, built.wire, recipients, progress)
         log.info(
             "mailbox %s: letter sent for a business process to %d recipient(s)", mailbox.id, len(recipients)
         )
@@ -265,7 +273,9 @@ class OutgoingService:
         after_commit(self.session, lambda: self.deps.watchers.restart(mailbox_id))
         return MailboxUnavailable(state, detail)
 
-    async def _submit(self, mailbox: Mailbox, creds: Credentials, data: bytes, recipients: list[str]) -> None:
+    async def _submit(
+        self, mailbox: Mailbox, creds: Credentials, data: bytes, recipients: list[str], progress: SendProgress | None
+    ) -> None:
         try:
             client = await open_smtp(
                 servers_of(mailbox).smtp, creds, ssl_context=self.deps.ssl_context, guard=self.deps.guard,
@@ -275,6 +285,8 @@ class OutgoingService:
             if exc.kind in LOGIN_REFUSED:
                 raise self._login_refused(mailbox, "login_refused", exc.detail) from None
             raise MailServerUnreachable(f"SMTP: {exc.detail or exc.kind.value}") from None
+        if progress is not None:
+            progress.handed_to_smtp = True  # from here on the server may have the letter
         try:
             await submit(client, mailbox.email, recipients, data)
         except SmtpRefused as exc:

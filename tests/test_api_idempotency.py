@@ -254,3 +254,25 @@ async def test_an_expired_key_works_afresh(api: Api, mail_user: MailUser, mail_s
     assert old == 0
     status, third, headers = await post(api, body, key)
     assert status == 200 and headers[REPLAYED] == "true" and third["message_id"] == second["message_id"]
+
+
+async def test_a_failure_after_the_letter_went_out_keeps_the_key(
+    api: Api, mail_user: MailUser, mail_stack: MailStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the SMTP server took the letter, then something unexpected broke (here: filing the copy
+    # in Sent): a retry under the same key must not send a second copy
+    await api.employee(7310, mail_user)
+    to = new_user(mail_stack)
+    body = {"user_id": 7310, "to": [to.address], "text": "only once"}
+    key = new_key()
+
+    async def broken(self: OutgoingService, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(OutgoingService, "_file_in_sent", broken)
+    status, data, _ = await post(api, body, key)
+    assert status == 500 and error_of(data)[0] == "internal"
+    monkeypatch.undo()
+    status, data, headers = await post(api, body, key)
+    assert status == 500 and headers[REPLAYED] == "true" and error_of(data)[0] == "internal"
+    assert len(await mails(mail_stack, to)) == 1
