@@ -20,6 +20,7 @@ from aiogram.types import BotCommand, BotCommandScopeChat
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
+from bot.db_checkpoint import install_commit_before_telegram
 from bot.i18n import Catalog
 from bot.middlewares import ContextMiddleware
 from bot.notifications import ChatNotifier
@@ -83,6 +84,7 @@ def create_bot(settings: Settings) -> Bot:
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
+    install_commit_before_telegram(bot)  # outermost: commits before waiting for a slot
     install_limiter(bot, LimitConfig(global_rate=settings.telegram_global_rate))
     return bot
 

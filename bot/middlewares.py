@@ -12,6 +12,7 @@ from aiogram.types import TelegramObject
 from aiogram.types import User as TgUser
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.db_checkpoint import update_session
 from bot.i18n import Catalog, pick_language
 from bot.telegram_limits import interactive
 from services.deps import MailDeps
@@ -60,7 +61,8 @@ class ContextMiddleware(BaseMiddleware):
                 data["t"] = self.catalog.get(None)
             replying = interactive.set(True)
             try:
-                result = await handler(event, data)
+                with update_session(session):  # replies commit the work so far before they wait
+                    result = await handler(event, data)
             except Exception:
                 await session.rollback()
                 raise

@@ -1,6 +1,13 @@
 """Work that must wait until the update's transaction is committed (e.g. starting a watcher
 that reads the mailbox from another session). Repositories never commit; the middleware does,
-then runs these."""
+then runs these.
+
+`checkpoint()` is the one exception to "the middleware commits": a use case calls it just
+before it waits on the network (a mail server, an OAuth2 provider), and bot/db_checkpoint.py
+calls it before every request to Telegram made while handling an update. A transaction kept
+open across such a wait would, on SQLite, hold the database's single write lock for as long as
+the slowest server takes, and every other writer (the watchers storing new letters, alerts,
+broadcasts, other users' updates) would wait with it."""
 
 from __future__ import annotations
 
@@ -30,3 +37,10 @@ async def run_after_commit(session: AsyncSession) -> None:
             await action()
         except Exception:
             log.exception("after-commit action failed")
+
+
+async def checkpoint(session: AsyncSession) -> None:
+    """Commit what has been done so far (objects stay usable: sessions don't expire on commit).
+    After-commit work still runs once, after the update's final commit."""
+    if session.in_transaction():
+        await session.commit()

@@ -27,7 +27,7 @@ from mail.reader import (
 )
 from mail.types import Credentials, MailCheckError, MailServers, Security, ServerSettings
 from services.deps import MailDeps
-from services.hooks import after_commit
+from services.hooks import after_commit, checkpoint
 from services.letters import letter_row
 from storage.models import AuthKind, ItemLink, Letter, Mailbox, MailboxState, Service
 from storage.repositories import LetterRepo, MailboxRepo, ServiceRepo
@@ -263,7 +263,7 @@ class MailboxService:
         if mailbox.auth_kind == AuthKind.OAUTH2.value:
             from services.oauth import OAuthService
 
-            await OAuthService(self.session, self.deps).revoke(mailbox)  # where the provider can
+            await OAuthService(self.session, self.deps).revoke(mailbox)  # where the provider can (commits first)
         letters_of_mailbox = select(Letter.id).where(Letter.mailbox_id == mailbox.id)
         await self.session.execute(
             update(ItemLink).where(ItemLink.letter_id.in_(letters_of_mailbox)).values(letter_id=None)
@@ -348,11 +348,16 @@ class MailboxService:
         return draft
 
     async def credentials(self, mailbox: Mailbox) -> Credentials:
+        """The login for the mail servers. Every caller talks to a mail server next, so the
+        update's work so far is committed first (services.hooks.checkpoint)."""
         if mailbox.auth_kind == AuthKind.OAUTH2.value:  # tokens, refreshed when about to expire
             from services.oauth import OAuthService
 
-            return await OAuthService(self.session, self.deps).fresh_credentials(mailbox)
-        return Credentials(mailbox.login, password=self.deps.secrets.decrypt(mailbox.secret_enc))
+            creds = await OAuthService(self.session, self.deps).fresh_credentials(mailbox)
+        else:
+            creds = Credentials(mailbox.login, password=self.deps.secrets.decrypt(mailbox.secret_enc))
+        await checkpoint(self.session)
+        return creds
 
     @staticmethod
     def _apply(mailbox: Mailbox, data: AccountInput) -> None:

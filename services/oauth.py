@@ -49,6 +49,7 @@ from mail.oauth2 import (
 )
 from mail.types import Credentials, FailureKind, MailCheckError, Protocol
 from services.deps import MailDeps
+from services.hooks import checkpoint
 from services.mailboxes import AccountInput, MailboxService
 from storage.models import (
     AuthKind,
@@ -398,6 +399,7 @@ class OAuthService:
         setup = await self.offer(service) if service is not None else None
         if setup is None:
             raise OAuthProblem(Problem.NOT_CONFIGURED, user_id=row.user_id)
+        await checkpoint(self.session)  # no transaction held across the provider's answer
         try:
             async with self._client(setup) as http:
                 return await http.exchange_code(code, redirect_uri=self.redirect_uri(), verifier=verifier)
@@ -407,11 +409,13 @@ class OAuthService:
 
     # ---- device flow -----------------------------------------------------------------------
     async def begin_device(self, setup: ServiceOAuth) -> DeviceAuthorization:
+        await checkpoint(self.session)  # no transaction held across the provider's answer
         async with self._client(setup) as http:
             return await http.start_device()
 
     async def poll_device(self, setup: ServiceOAuth, device: DeviceAuthorization, interval: int) -> TokenSet:
         """One poll: TokenSet, or DevicePending / OAuthError from mail.oauth2."""
+        await checkpoint(self.session)  # no transaction held across the provider's answer
         async with self._client(setup) as http:
             return await http.poll_device(device, interval)
 
@@ -467,6 +471,7 @@ class OAuthService:
         client = self.client_for(service) if service is not None else None
         if service is None or endpoints is None or client is None:
             raise MailCheckError(Protocol.IMAP, FailureKind.PROTOCOL, "the service has no OAuth2 client configured")
+        await checkpoint(self.session)  # no transaction held across the provider's answer
         try:
             async with OAuthClient(endpoints, client, ssl_context=self.deps.ssl_context, timeout=self.deps.timeout) as http:
                 tokens = await http.refresh(refresh_token)
@@ -501,6 +506,7 @@ class OAuthService:
         token, hint = (tokens.refresh_token, "refresh_token") if tokens.refresh_token else (tokens.access_token, "access_token")
         if endpoints.revoke_style == "yandex":
             token, hint = tokens.access_token, "access_token"
+        await checkpoint(self.session)  # no transaction held across the provider's answer
         try:
             async with OAuthClient(endpoints, client, ssl_context=self.deps.ssl_context, timeout=self.deps.timeout) as http:
                 await http.revoke(token, hint=hint)
@@ -519,6 +525,7 @@ class OAuthService:
             return
         yandex = endpoints.revoke_style == "yandex"
         token = tokens.refresh_token if tokens.refresh_token and not yandex else tokens.access_token
+        await checkpoint(self.session)  # no transaction held across the provider's answer
         try:
             async with OAuthClient(endpoints, client, ssl_context=self.deps.ssl_context, timeout=self.deps.timeout) as http:
                 await http.revoke(token, hint="refresh_token" if token == tokens.refresh_token else "access_token")
