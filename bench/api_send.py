@@ -90,7 +90,7 @@ async def main(letters: int, concurrency: int, attachment_kib: int, postgres: st
             settings = Settings(  # type: ignore[call-arg]
                 _env_file=None, bot_token=SecretStr("123456:bench"), telegram_api_url="http://127.0.0.1:9",
                 database_url=database_url, encryption_key_file=Path(tmp) / "key",
-                allow_private_mail_hosts=True, mail_ca_file=stack.ca_file, api_tokens=SecretStr(TOKEN), web_port=0,
+                allow_private_mail_hosts=True, mail_ca_file=stack.ca_file, api_tokens=SecretStr(TOKEN), web_port=0, api_rate_per_minute=0,
                 log_level="WARNING",
             )
             app = await build_app(settings)

@@ -27,6 +27,7 @@ import base64
 import binascii
 import hmac
 import logging
+import math
 import re
 import time
 from collections import Counter
@@ -107,20 +108,48 @@ ERRORS: dict[str, tuple[int, str]] = {
     "body_too_large": (413, "The request body, or the attachments' total decoded size, is over the limit."),
     "idempotency_in_progress": (409, "A request with this Idempotency-Key is still being processed; retry later."),
     "idempotency_key_reused": (422, "This Idempotency-Key was used with a different request; use a new key for a new request."),
+    "rate_limited": (429, "Too many requests with this token; retry after the seconds in the Retry-After header."),
     "internal": (500, "An unexpected error; the bot's log has the details."),
 }
-COMMON_ERRORS = ("unauthorized", "internal")
+COMMON_ERRORS = ("unauthorized", "rate_limited", "internal")
 # answers never stored under a key (an `internal` one is, once the letter may have gone out)
-NOT_REPLAYED = ("unauthorized", "validation_error", "idempotency_key_reused", "idempotency_in_progress")
+NOT_REPLAYED = ("unauthorized", "rate_limited", "validation_error", "idempotency_key_reused", "idempotency_in_progress")
 
 
 class ApiError(Exception):
-    def __init__(self, code: str, message: str | None = None, fields: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, code: str, message: str | None = None, fields: dict[str, str] | None = None, *,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(code)
         self.code = code
         self.status = ERRORS[code][0]
         self.message = message or ERRORS[code][1]
         self.fields = fields or {}
+        self.retry_after = retry_after
+
+
+class TokenRateLimit:
+    """A token bucket per API token: `per_minute` requests, in a burst or spread out."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.clock = clock
+        self._buckets: dict[int, tuple[float, float]] = {}  # caller -> (tokens, stamp)
+
+    def take(self, caller: int) -> float:
+        """0 when the request may go ahead (and it is counted), else seconds until it may."""
+        if self.capacity <= 0:
+            return 0.0
+        now = self.clock()
+        tokens, stamp = self._buckets.get(caller, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
+        if tokens < 1.0:
+            self._buckets[caller] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        self._buckets[caller] = (tokens - 1.0, now)
+        return 0.0
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -375,6 +404,7 @@ def api_context(app: App) -> ApiContext:
 
 CTX: web.AppKey[ApiContext] = web.AppKey("api_context")
 TOKENS: web.AppKey[list[bytes]] = web.AppKey("api_tokens")
+RATE: web.AppKey[TokenRateLimit] = web.AppKey("api_rate")
 
 
 def check_tokens(tokens: list[str]) -> None:
@@ -403,6 +433,8 @@ def token_index(header: str | None, tokens: list[bytes]) -> int | None:
 def error_response(exc: ApiError) -> web.Response:
     body = ErrorResponse(error=ErrorDetail(code=exc.code, message=exc.message, fields=exc.fields))
     headers = {"WWW-Authenticate": 'Bearer realm="mailbridge"'} if exc.status == 401 else None
+    if exc.retry_after is not None:
+        headers = {"Retry-After": str(exc.retry_after)}
     return web.json_response(body.model_dump(mode="json"), status=exc.status, headers=headers)
 
 
@@ -428,6 +460,9 @@ async def api_middleware(
             if caller is None:
                 raise ApiError("unauthorized")
             request[CALLER] = caller
+            wait = request.app[RATE].take(caller)
+            if wait > 0:
+                raise ApiError("rate_limited", retry_after=max(1, math.ceil(wait)))
         response: web.StreamResponse = await handler(request)
     except ApiError as exc:
         response = error_response(exc)
@@ -816,6 +851,11 @@ def openapi_document() -> dict[str, Any]:
                 "x-error-codes": codes,
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
             }
+        if "429" in out:
+            out["429"]["headers"] = {"Retry-After": {
+                "description": "Seconds until this token may make its next request.",
+                "schema": {"type": "integer", "minimum": 1},
+            }}
         if op.response_headers:
             for response in out.values():
                 codes = response.get("x-error-codes")
@@ -851,6 +891,7 @@ def setup_http(app: web.Application, ctx: ApiContext) -> None:
         return
     check_tokens(tokens)
     app[TOKENS] = ctx.tokens
+    app[RATE] = TokenRateLimit(ctx.settings.api_rate_per_minute)
     app.middlewares.append(api_middleware)
     for op in OPERATIONS:
         app.router.add_route(op.method, op.path, op.handler)

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     api_tokens: SecretStr | None = None
     api_max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=64 * 1024)
     api_max_attachments_bytes: int = Field(default=20 * 1024 * 1024, ge=0)
+    api_rate_per_minute: int = Field(default=120, ge=0, le=100_000)  # per token; 0: no limit
     mail_provider_overrides: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict)
     watch_idle_refresh: float = Field(default=290.0, ge=5, le=1740)
     watch_outage_notice: float = Field(default=1800.0, ge=1)
