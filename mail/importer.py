@@ -419,33 +419,34 @@ class _Counter:
 
     async def run(self, coro: Any) -> Any:
         self.sent += 1
-        wire = getattr(self.client, "wire", None)
-        lost = getattr(wire, "lost", None)
-        try:
-            async with asyncio.timeout(self.timeout):
-                if lost is None:
-                    return await coro
-                task = asyncio.ensure_future(coro)
-                try:
-                    done, _ = await asyncio.wait(
-                        {task, lost}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                except BaseException:
-                    task.cancel()
-                    raise
-                if task not in done:
-                    task.cancel()
-                    raise MailCheckError(
-                        Protocol.IMAP,
-                        FailureKind.PROTOCOL,
-                        getattr(wire, "bye", "") or "connection lost",
-                    )
-                return task.result()
-        except MailCheckError:
-            raise
-        except Exception as exc:
-            raise as_mail_error(Protocol.IMAP, exc) from None
+        return await run_command(self.client, coro, self.timeout)
 
+
+async def run_command(client: Any, coro: Any, timeout: float = COMMAND_TIMEOUT) -> Any:  # noqa: ASYNC109
+    """One IMAP command within `timeout`; fails fast with the server's BYE text (or
+    "connection lost") when the connection drops, instead of waiting out the timeout."""
+    wire = getattr(client, "wire", None)
+    lost = getattr(wire, "lost", None)
+    task = asyncio.ensure_future(coro)
+    try:
+        async with asyncio.timeout(timeout):
+            if lost is None:
+                return await task
+            done, _ = await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+            if task not in done:
+                raise MailCheckError(
+                    Protocol.IMAP,
+                    FailureKind.PROTOCOL,
+                    getattr(wire, "bye", "") or "connection lost",
+                )
+            return task.result()
+    except MailCheckError:
+        raise
+    except Exception as exc:
+        raise as_mail_error(Protocol.IMAP, exc) from None
+    finally:
+        if not task.done():
+            task.cancel()
 
 def _ok(response: Any, what: str) -> None:
     if getattr(response, "result", None) != "OK":

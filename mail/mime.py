@@ -66,7 +66,7 @@ def lookup_charset(name: str | None) -> str | None:
     return info.name
 
 
-def _strict(data: bytes, codec: str) -> str | None:
+def strict_decode(data: bytes, codec: str) -> str | None:
     """Strict decode; a multi-byte character cut at the very end (partial fetch) is
     dropped instead of failing the whole text."""
     try:
@@ -89,7 +89,7 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
         return ""
     codec = lookup_charset(charset)
     for candidate in dict.fromkeys(c for c in (codec, "utf-8", "cp1251") if c and c != "ascii"):
-        text = _strict(data, candidate)
+        text = strict_decode(data, candidate)
         if text is not None:
             return text
     return data.decode(codec or "utf-8", "replace")

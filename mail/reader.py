@@ -24,7 +24,6 @@ raises on odd mail.
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 import re
 from dataclasses import dataclass, field
@@ -34,11 +33,9 @@ from urllib.parse import unquote_to_bytes
 
 from mail import mime
 from mail.html2text import html_to_text, tidy_text, unflow
-from mail.importer import parse_fetch
-from mail.netguard import as_mail_error
+from mail.importer import COMMAND_TIMEOUT, parse_fetch, run_command
 from mail.types import FailureKind, MailCheckError, Protocol
 
-COMMAND_TIMEOUT = 30.0
 HEADER_FIELDS = "DATE FROM TO CC SUBJECT CONTENT-TYPE"
 MAX_TEXT_PARTS = 8
 TINY_PLAIN_BYTES = 256  # a plain alternative this small may be a "view it in HTML" stub
@@ -381,20 +378,6 @@ def _single_byte(codec: str) -> bool:
     )
 
 
-def _strict(data: bytes, codec: str) -> str | None:
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError as exc:
-        if exc.start > 0 and exc.start >= len(data) - 3:  # a character cut by a partial fetch
-            try:
-                return data[: exc.start].decode(codec)
-            except UnicodeDecodeError:
-                return None
-        return None
-    except LookupError:
-        return None
-
-
 def _case(text: str) -> tuple[int, int]:
     lower = upper = 0
     for ch in text:
@@ -431,10 +414,10 @@ def _decode_text(data: bytes, charset: str | None) -> str:
         pass
     codec = mime.lookup_charset(charset)
     if codec and not _single_byte(codec):  # utf-16, shift_jis, gb18030, ...: trust the label
-        text = _strict(data, codec)
+        text = mime.strict_decode(data, codec)
         if text is not None:
             return text
-    text = _strict(data, "utf-8")
+    text = mime.strict_decode(data, "utf-8")
     if text is not None:
         return text
     if codec in _CYRILLIC_CODECS:
@@ -473,30 +456,6 @@ def _budget(node: _Node, text_bytes: int) -> int:
 
 
 # --------------------------------------------------------------------------- IMAP plumbing
-async def _run(client: Any, coro: Any, timeout: float = COMMAND_TIMEOUT) -> Any:  # noqa: ASYNC109
-    """One command with a timeout; fails fast if the connection drops."""
-    wire = getattr(client, "wire", None)
-    lost = getattr(wire, "lost", None)
-    task = asyncio.ensure_future(coro)
-    try:
-        async with asyncio.timeout(timeout):
-            if lost is None:
-                return await task
-            done, _ = await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
-            if task not in done:
-                raise MailCheckError(
-                    Protocol.IMAP,
-                    FailureKind.PROTOCOL,
-                    getattr(wire, "bye", "") or "connection lost",
-                )
-            return task.result()
-    except MailCheckError:
-        raise
-    except Exception as exc:
-        raise as_mail_error(Protocol.IMAP, exc) from None
-    finally:
-        if not task.done():
-            task.cancel()
 
 
 def _status_text(response: Any) -> str:
@@ -519,7 +478,7 @@ async def _open_mailbox(client: Any, mailbox: str | None, *, writable: bool) -> 
     if mailbox is None:
         return
     name = '"' + mailbox.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    response = await _run(client, client.select(name))
+    response = await run_command(client, client.select(name))
     _ok(response, f"SELECT {mailbox}")
 
 
@@ -541,10 +500,10 @@ async def _fetch_items(
 ) -> Any:
     """UID FETCH; if the server refuses, once more without the ``optional`` items."""
     every = " ".join(items + optional)
-    response = await _run(client, client.uid("fetch", str(uid), f"({every})"), timeout)
+    response = await run_command(client, client.uid("fetch", str(uid), f"({every})"), timeout)
     if getattr(response, "result", None) != "OK" and optional:
         only = " ".join(items)
-        response = await _run(client, client.uid("fetch", str(uid), f"({only})"), timeout)
+        response = await run_command(client, client.uid("fetch", str(uid), f"({only})"), timeout)
     _ok(response, "FETCH")
     return response
 
