@@ -28,10 +28,7 @@ async def _show_letters(
     target: Message, t: Translator, mailboxes: MailboxService, user: User, page: int, *, sent: bool, edit: bool
 ) -> None:
     try:
-        if sent:
-            letters = await mailboxes.sent_page(user.id, page, PER_PAGE)
-        else:
-            letters = await mailboxes.inbox_page(user.id, page, PER_PAGE)
+        letters = await mailboxes.letter_page(user.id, page, PER_PAGE, sent=sent)
     except NotYourMailbox:
         await target.answer(t("inbox.no_mailbox"), reply_markup=kb.connect_only(t))
         return

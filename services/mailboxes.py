@@ -272,25 +272,19 @@ class MailboxService:
         log.info("mailbox %s of user %s deleted", mailbox_id, user_id)
 
     # ---- reading ---------------------------------------------------------------------------
-    async def inbox_page(self, user_id: int, page: int, per_page: int = 8) -> LetterPage:
-        """A page of the imported INBOX letters, newest first."""
+    async def letter_page(self, user_id: int, page: int, per_page: int = 8, *, sent: bool = False) -> LetterPage:
+        """A page of the imported INBOX letters or (sent) of the letters business processes
+        sent from this address, newest first; `others` counts the other list."""
         mailbox = await self.current(user_id)
         if mailbox is None:
             raise NotYourMailbox(0)
-        total = await self.letters.count(mailbox.id)
+        inbox_total = await self.letters.count(mailbox.id)
+        sent_total = await self.letters.count_sent(mailbox.id)
+        total, others = (sent_total, inbox_total) if sent else (inbox_total, sent_total)
         page = _clamp_page(page, total, per_page)
-        letters = list(await self.letters.latest(mailbox.id, limit=per_page, offset=page * per_page))
-        return LetterPage(mailbox, letters, total, page, sent=False, others=await self.letters.count_sent(mailbox.id))
-
-    async def sent_page(self, user_id: int, page: int, per_page: int = 8) -> LetterPage:
-        """A page of the letters sent from this address by business processes, newest first."""
-        mailbox = await self.current(user_id)
-        if mailbox is None:
-            raise NotYourMailbox(0)
-        total = await self.letters.count_sent(mailbox.id)
-        page = _clamp_page(page, total, per_page)
-        letters = list(await self.letters.latest_sent(mailbox.id, limit=per_page, offset=page * per_page))
-        return LetterPage(mailbox, letters, total, page, sent=True, others=await self.letters.count(mailbox.id))
+        latest = self.letters.latest_sent if sent else self.letters.latest
+        letters = list(await latest(mailbox.id, limit=per_page, offset=page * per_page))
+        return LetterPage(mailbox, letters, total, page, sent=sent, others=others)
 
     async def owned_letter(self, user_id: int, letter_id: int) -> tuple[Mailbox, Letter]:
         letter = await self.letters.get(letter_id)
