@@ -10,7 +10,8 @@ A key is scoped to the API token (only the token's SHA-256 is stored) and kept f
   runs, or `Reused` when the key came with a different request.
 * `complete` stores the final answer (status and JSON body, errors included) for replays.
 * `release` deletes the claim so the key can be used again: only for unexpected failures
-  (the API's 500 `internal`), the one case where the answer says nothing a retry should repeat.
+  (the API's 500 `internal`) that happened before the letter was handed to the SMTP server,
+  the one case where a retry can neither repeat an answer nor send a second copy.
 
 Unlike repositories, this store commits: a claim must be durable, and visible to a concurrent
 request, before the send starts, whatever the send's own transaction does. Expired rows are
@@ -22,13 +23,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import IdempotencyKey, IdempotencyState
+from storage.models import IdempotencyKey, IdempotencyState, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,6 @@ CLAIM_ATTEMPTS = 3  # a lost insert race whose winner row is gone at once (relea
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ class IdempotencyStore:
 
     async def claim(self, token_hash: str, key: str, request_hash: str) -> Claim:
         for _ in range(CLAIM_ATTEMPTS):
-            now = _utcnow()
+            now = utcnow()
             async with self.sessionmaker() as session:
                 # an expired row of this key no longer counts: the key works afresh
                 await session.execute(
@@ -123,7 +121,7 @@ class IdempotencyStore:
                 .where(IdempotencyKey.id == claim.row_id)
                 .values(
                     state=IdempotencyState.COMPLETED.value, response_status=status, response_body=body,
-                    completed_at=_utcnow(),
+                    completed_at=utcnow(),
                 )
             )
             await session.commit()

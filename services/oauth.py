@@ -59,6 +59,7 @@ from storage.models import (
     OAuthState,
     Service,
     ServiceKind,
+    utcnow,
 )
 from storage.repositories import ServiceRepo
 
@@ -136,9 +137,6 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 class _RefreshCoordinator:
     """One refresh at a time per mailbox in this process, and a refresh done by one task is
@@ -203,10 +201,10 @@ class OAuthService:
         """Store the admins' choice; returns the flag's effective value (configuration wins)."""
         row = await self.session.get(FeatureFlag, FLAG)
         if row is None:
-            row = FeatureFlag(name=FLAG, enabled=enabled, updated_by=by, updated_at=_utcnow())
+            row = FeatureFlag(name=FLAG, enabled=enabled, updated_by=by, updated_at=utcnow())
             self.session.add(row)
         else:
-            row.enabled, row.updated_by, row.updated_at = enabled, by, _utcnow()
+            row.enabled, row.updated_by, row.updated_at = enabled, by, utcnow()
         await self.session.flush()
         return await self.flag_enabled()
 
@@ -318,7 +316,7 @@ class OAuthService:
     ) -> str:
         """A new sign-in: store its state and return the provider's authorization URL. Older
         unfinished sign-ins of the same user stop working."""
-        now = _utcnow()
+        now = utcnow()
         await self.session.execute(delete(OAuthState).where(OAuthState.expires_at < now - STATE_KEEP))
         await self.session.execute(
             update(OAuthState)
@@ -363,7 +361,7 @@ class OAuthService:
         ).scalar_one_or_none()
         if row is None:
             raise OAuthProblem(Problem.UNKNOWN_STATE)
-        now = _utcnow()
+        now = utcnow()
         result = await self.session.execute(
             update(OAuthState)
             .where(OAuthState.id == row.id, OAuthState.used_at.is_(None))
@@ -480,7 +478,7 @@ class OAuthService:
                 log.warning("mailbox %s: refresh token refused (invalid_grant); account broken", mailbox.id)
                 if mailbox.state != MailboxState.DRAFT.value:
                     mailbox.state = MailboxState.BROKEN.value
-                    mailbox.state_since = _utcnow()
+                    mailbox.state_since = utcnow()
                 mailbox.last_error = BROKEN_ERROR
                 await self.session.flush()
                 raise ReauthorizationRequired() from None
