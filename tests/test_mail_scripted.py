@@ -77,6 +77,24 @@ async def _imap_error(
         await server.close()
 
 
+async def _smtp_error(
+    server: ScriptedSmtpServer, ctx, security=Security.SSL, creds=CREDS, timeout: float = 5
+) -> MailCheckError:
+    await server.start()
+    try:
+        with pytest.raises(MailCheckError) as err:
+            await check_smtp(
+                ServerSettings("127.0.0.1", server.port, security),
+                creds,
+                ssl_context=ctx,
+                guard=GUARD,
+                timeout=timeout,
+            )
+        return err.value
+    finally:
+        await server.close()
+
+
 @pytest.mark.parametrize(
     ("text", "kind"),
     [
@@ -119,21 +137,11 @@ async def test_smtp_provider_texts(server_ctx, client_ctx, text, kind, security)
         server = ScriptedSmtpServer(tls=server_ctx, auth_reply=(code, lines))
     else:
         server = ScriptedSmtpServer(starttls=server_ctx, auth_reply=(code, lines))
-    await server.start()
-    try:
-        with pytest.raises(MailCheckError) as err:
-            await check_smtp(
-                ServerSettings("127.0.0.1", server.port, security),
-                CREDS,
-                ssl_context=client_ctx,
-                guard=GUARD,
-            )
-    finally:
-        await server.close()
-    assert err.value.protocol is Protocol.SMTP
-    assert err.value.kind is kind
-    assert err.value.detail.startswith(str(code))
-    assert lines[0].split(" ", 1)[1][:20] in err.value.detail
+    error = await _smtp_error(server, client_ctx, security=security)
+    assert error.protocol is Protocol.SMTP
+    assert error.kind is kind
+    assert error.detail.startswith(str(code))
+    assert lines[0].split(" ", 1)[1][:20] in error.detail
 
 
 async def test_imap_starttls_not_offered_never_sends_password(server_ctx, client_ctx) -> None:
@@ -177,18 +185,8 @@ async def test_imap_starttls_ok_then_login(server_ctx, client_ctx) -> None:
 
 async def test_smtp_starttls_not_offered_never_sends_password(server_ctx, client_ctx) -> None:
     server = ScriptedSmtpServer(starttls=server_ctx, advertise_starttls=False)
-    await server.start()
-    try:
-        with pytest.raises(MailCheckError) as err:
-            await check_smtp(
-                ServerSettings("127.0.0.1", server.port, Security.STARTTLS),
-                CREDS,
-                ssl_context=client_ctx,
-                guard=GUARD,
-            )
-    finally:
-        await server.close()
-    assert err.value.kind is FailureKind.TLS_FAILED
+    error = await _smtp_error(server, client_ctx, security=Security.STARTTLS)
+    assert error.kind is FailureKind.TLS_FAILED
     assert not server.saw_auth
 
 
@@ -371,20 +369,9 @@ async def test_smtp_oauthbearer_rejected(server_ctx, client_ctx) -> None:
 
 async def test_smtp_token_login_needs_a_token_mechanism(server_ctx, client_ctx) -> None:
     server = ScriptedSmtpServer(tls=server_ctx, extensions=("AUTH PLAIN LOGIN",))
-    await server.start()
-    try:
-        with pytest.raises(MailCheckError) as err:
-            await check_smtp(
-                ServerSettings("127.0.0.1", server.port, Security.SSL),
-                Credentials("user@gmail.com", oauth2_token="ya29.good"),
-                ssl_context=client_ctx,
-                guard=GUARD,
-                timeout=5,
-            )
-    finally:
-        await server.close()
-    assert err.value.kind is FailureKind.AUTH_FAILED
-    assert "OAUTHBEARER" in err.value.detail and "XOAUTH2" in err.value.detail
+    error = await _smtp_error(server, client_ctx, creds=Credentials("user@gmail.com", oauth2_token="ya29.good"))
+    assert error.kind is FailureKind.AUTH_FAILED
+    assert "OAUTHBEARER" in error.detail and "XOAUTH2" in error.detail
     assert not server.saw_auth
 
 
@@ -394,55 +381,24 @@ async def test_smtp_xoauth2_rejected(server_ctx, client_ctx) -> None:
         xoauth2_challenge=XOAUTH2_ERROR,
         auth_reply=(535, ["5.7.8 Username and Password not accepted."]),
     )
-    await server.start()
-    try:
-        with pytest.raises(MailCheckError) as err:
-            await check_smtp(
-                ServerSettings("127.0.0.1", server.port, Security.SSL),
-                Credentials("user@gmail.com", oauth2_token="ya29.expired"),
-                ssl_context=client_ctx,
-                guard=GUARD,
-                timeout=5,
-            )
-    finally:
-        await server.close()
-    assert err.value.kind is FailureKind.AUTH_FAILED
-    assert '"status":"401"' in err.value.detail
+    error = await _smtp_error(server, client_ctx, creds=Credentials("user@gmail.com", oauth2_token="ya29.expired"))
+    assert error.kind is FailureKind.AUTH_FAILED
+    assert '"status":"401"' in error.detail
     assert server.received[-1] == b""  # the empty answer to the error challenge
     assert [m for m, _ in server.sasl] == ["XOAUTH2"]
 
 
 async def test_smtp_greeting_refusal(server_ctx, client_ctx) -> None:
     server = ScriptedSmtpServer(tls=server_ctx, greeting="554 5.7.1 No service for you")
-    await server.start()
-    try:
-        with pytest.raises(MailCheckError) as err:
-            await check_smtp(
-                ServerSettings("127.0.0.1", server.port, Security.SSL),
-                CREDS,
-                ssl_context=client_ctx,
-                guard=GUARD,
-            )
-    finally:
-        await server.close()
-    assert err.value.kind is FailureKind.PROTOCOL
-    assert "No service" in err.value.detail
+    error = await _smtp_error(server, client_ctx)
+    assert error.kind is FailureKind.PROTOCOL
+    assert "No service" in error.detail
 
 
 async def test_smtp_no_auth_offered(server_ctx, client_ctx) -> None:
     server = ScriptedSmtpServer(tls=server_ctx, extensions=("8BITMIME",))
-    await server.start()
-    try:
-        with pytest.raises(MailCheckError) as err:
-            await check_smtp(
-                ServerSettings("127.0.0.1", server.port, Security.SSL),
-                CREDS,
-                ssl_context=client_ctx,
-                guard=GUARD,
-            )
-    finally:
-        await server.close()
-    assert err.value.kind is FailureKind.PROTOCOL
+    error = await _smtp_error(server, client_ctx)
+    assert error.kind is FailureKind.PROTOCOL
 
 
 async def test_smtp_auth_login_only(server_ctx, client_ctx) -> None:
