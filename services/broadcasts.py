@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Select, case, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -39,6 +39,7 @@ from storage.models import (
     MailboxState,
     Service,
     User,
+    utcnow,
 )
 
 AUDIENCE_ALL = "all"
@@ -64,10 +65,6 @@ class NotDraft(BroadcastProblem):
 
 class NoRecipients(BroadcastProblem):
     pass
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def service_audience(code: str) -> str:
@@ -221,7 +218,7 @@ class BroadcastService:
         stmt = (
             update(Broadcast)
             .where(Broadcast.id == broadcast_id, Broadcast.state == BroadcastState.DRAFT.value)
-            .values(state=BroadcastState.SENDING.value, started_at=_now())
+            .values(state=BroadcastState.SENDING.value, started_at=utcnow())
         )
         if (await self.session.execute(stmt)).rowcount != 1:  # type: ignore[attr-defined]
             raise NotDraft(str(broadcast_id))
@@ -231,7 +228,7 @@ class BroadcastService:
         if row.audience != AUDIENCE_ALL and service is None:
             raise NoRecipients(row.audience)
         recipients = _recipients(row.audience, service).subquery()
-        now = _now()
+        now = utcnow()
         source = select(
             literal(broadcast_id),
             recipients.c.id,
@@ -268,7 +265,7 @@ class BroadcastService:
         """Drop a draft (nothing was sent)."""
         row = await self._draft(broadcast_id)
         row.state = BroadcastState.CANCELLED.value
-        row.finished_at = _now()
+        row.finished_at = utcnow()
         await self.session.flush()
 
     async def cancel(self, broadcast_id: int) -> bool:
@@ -277,7 +274,7 @@ class BroadcastService:
         stmt = (
             update(Broadcast)
             .where(Broadcast.id == broadcast_id, Broadcast.state == BroadcastState.SENDING.value)
-            .values(state=BroadcastState.CANCELLED.value, finished_at=_now())
+            .values(state=BroadcastState.CANCELLED.value, finished_at=utcnow())
         )
         stopped = bool((await self.session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
         await self.session.refresh(await self.get(broadcast_id))
@@ -360,16 +357,7 @@ class DeliveryQueue:
 
     async def recover_interrupted(self, broadcast_id: int) -> int:
         """Rows left ``sending`` by a crash: uncertain, never sent again (see the module doc)."""
-        async with self.sessionmaker() as session, session.begin():
-            stmt = (
-                update(BroadcastDelivery)
-                .where(
-                    BroadcastDelivery.broadcast_id == broadcast_id,
-                    BroadcastDelivery.status == DeliveryStatus.SENDING.value,
-                )
-                .values(status=DeliveryStatus.FAILED.value, error=UNCERTAIN, updated_at=_now())
-            )
-            return int((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+        return await self._fail_all(broadcast_id, DeliveryStatus.SENDING, UNCERTAIN)
 
     async def next_items(self, broadcast_id: int, after_id: int, limit: int) -> Sequence[Item]:
         """Pending rows after ``after_id``, in id order, with the user's language."""
@@ -397,7 +385,7 @@ class DeliveryQueue:
                 .values(
                     status=DeliveryStatus.SENDING.value,
                     attempts=BroadcastDelivery.attempts + 1,
-                    updated_at=_now(),
+                    updated_at=utcnow(),
                 )
             )
             return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
@@ -408,7 +396,7 @@ class DeliveryQueue:
             await session.execute(
                 update(BroadcastDelivery)
                 .where(BroadcastDelivery.id == delivery_id, BroadcastDelivery.status == DeliveryStatus.SENDING.value)
-                .values(status=DeliveryStatus.PENDING.value, error=(error or None) and error[:ERROR_MAX], updated_at=_now())
+                .values(status=DeliveryStatus.PENDING.value, error=(error or None) and error[:ERROR_MAX], updated_at=utcnow())
             )
 
     async def mark_done(
@@ -422,20 +410,21 @@ class DeliveryQueue:
                     status=outcome.value,
                     telegram_message_id=message_id,
                     error=error[:ERROR_MAX] if error else None,
-                    updated_at=_now(),
+                    updated_at=utcnow(),
                 )
             )
 
     async def give_up_pending(self, broadcast_id: int, error: str) -> int:
         """Rows still pending after the last pass: failed (the rate limit never let them out)."""
+        return await self._fail_all(broadcast_id, DeliveryStatus.PENDING, error[:ERROR_MAX])
+
+    async def _fail_all(self, broadcast_id: int, status: DeliveryStatus, error: str) -> int:
+        """Every row of the broadcast in `status` becomes failed with `error`; how many did."""
         async with self.sessionmaker() as session, session.begin():
             stmt = (
                 update(BroadcastDelivery)
-                .where(
-                    BroadcastDelivery.broadcast_id == broadcast_id,
-                    BroadcastDelivery.status == DeliveryStatus.PENDING.value,
-                )
-                .values(status=DeliveryStatus.FAILED.value, error=error[:ERROR_MAX], updated_at=_now())
+                .where(BroadcastDelivery.broadcast_id == broadcast_id, BroadcastDelivery.status == status.value)
+                .values(status=DeliveryStatus.FAILED.value, error=error, updated_at=utcnow())
             )
             return int((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
@@ -445,7 +434,7 @@ class DeliveryQueue:
             stmt = (
                 update(Broadcast)
                 .where(Broadcast.id == broadcast_id, Broadcast.state == BroadcastState.SENDING.value)
-                .values(state=BroadcastState.DONE.value, finished_at=_now())
+                .values(state=BroadcastState.DONE.value, finished_at=utcnow())
             )
             return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
