@@ -224,7 +224,8 @@ async def test_600_users_429_and_403_everyone_reachable_gets_exactly_one(harness
     # a request that waited out the limiter's 60 s shows here, not as time
     assert harness.app.sender.limiter.stats.timeouts == 0, "no request waited out the limiter's max_wait"
 
-    final = admin.message(confirm.message_id)
+    # the job records "done", then edits its progress message a last time
+    final = await admin.wait_for(lambda m: m.message_id == confirm.message_id and "Notice sent" in m.text, timeout=10)
     assert "Notice sent" in final.text and f"sent: {len(reachable) + 1}" in final.text
     assert f"blocked the bot: {len(inactive) + len(blocked)}" in final.text and final.buttons == []
     edits = progress_edits(harness, confirm.message_id)
@@ -270,7 +271,7 @@ async def test_crash_in_the_middle_then_restart_sends_nobody_twice(harness: BotH
     for uid in ids:
         assert got[uid] == 1 or uid in unsure, uid
     # the resumed job keeps editing the same progress message, and ends it
-    final = admin.message(confirm.message_id)
+    final = await admin.wait_for(lambda m: m.message_id == confirm.message_id and "Notice sent" in m.text, timeout=10)
     assert "Notice sent" in final.text and f"sent: {after['sent']}" in final.text
     if unsure:
         assert "may or may not have arrived" in final.text
