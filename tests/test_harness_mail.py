@@ -8,6 +8,7 @@ import email.policy
 import email.utils
 import os
 import secrets
+import stat
 import time
 import uuid
 from email.message import EmailMessage
@@ -414,3 +415,22 @@ async def test_two_stacks_coexist_and_stop_cleans_up(mail_stack: MailStack, tmp_
             await asyncio.open_connection(other.host, p)
     with pytest.raises(ProcessLookupError):
         os.kill(master, 0)
+
+
+async def test_stack_survives_another_pytest_resetting_its_temp_root(
+    mail_stack: MailStack, mail_user, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Another pytest run on the machine makes pytest's per-user temp folder 0700 again; the
+    stack's maildirs live in a directory of their own, so Dovecot keeps working."""
+    assert not mail_stack.workdir.is_relative_to(tmp_path_factory.getbasetemp().parent)
+    user_root = tmp_path_factory.getbasetemp().parent
+    mode = stat.S_IMODE(user_root.stat().st_mode)
+    os.chmod(user_root, 0o700)  # what a concurrent pytest session does at its start
+    try:
+        await mail_stack.deliver(mail_user.address, b"Subject: after reset\n\nx\n")
+        client, result = await imap_login(mail_stack, mail_user.address, mail_user.password)
+        assert result == "OK"
+        await client.logout()
+        assert await inbox_subjects(mail_stack, mail_user) == ["after reset"]
+    finally:
+        os.chmod(user_root, mode)

@@ -49,6 +49,7 @@ import socket
 import ssl
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 import warnings
@@ -502,15 +503,27 @@ class MailStack:
         self._oauth_sock: socket.socket | None = None
         self._oauth: OAuthServer | None = None
         self.oauth_port = 0
+        self._owned_workdir = False
 
     # ---------------------------------------------------------------- lifecycle
 
     @classmethod
-    async def start(cls, workdir: pathlib.Path) -> MailStack:
-        """Start Dovecot and the SMTP server; return when every port accepts."""
+    async def start(cls, workdir: pathlib.Path | None = None) -> MailStack:
+        """Start Dovecot and the SMTP server; return when every port accepts.
+
+        Without ``workdir`` the stack makes a directory of its own under /tmp (removed by
+        :meth:`stop`). It must not live under pytest's temp root: any other pytest run on the
+        machine resets pytest's per-user folder to 0700, and Dovecot's unprivileged
+        processes could then no longer reach their maildirs ("Permission denied").
+        """
+        owned = workdir is None
+        if workdir is None:
+            workdir = pathlib.Path(tempfile.mkdtemp(prefix="mailbridge-mailstack-", dir="/tmp"))
+            os.chmod(workdir, 0o711)  # noqa: S103 - Dovecot's unprivileged processes pass through
         workdir = pathlib.Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         self = cls(workdir)
+        self._owned_workdir = owned
         await asyncio.to_thread(self._prepare)
         assert self._server_tls is not None
         self._services = _ServiceThread(self, self._server_tls)
@@ -557,6 +570,8 @@ class MailStack:
             self._services = None
         if not self.base_dir.is_relative_to(self.workdir):  # the short-path fallback
             shutil.rmtree(self.base_dir, ignore_errors=True)
+        if self._owned_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
         atexit.unregister(self._kill_sync)
 
     async def stop_imap(self) -> None:
@@ -789,8 +804,6 @@ class MailStack:
         _ensure_traversable(self.workdir)
         if len(str(self.base_dir)) > MAX_BASE_DIR_LEN:
             # unix socket paths are limited to 108 bytes: use a short dir, linked from workdir
-            import tempfile
-
             short = pathlib.Path(tempfile.mkdtemp(prefix="ms-", dir="/tmp"))
             os.chmod(short, 0o755)  # noqa: S103 - Dovecot's unprivileged processes
             with contextlib.suppress(FileNotFoundError):

@@ -19,8 +19,9 @@ __all__ = ["MailStack", "MailUser", "mail_stack", "mail_user"]
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def mail_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MailStack]:
-    stack = await MailStack.start(tmp_path_factory.mktemp("mailstack"))
+async def mail_stack() -> AsyncIterator[MailStack]:
+    # a directory of its own, outside pytest's temp root (see MailStack.start)
+    stack = await MailStack.start()
     try:
         yield stack
     finally:
