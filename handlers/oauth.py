@@ -1,14 +1,11 @@
 """OAuth2 sign-in in the chat: the wizard's Authorize button, the device-flow message and its
 polling, what the chat says when the browser comes back (bot/web.py calls `OAuthFlows`), and
-the admin commands `/oauth_flag on|off` and `/oauth_client ...`.
+(the admin commands `/oauth_flag on|off` and `/oauth_client ...` are in handlers/admin.py).
 
 The wizard stays on its password step while the person signs in at the provider (they may
 still send a password instead). When tokens arrive, the wizard continues exactly as after a
 password: the draft keeps the encrypted tokens, IMAP and SMTP are checked (OAUTHBEARER or XOAUTH2), then the
 signature step follows. A sign-in whose wizard was cancelled or moved on stores nothing.
-
-Admin commands answer only the Telegram ids in Settings.admin_ids; for everyone else they do
-not match, so the ordinary "unknown command" reply (or the current wizard step) answers.
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import Bot, F
-from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
@@ -51,10 +47,6 @@ router = RouteTable("oauth")
 
 STATE_MINUTES = int(STATE_TTL.total_seconds() // 60)
 MAX_DEVICE_WAIT = 15 * 60
-
-
-def on_off(t: Translator, flag: bool) -> str:
-    return t("word.on") if flag else t("word.off")
 
 
 def authorize_rows(t: Translator, data: Mapping[str, Any]) -> list[list[InlineKeyboardButton]]:
@@ -439,77 +431,3 @@ async def on_authorize(
         )
         return
     await oauth_flows.start_device(user.id, setup, data, t, mailboxes.session)
-
-
-# ---- admin commands --------------------------------------------------------------------------
-def _is_admin(message: Message, settings: Settings) -> bool:
-    return message.from_user is not None and message.from_user.id in settings.admin_ids
-
-
-@router.message(Command("oauth_flag"), _is_admin)
-async def on_oauth_flag(message: Message, command: CommandObject, t: Translator, settings: Settings, mailboxes: MailboxService, user: User) -> None:
-    arg = (command.args or "").strip().lower()
-    svc = OAuthService(mailboxes.session, mailboxes.deps, settings)
-    if arg not in {"on", "off"}:
-        state = on_off(t, await svc.flag_enabled())
-        await message.answer(t("oauth.admin_flag_state", state=state) + "\n" + t("oauth.admin_flag_usage"))
-        return
-    wanted = arg == "on"
-    effective = await svc.set_flag(wanted, by=user.id)
-    log.info("admin %s set %s to %s (effective %s)", user.id, "enablePostmanOauth2", wanted, effective)
-    if effective != wanted:
-        await message.answer(t("oauth.admin_flag_config_wins", wanted=on_off(t, wanted), state=on_off(t, effective)))
-    else:
-        await message.answer(t("oauth.admin_flag_state", state=on_off(t, effective)))
-
-
-@router.message(Command("oauth_client"), _is_admin)
-async def on_oauth_client(message: Message, command: CommandObject, t: Translator, settings: Settings, mailboxes: MailboxService, user: User) -> None:
-    # the message carries a client secret: delete it before anything else
-    try:
-        await message.delete()
-    except Exception:
-        log.warning("could not delete the /oauth_client message in chat %s", message.chat.id)
-    args = (command.args or "").split()
-    codes = ", ".join(s.code for s in await mailboxes.services.list_all())
-    if len(args) < 3:
-        await message.answer(t("oauth.admin_client_usage", codes=codes))
-        return
-    code, client_id, secret, *rest = args
-    authorize_url = token_url = device_url = None
-    scopes: list[str] = []
-    if rest:
-        if len(rest) < 2:
-            await message.answer(t("oauth.admin_client_usage", codes=codes))
-            return
-        authorize_url = None if rest[0] == "-" else rest[0]
-        token_url = rest[1]
-        rest = rest[2:]
-        if rest and (rest[0] == "-" or rest[0].lower().startswith(("https://", "http://"))):
-            device_url = None if rest[0] == "-" else rest[0]
-            rest = rest[1:]
-        scopes = rest
-    svc = OAuthService(mailboxes.session, mailboxes.deps, settings)
-    try:
-        service = await svc.configure_client(
-            code, client_id, None if secret == "-" else secret,  # noqa: S105 - "-" = public client
-            authorize_url=authorize_url, token_url=token_url, device_url=device_url, scopes=scopes,
-        )
-    except LookupError:
-        await message.answer(t("oauth.admin_client_unknown_service", code=code, codes=codes))
-        return
-    except ValueError as exc:
-        await message.answer(t("oauth.admin_client_bad", problem=str(exc)[:200]))
-        return
-    del secret
-    setup = svc.setup_for(service)
-    text = t(
-        "oauth.admin_client_saved",
-        service=service.name(t.lang),
-        client_id=client_id,
-        flow=t(f"oauth.flow_{setup.flow}" if setup is not None else "oauth.flow_none"),
-    )
-    if settings.public_url:
-        text += "\n" + t("oauth.admin_client_redirect", uri=svc.redirect_uri())
-    log.info("admin %s configured the OAuth2 client of service %s", user.id, service.code)
-    await message.answer(text)

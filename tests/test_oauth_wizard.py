@@ -145,6 +145,7 @@ async def test_flag_off_shows_nothing_and_non_admins_get_unknown_command(harness
     world = World(harness, oauth, f"http://127.0.0.1:{port}")
     await world.company("acme-off", "Acme Off")
     await world.configure("acme-off")  # client configured, flag still off
+    assert "users will see Authorize once it is on (/oauth_flag on)" in harness.user(ADMIN).last().text
     user = harness.user(9101)
     await to_password_step(user, "Acme Off", mail_user.address)
     assert not any("Authorize" in label for label in user.buttons()) and "Authorize" not in user.last().text
@@ -167,6 +168,7 @@ async def test_configuration_wins_over_the_admin(harness: BotHarness, mail_stack
     await world.company("acme-cfg", "Acme Cfg")
     await world.configure("acme-cfg")
     admin = harness.user(ADMIN)
+    assert "switched off in the configuration: users will see Authorize once the configuration turns it on" in admin.last().text
     await admin.send("/oauth_flag on")
     assert "configuration" in admin.last().text and "stays off" in admin.last().text
     user = harness.user(9102)
@@ -186,6 +188,7 @@ async def test_admin_client_command_validates(world: World) -> None:
     await admin.send("/oauth_client gmail gid topsecret")  # built-in endpoints
     text = admin.last().text
     assert "Gmail" in text and "sign-in by link" in text and world.callback in text and "topsecret" not in text
+    assert "users will see" not in text, "the flag is on: no word about it"
     async with world.h.session() as s:
         gmail = (await s.execute(select(Service).where(Service.code == "gmail"))).scalar_one()
         assert gmail.oauth2_client_id == "gid" and "topsecret" not in (gmail.oauth2_client_secret_enc or "")
