@@ -290,7 +290,7 @@ async def test_device_flow_end_to_end(world: World, mail_user: MailUser) -> None
     code = prompt.text.split("enter the code", 1)[1].split()[0]
     link = prompt.button("🔗 Open Acme Dev").url or ""
     assert link.startswith(world.oauth.base_url)
-    page = await ScriptedBrowser().enter_device_code(link, code, mail_user.address, mail_user.password)
+    page = await world.oauth.browser().enter_device_code(link, code, mail_user.address, mail_user.password)
     assert page.status == 200
     await user.wait_for_text("Signed in at Acme Dev", timeout=10)
     await finish_wizard(user)
@@ -306,7 +306,7 @@ async def test_device_flow_denied(world: World, mail_user: MailUser) -> None:
     await user.press("🔐 Authorize with Acme DD")
     prompt = await user.wait_for_text("enter the code")
     code = prompt.text.split("enter the code", 1)[1].split()[0]
-    await ScriptedBrowser().enter_device_code(prompt.button("🔗 Open Acme DD").url or "", code, mail_user.address, mail_user.password, allow=False)
+    await world.oauth.browser().enter_device_code(prompt.button("🔗 Open Acme DD").url or "", code, mail_user.address, mail_user.password, allow=False)
     message = await user.wait_for_text("You declined access", timeout=10)
     assert "🔐 Authorize with Acme DD" in message.labels
     await no_oauth_mailbox(world, user.id)
@@ -477,14 +477,14 @@ async def test_broken_account_signs_in_again_with_a_code(world: World, mail_user
     await user.press("🔐 Authorize with Acme RD")
     prompt = await user.wait_for_text("enter the code")
     code = prompt.text.split("enter the code", 1)[1].split()[0]
-    await ScriptedBrowser().enter_device_code(prompt.button("🔗 Open Acme RD").url or "", code, mail_user.address, mail_user.password)
+    await world.oauth.browser().enter_device_code(prompt.button("🔗 Open Acme RD").url or "", code, mail_user.address, mail_user.password)
     await finish_wizard(user)
     box = await break_account(world, user.id, mail_user)
     mark = user.mark()
     assert await world.h.app.extra["oauth_flows"].start_reauthorization(user.id, box.id)
     prompt = await user.wait_for(lambda m: "enter the code" in m.text, since=mark)
     code = prompt.text.split("enter the code", 1)[1].split()[0]
-    await ScriptedBrowser().enter_device_code(prompt.button("🔗 Open Acme RD").url or "", code, mail_user.address, mail_user.password)
+    await world.oauth.browser().enter_device_code(prompt.button("🔗 Open Acme RD").url or "", code, mail_user.address, mail_user.password)
     await user.wait_for_text("Signed in at Acme RD again", timeout=10)
     await assert_reconnected(world, user.id, mail_user)
 
@@ -519,7 +519,7 @@ async def test_device_sign_in_after_cancel_stores_nothing(world: World, mail_use
     prompt = await user.wait_for_text("enter the code")
     code = prompt.text.split("enter the code", 1)[1].split()[0]
     await user.send("/cancel")
-    await ScriptedBrowser().enter_device_code(prompt.button("🔗 Open Acme DC").url or "", code, mail_user.address, mail_user.password)
+    await world.oauth.browser().enter_device_code(prompt.button("🔗 Open Acme DC").url or "", code, mail_user.address, mail_user.password)
     flows = world.h.app.extra["oauth_flows"]
     for _ in range(50):  # the polling notices the cancelled wizard within one interval
         if user.id not in flows._device_tasks:
