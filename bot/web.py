@@ -1,7 +1,7 @@
 """The bot's own web server: the page an OAuth2 provider sends the browser back to.
 
 `GET /oauth/callback?state=...&code=...` (or `error=...`) hands the parameters to
-`handlers.oauth.OAuthFlows.handle_callback`, which checks the state, exchanges the code and
+`services.oauth_flows.OAuthFlows.handle_callback`, which checks the state, exchanges the code and
 continues the chat; the browser gets a small translated page that says what happened, with a
 link back to the bot (t.me/<username>). The page is never cached, never framed and sends no
 referrer (its URL carries the code). No access log: request lines carry codes and states.
@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from bot.i18n import Catalog
 from services.oauth import CALLBACK_PATH
-
-if TYPE_CHECKING:
-    from handlers.oauth import OAuthFlows, Outcome
+from services.oauth_flows import OAuthFlows, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +60,6 @@ async def oauth_callback(request: web.Request) -> web.Response:
         outcome = await flows.handle_callback(params, request.headers.get("Accept-Language"))
     except Exception:
         log.exception("OAuth2 callback failed")
-        from handlers.oauth import Outcome
-
         outcome = Outcome("en", False, "provider_error", "")
     text = render_page(flows.catalog, outcome, await flows.bot_username())
     return web.Response(

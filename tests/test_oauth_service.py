@@ -16,7 +16,7 @@ from mail.imap import close_imap, open_imap
 from mail.netguard import HostGuard
 from mail.oauth2 import TokenSet
 from mail.types import FailureKind, MailCheckError, MailServers, Security, ServerSettings
-from services.mailboxes import AccountInput
+from services.mailboxes import AccountInput, MailboxService
 from services.oauth import (
     CALLBACK_PATH,
     FLAG,
@@ -198,9 +198,17 @@ async def test_code_flow_state_is_hashed_single_use_and_bound(env: Env, mail_use
     assert back["state"] == state
     tokens = await env.finish(back["state"], back["code"])
     assert await imap_login_works(env.h.stack, mail_user.address, tokens.access_token)
-    with pytest.raises(OAuthProblem) as err:  # replay
+    with pytest.raises(OAuthProblem) as err:  # replay of a sign-in whose tokens were not kept
         await env.finish(back["state"], back["code"])
     assert err.value.problem is Problem.USED_STATE and err.value.user_id == 4101
+    async with env.h.session() as s:  # the tokens came back: the verifier goes
+        svc = env.service(s)
+        await svc.mark_done((await s.execute(select(OAuthState))).scalar_one())
+        await s.commit()
+        assert (await s.execute(select(OAuthState))).scalar_one().code_verifier_enc is None
+    with pytest.raises(OAuthProblem) as err:  # replay of a completed sign-in: "changes nothing"
+        await env.finish(back["state"], back["code"])
+    assert err.value.problem is Problem.DONE_STATE and err.value.user_id == 4101
 
 
 async def test_forged_expired_denied_error_and_missing_verifier(env: Env, mail_user: MailUser) -> None:
@@ -280,7 +288,7 @@ async def connected_mailbox(env: Env, user_id: int, mail_user: MailUser, service
     back = await sign_in(await env.begin(user_id, service.code, mail_user.address), mail_user)
     tokens = await env.finish(back["state"], back["code"])
     async with env.h.session() as s:
-        box = await env.service(s).save_draft(user_id, account(env.h.stack, service.id, mail_user.address), tokens)
+        box = await MailboxService(s, env.h.app.deps).store_tokens(user_id, account(env.h.stack, service.id, mail_user.address), tokens)
         box.state = "connected"
         await s.commit()
         return box.id

@@ -214,7 +214,7 @@ async def test_authorize_connect_refresh_then_revoked(world: World, mail_user: M
     assert draft is not None and draft.state == "draft"
     async with world.h.session() as s:
         first = OAuthService(s, world.h.app.deps).tokens_of(draft)
-    fsm_data = str(await world.h.app.extra["oauth_flows"].fsm(user.id).get_data())
+    fsm_data = str(await world.h.app.extra["oauth_flows"].notifier.fsm(user.id).get_data())
     assert first.access_token not in fsm_data and str(first.refresh_token) not in fsm_data
     await finish_wizard(user)
     box = await world.mailbox(user.id)
@@ -289,7 +289,7 @@ async def test_device_flow_end_to_end(world: World, mail_user: MailUser) -> None
     prompt = await user.wait_for_text("enter the code")
     code = prompt.text.split("enter the code", 1)[1].split()[0]
     link = prompt.button("🔗 Open Acme Dev").url or ""
-    assert link.startswith(world.oauth.base_url)
+    assert link.startswith(world.oauth.page_base_url + "/") and link.startswith("https://")
     page = await world.oauth.browser().enter_device_code(link, code, mail_user.address, mail_user.password)
     assert page.status == 200
     await user.wait_for_text("Signed in at Acme Dev", timeout=10)
@@ -337,9 +337,14 @@ async def test_replayed_state_is_refused(world: World, mail_user: MailUser) -> N
     page = await browser.sign_in(await authorize(user, "Acme R"), mail_user.address, mail_user.password)
     assert page.status == 200
     await user.wait_for_text("Signed in to IMAP and SMTP", timeout=10)
+    mark = user.mark()
     replay = await ScriptedBrowser().open(page.url)
-    assert replay.status == 400 and "already used" in replay.text
-    await user.wait_for_text("already used or replaced")
+    assert replay.status == 400 and "already used" in replay.text and "changes nothing" in replay.text
+    told = await user.wait_for(lambda m: "opened again" in m.text, since=mark)
+    assert "changed nothing: your sign-in stands" in told.text and "Nothing was saved" not in told.text
+    assert not any("Nothing was saved" in m.text for m in user.messages()), "the sign-in did save the tokens"
+    box = await world.mailbox(user.id)
+    assert box is not None and box.auth_kind == "oauth2", "the replay took nothing away"
 
 
 async def test_state_of_another_user_is_refused(world: World, mail_user: MailUser, mail_stack: MailStack) -> None:
@@ -503,7 +508,7 @@ async def test_callback_page_speaks_russian(world: World, mail_user: MailUser) -
     page = await ScriptedBrowser().sign_in(message.button("🔐 Войти в Acme RU").url or "", mail_user.address, mail_user.password)
     assert page.status == 200 and "Вход выполнен" in page.text and "Вернуться в Telegram" in page.text
     page = await ScriptedBrowser().open(page.url)  # replayed: the user's language too
-    assert page.status == 400 and "уже использована" in page.text
+    assert page.status == 400 and "уже была использована" in page.text and "ничего не меняет" in page.text
     forged = await ScriptedBrowser().open(world.callback + "?state=nope")
     assert forged.status == 400 and "not valid" in forged.text  # unknown user: the browser's language (none: English)
 
@@ -522,9 +527,9 @@ async def test_device_sign_in_after_cancel_stores_nothing(world: World, mail_use
     await world.oauth.browser().enter_device_code(prompt.button("🔗 Open Acme DC").url or "", code, mail_user.address, mail_user.password)
     flows = world.h.app.extra["oauth_flows"]
     for _ in range(50):  # the polling notices the cancelled wizard within one interval
-        if user.id not in flows._device_tasks:
+        if not flows.polling(user.id):
             break
         await asyncio.sleep(0.1)
-    assert user.id not in flows._device_tasks
+    assert not flows.polling(user.id)
     assert not any("Signed in at Acme DC" in m.text for m in user.messages())
     assert await world.mailbox(user.id) is None
