@@ -361,3 +361,59 @@ async def test_revoke_at_the_provider(env: Env, mail_user: MailUser) -> None:
         assert await env.service(s).revoke(box) is True
     assert not env.oauth.is_active(tokens.access_token)
     assert not await imap_login_works(env.h.stack, mail_user.address, tokens.access_token)
+
+
+# ---- layers --------------------------------------------------------------------------------
+def _imports(path: Any, *, top_level_only: bool = False) -> list[tuple[str, bool]]:
+    """(module, at top level) for every import in a file, those under `if TYPE_CHECKING:` left
+    out (they are not executed)."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[tuple[str, bool]] = []
+
+    def visit(node: ast.AST, top: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, top) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
+                found.append((child.module, top))
+            visit(child, top and not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef))
+
+    visit(tree, True)
+    return [item for item in found if item[1]] if top_level_only else found
+
+
+def test_sign_in_service_knows_no_telegram_and_imports_make_no_cycle() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    flows = [m for m, _ in _imports(root / "services" / "oauth_flows.py")]
+    assert not [m for m in flows if m.split(".")[0] in {"aiogram", "bot", "handlers", "web"}], flows
+    # no import hidden in a function to dodge a cycle, where the sign-in is wired
+    for name in ("bot/app.py", "bot/web.py", "services/mailboxes.py", "services/oauth.py", "services/oauth_flows.py"):
+        hidden = [
+            m for m, top in _imports(root / name)
+            if not top and (m.startswith("handlers") or m in {"services.oauth", "services.oauth_flows", "services.mailboxes"})
+        ]
+        assert not hidden, (name, hidden)
+    assert "handlers.oauth" not in [m for m, _ in _imports(root / "bot" / "web.py")]
+    # the services import each other without a cycle
+    graph = {
+        f"services.{p.stem}": {m for m, _ in _imports(p) if m.startswith("services.")}
+        for p in (root / "services").glob("*.py")
+    }
+
+    def cycle_from(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node):], node]
+        for target in sorted(graph.get(node, ())):
+            found = cycle_from(target, [*path, node])
+            if found:
+                return found
+        return None
+
+    for module in sorted(graph):
+        assert cycle_from(module, []) is None, cycle_from(module, [])

@@ -298,6 +298,35 @@ async def test_device_flow_end_to_end(world: World, mail_user: MailUser) -> None
     assert box is not None and box.state == "connected" and box.auth_kind == "oauth2"
 
 
+@pytest.mark.parametrize("where", ["remote", "loopback"])
+async def test_device_link_that_is_not_https_is_explained(
+    world: World, mail_user: MailUser, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider whose verification link is plain http (on a remote host, or on loopback,
+    where the person's browser is not): a clear message, the password step with Authorize
+    again, no link shown, no traceback."""
+    caplog.set_level(logging.WARNING)
+    code = f"acme-http-{where}"
+    await world.company(code, "Acme HTTP")
+    await world.configure(code, device=True)
+    insecure = "http://idp.example.test/device" if where == "remote" else f"{world.oauth.base_url}/device"
+    world.oauth.device_page_url = insecure
+    try:
+        user = world.h.user(9120 if where == "remote" else 9121)
+        await to_password_step(user, "Acme HTTP", mail_user.address)
+        mark = user.mark()
+        await user.press("🔐 Authorize with Acme HTTP")
+        told = await user.wait_for(lambda m: "not secure" in m.text, since=mark)
+        assert "send the password instead" in told.text and insecure not in told.text
+        step = await user.wait_for(lambda m: "Send the password" in m.text, since=mark)
+        assert "🔐 Authorize with Acme HTTP" in step.labels, "the person can still choose"
+        assert not any(b.url for m in user.messages() for row in m.buttons for b in row), "no link was shown"
+    finally:
+        world.oauth.device_page_url = None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "no traceback in the log"
+    await no_oauth_mailbox(world, user.id)
+
+
 async def test_device_flow_denied(world: World, mail_user: MailUser) -> None:
     await world.company("acme-dd", "Acme DD")
     await world.configure("acme-dd", device=True)
@@ -423,6 +452,44 @@ async def test_callback_after_the_wizard_was_cancelled_stores_nothing(world: Wor
     await user.wait_for_text("Nothing was saved")
     assert await world.mailbox(user.id) is None
     assert len(world.oauth.revocations) == revoked + 1, "tokens nobody will use are revoked at once"
+
+
+async def test_callback_finishes_on_another_instance(world: World, mail_user: MailUser) -> None:
+    """Two instances share the database and the FSM storage (Redis in production; here the
+    same storage object): the sign-in starts on this one, the provider's redirect reaches the
+    other, which never saw the sign-in begin, and the wizard goes on from there."""
+    from bot.app import create_bot
+    from bot.i18n import Catalog
+    from handlers.oauth import ChatSignIn
+    from services.oauth_flows import OAuthFlows
+    from storage.db import create_engine, create_sessionmaker
+
+    await world.company("acme-2i", "Acme 2I")
+    await world.configure("acme-2i")
+    user = world.h.user(9122)
+    await to_password_step(user, "Acme 2I", mail_user.address)
+    back = await ScriptedBrowser().sign_in(await authorize(user, "Acme 2I"), mail_user.address, mail_user.password, follow_redirects=False)
+    app = world.h.app
+    engine = create_engine(app.settings.database_url)  # the other instance: its own connections, bot and memory
+    bot = create_bot(app.settings)
+    other = OAuthFlows(
+        settings=app.settings, sessionmaker=create_sessionmaker(engine), deps=app.deps,
+        notifier=ChatSignIn(bot=bot, storage=app.dispatcher.storage, catalog=Catalog(), sessionmaker=create_sessionmaker(engine), deps=app.deps),
+    )
+    try:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(back.url).query).items()}
+        outcome = await other.handle_callback(query)
+        assert outcome.ok and outcome.service == "Acme 2I"
+        await user.wait_for_text("Signed in at Acme 2I")
+        await finish_wizard(user)  # the rest of the wizard runs on the first instance
+        again = await other.handle_callback(query)  # delivered twice: handled once
+        assert not again.ok and again.key == "done_state"
+    finally:
+        await other.close()
+        await bot.session.close()
+        await engine.dispose()
+    box = await world.mailbox(user.id)
+    assert box is not None and box.state == "connected" and box.auth_kind == "oauth2"
 
 
 async def test_callback_page_is_not_cached_and_sends_no_referrer(world: World) -> None:
