@@ -13,7 +13,7 @@ OAuth2 credentials; this module does not use it back (no import cycle).
 * A code-flow sign-in is a row in `oauth_states`: only sha256(state) is stored, the PKCE
   verifier is encrypted, the row is bound to the Telegram user, single-use and expires after
   10 minutes. `claim()` marks it used before anything else happens, so a replay finds it used.
-  Once the provider's tokens came back, `mark_done()` drops the PKCE verifier (not needed any
+  Once the sign-in's tokens are kept, `mark_done()` drops the PKCE verifier (not needed any
   more): a replay of a completed sign-in is told DONE_STATE ("changes nothing"), not "nothing
   was saved".
 * Tokens live in `Mailbox.secret_enc` as encrypted JSON {access_token, refresh_token,
@@ -418,8 +418,8 @@ class OAuthService:
             raise OAuthProblem(Problem.EXCHANGE_FAILED, user_id=row.user_id, detail=exc.error) from None
 
     async def mark_done(self, row: OAuthState) -> None:
-        """The provider's tokens came back for this (claimed) state: the verifier is dropped,
-        which also tells a later replay that the sign-in went through."""
+        """This (claimed) state's tokens are kept: the verifier is dropped, which also tells a
+        later replay that the sign-in went through."""
         row.code_verifier_enc = None
         await self.session.flush()
 

@@ -312,19 +312,22 @@ class OAuthFlows:
                 )
             except OAuthProblem as problem:
                 return await self._problem(session, problem, row, fallback)
-            await svc.mark_done(row)  # a replay of this link is told it changes nothing
-            await session.commit()
             user = await session.get(User, row.user_id)
             lang = self.notifier.language(user.language if user is not None else fallback)
             service = await svc.service(row.service_id)
             name = service.name(lang) if service is not None else ""
+            kept: bool | None
             if row.mailbox_id is not None:
-                await self._reconnect(session, row.user_id, row.mailbox_id, tokens, lang, name)
-                return Outcome(lang, True, "ok", name)
-            if not await self._continue_wizard(session, row.user_id, row.wizard, tokens, lang, name):
-                await svc.discard(row.service_id, tokens)
-                await self.notifier.tell(row.user_id, SignInRefused(lang, name, Refusal.WIZARD_GONE))
-                return Outcome(lang, False, "wizard_gone", name)
+                kept = await self._reconnect(session, row.user_id, row.mailbox_id, tokens, lang, name)
+            else:
+                kept = await self._continue_wizard(session, row.user_id, row.wizard, tokens, lang, name)
+                if kept is None:
+                    await svc.discard(row.service_id, tokens)
+                    await self.notifier.tell(row.user_id, SignInRefused(lang, name, Refusal.WIZARD_GONE))
+                    return Outcome(lang, False, "wizard_gone", name)
+            if kept:
+                await svc.mark_done(row)  # a replay of this link is told it changes nothing
+                await session.commit()
             return Outcome(lang, True, "ok", name)
 
     async def _problem(self, session: AsyncSession, problem: OAuthProblem, row: OAuthState | None, fallback: str) -> Outcome:
@@ -352,19 +355,20 @@ class OAuthFlows:
     # ---- tokens -> the wizard goes on --------------------------------------------------------
     async def _continue_wizard(
         self, session: AsyncSession, user_id: int, wizard: str | None, tokens: TokenSet, lang: str, service_name: str
-    ) -> bool:
+    ) -> bool | None:
         """Store the tokens in the draft, check IMAP and SMTP, let the chat side show the next
-        step. False when the wizard this sign-in belonged to is gone (nothing stored then)."""
+        step. True: the tokens are kept; False: not (the user connected a mailbox meanwhile);
+        None: the wizard this sign-in belonged to is gone (nothing stored, nothing told yet)."""
         account = await self.notifier.wizard_account(user_id, wizard)
         if account is None or wizard is None:
-            return False
+            return None
         mailboxes = MailboxService(session, self.deps)
         try:
             await mailboxes.store_tokens(user_id, account, tokens)
         except AlreadyConnected:
             await session.rollback()
             await self.notifier.tell(user_id, WizardAlreadyConnected(lang, wizard))
-            return True
+            return False
         await session.commit()
         await self.notifier.tell(user_id, SignedIn(lang, service_name, wizard))
         failure: MailCheckError | None = None
@@ -379,12 +383,13 @@ class OAuthFlows:
     # ---- new tokens for an existing account --------------------------------------------------
     async def _reconnect(
         self, session: AsyncSession, user_id: int, mailbox_id: int, tokens: TokenSet, lang: str, service_name: str
-    ) -> None:
-        """Store, check IMAP and SMTP, mark connected."""
+    ) -> bool:
+        """Store, check IMAP and SMTP, mark connected. False when the account is gone (the
+        tokens are not kept)."""
         mailbox = await session.get(Mailbox, mailbox_id)
         if mailbox is None or mailbox.user_id != user_id or mailbox.state == MailboxState.DRAFT.value:
             await self.notifier.tell(user_id, SignInRefused(lang, service_name, Refusal.WIZARD_GONE))
-            return
+            return False
         svc = self._svc(session)
         await svc.replace_tokens(mailbox, tokens)
         try:
@@ -398,7 +403,7 @@ class OAuthFlows:
         except MailCheckError as exc:
             await session.commit()  # keep the new tokens; the account stays as it was
             await self.notifier.tell(user_id, ReconnectFailed(lang, service_name, exc))
-            return
+            return True
         mailbox.state = MailboxState.CONNECTED.value
         mailbox.state_since = utcnow()
         mailbox.last_error = None
@@ -407,6 +412,7 @@ class OAuthFlows:
         await session.commit()
         await self.deps.watchers.restart(mailbox_id)  # watch again, catching up on what arrived
         await self.notifier.tell(user_id, Reconnected(lang, service_name, email))
+        return True
 
     # ---- device flow -------------------------------------------------------------------------
     async def _poll_device(
@@ -443,7 +449,7 @@ class OAuthFlows:
                         return
                     if mailbox_id is not None:
                         await self._reconnect(session, user_id, mailbox_id, tokens, lang, name)
-                    elif not await self._continue_wizard(session, user_id, wizard, tokens, lang, name):
+                    elif await self._continue_wizard(session, user_id, wizard, tokens, lang, name) is None:
                         await svc.discard(service_id, tokens)
                         await self.notifier.tell(user_id, SignInRefused(lang, name, Refusal.WIZARD_GONE))
                     return

@@ -452,6 +452,11 @@ async def test_callback_after_the_wizard_was_cancelled_stores_nothing(world: Wor
     await user.wait_for_text("Nothing was saved")
     assert await world.mailbox(user.id) is None
     assert len(world.oauth.revocations) == revoked + 1, "tokens nobody will use are revoked at once"
+    mark = user.mark()
+    replay = await ScriptedBrowser().open(page.url)  # nothing was kept: the replay says so too
+    assert replay.status == 400 and "Nothing was saved" in replay.text
+    told = await user.wait_for(lambda m: "already used" in m.text, since=mark)
+    assert "Nothing was saved" in told.text
 
 
 async def test_callback_finishes_on_another_instance(world: World, mail_user: MailUser) -> None:
