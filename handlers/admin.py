@@ -1,4 +1,5 @@
-"""/admin: services on/off, company servers, feature flags, status, outage broadcasts.
+"""/admin: services on/off, company servers, feature flags, status, outage broadcasts; and the
+OAuth2 commands /oauth_flag on|off and /oauth_client (see README, OAuth2 sign-in).
 
 Only the Telegram ids in Settings.admin_ids get anything here: the router itself carries the
 `IsAdmin` filter (messages and buttons), so no handler can forget it. For anyone else neither
