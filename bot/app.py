@@ -234,7 +234,7 @@ async def set_commands(app: App) -> None:
                 )
             except TelegramBadRequest as exc:  # e.g. the admin has not opened the bot yet
                 log.warning("admin %s: command menu not set: %s", admin_id, exc.message)
-                break
+                continue  # the other admins still get theirs
 
 
 async def wait_for_telegram(bot: Bot, *, max_delay: float = 60.0) -> None:

@@ -650,6 +650,11 @@ class ApiError(Exception):
         self.parameters = parameters
 
 
+def _scope_chat(params: dict[str, Any]) -> Any:
+    scope = params.get("scope")
+    return scope.get("chat_id") if isinstance(scope, dict) else None
+
+
 def _bad(description: str) -> ApiError:
     return ApiError(400, f"Bad Request: {description}")
 
@@ -1401,7 +1406,10 @@ class FakeTelegram:
                 continue
             if fault.method is not None and fault.method.lower() != method.lower():
                 continue
-            if fault.chat_id is not None and params.get("chat_id") != fault.chat_id:
+            if fault.chat_id is not None and fault.chat_id not in (
+                params.get("chat_id"),
+                _scope_chat(params),  # setMyCommands for one chat
+            ):
                 continue
             if fault.remaining is not None:
                 fault.remaining -= 1
