@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
+from storage.models import User
 from tests.harness.plugin_app import BotHarness
 from tests.test_connect_wizard import connect, stored_mailbox
 
@@ -76,3 +79,19 @@ async def test_language_follows_telegram_first(bot_app: BotHarness) -> None:
     user = bot_app.user(5004, language_code="ru-RU")
     await user.send("/help")
     assert "подключает один почтовый ящик" in user.last().text
+
+
+async def test_a_new_users_first_updates_at_once_both_get_answered(bot_app: BotHarness) -> None:
+    """Updates are handled concurrently (as in production): a new user's first two quick
+    updates both create-or-get the user row, and neither fails."""
+    for user_id in range(5101, 5106):  # a few newcomers, to give the race every chance
+        user = bot_app.user(user_id)
+        await user.send("/start", wait=False)
+        await user.send("/settings", wait=False)
+    for user_id in range(5101, 5106):
+        user = bot_app.user(user_id)
+        await user.wait_for_text("I bring your e-mail into Telegram")
+        await user.wait_for_text("Settings")
+    async with bot_app.session() as s:
+        rows = (await s.execute(select(User).where(User.id.between(5101, 5105)))).scalars().all()
+    assert sorted(u.id for u in rows) == list(range(5101, 5106))
