@@ -1189,7 +1189,11 @@ class FakeTelegram:
                 "chat": user.chat_api(),
                 "from": user.to_api(),
                 "date": int(time.time()),
-                "old_chat_member": {"status": old, "user": self.bot_user()},
+                "old_chat_member": {
+                    "status": old,
+                    "user": self.bot_user(),
+                    **({"until_date": 0} if old == "kicked" else {}),
+                },
                 "new_chat_member": {
                     "status": new,
                     "user": self.bot_user(),
