@@ -5,6 +5,7 @@ goes straight to the check: it is never put in FSM storage."""
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 from aiogram import F
@@ -108,7 +109,55 @@ async def _save(
     await message.answer(mailbox_summary(t, mailbox), reply_markup=kb.account_card(t, mailbox))
 
 
-@router.callback_query(AccountCB.filter(F.action.in_({"reconnect", "rc_save", "rc_password", "delete", "delete_yes", *FIELDS})))
+CONFIRM_KEY = "confirm_delete"  # FSM data: {"mailbox_id": ..., "nonce": ...} of the current confirmation
+
+
+async def _arm_delete(state: FSMContext, mailbox_id: int) -> str:
+    """A fresh nonce for this confirmation: it replaces (and so disarms) any older one. Kept in
+    the FSM data, which is shared by every instance when the FSM storage is Redis (several
+    instances need that storage anyway: the wizard lives there too)."""
+    nonce = secrets.token_urlsafe(6)
+    await state.update_data({CONFIRM_KEY: {"mailbox_id": mailbox_id, "nonce": nonce}})
+    return nonce
+
+
+async def _disarm_delete(state: FSMContext, mailbox_id: int, nonce: str) -> bool:
+    """Consume the confirmation: True only for the current one of this mailbox (once)."""
+    data = await state.get_data()
+    current = data.get(CONFIRM_KEY) or {}
+    if not nonce or current.get("mailbox_id") != mailbox_id or current.get("nonce") != nonce:
+        return False
+    await state.update_data({CONFIRM_KEY: None})
+    return True
+
+
+@router.callback_query(AccountCB.filter(F.action.in_({"delete_yes", "delete_no"})))
+async def on_delete_answer(
+    cb: CallbackQuery, callback_data: AccountCB, t: Translator, mailboxes: MailboxService, user: User, state: FSMContext
+) -> None:
+    """Yes or No on a delete confirmation: each works once, only on the confirmation it belongs
+    to, and only while it is the current one (No disarms Yes)."""
+    if not await _disarm_delete(state, callback_data.mailbox_id, callback_data.value):
+        await cb.answer(t("error.stale_button"), show_alert=True)
+        return
+    try:
+        mailbox = await mailboxes.owned(user.id, callback_data.mailbox_id)
+    except NotYourMailbox:
+        await cb.answer(t("error.not_your_mailbox"), show_alert=True)
+        return
+    await cb.answer()
+    if not isinstance(cb.message, Message):
+        return
+    if callback_data.action == "delete_no":
+        await cb.message.edit_text(mailbox_summary(t, mailbox), reply_markup=kb.account_card(t, mailbox))
+        return
+    email = mailbox.email
+    await mailboxes.delete_account(user.id, mailbox.id)
+    await state.clear()
+    await cb.message.edit_text(t("delete.done", email=email), reply_markup=kb.connect_only(t))
+
+
+@router.callback_query(AccountCB.filter(F.action.in_({"reconnect", "rc_save", "rc_password", "delete", *FIELDS})))
 async def on_account_action(
     cb: CallbackQuery,
     callback_data: AccountCB,
@@ -136,18 +185,15 @@ async def on_account_action(
         await _show_menu(message, t, mailbox, state)
     elif action == "delete":
         await state.clear()
+        nonce = await _arm_delete(state, mailbox.id)
+
+        def answer(action: str, key: str) -> kb.Button:
+            return kb.Button(text=t(key), callback_data=AccountCB(mailbox_id=mailbox.id, action=action, value=nonce).pack())
+
         await message.answer(
             t("delete.confirm", email=mailbox.email),
-            reply_markup=kb.markup([
-                [kb.Button(text=t("btn.delete_yes"), callback_data=AccountCB(mailbox_id=mailbox.id, action="delete_yes").pack())],
-                [kb.Button(text=t("btn.delete_no"), callback_data=AccountCB(mailbox_id=mailbox.id, action="card").pack())],
-            ]),
+            reply_markup=kb.markup([[answer("delete_yes", "btn.delete_yes")], [answer("delete_no", "btn.delete_no")]]),
         )
-    elif action == "delete_yes":
-        email = mailbox.email
-        await mailboxes.delete_account(user.id, mailbox.id)
-        await state.clear()
-        await message.edit_text(t("delete.done", email=email), reply_markup=kb.connect_only(t))
     elif not in_reconnect:
         await cb.answer(t("error.stale_button"), show_alert=True)
     elif action == "rc_save" and mailbox.auth_kind == "oauth2":

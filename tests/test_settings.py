@@ -95,3 +95,32 @@ async def test_a_new_users_first_updates_at_once_both_get_answered(bot_app: BotH
     async with bot_app.session() as s:
         rows = (await s.execute(select(User).where(User.id.between(5101, 5105)))).scalars().all()
     assert sorted(u.id for u in rows) == list(range(5101, 5106))
+
+
+async def test_no_disarms_yes_and_each_delete_confirmation_works_once(bot_app: BotHarness, mail_user: Any) -> None:
+    user = bot_app.user(5007)
+    await connect(bot_app, user, service="Yandex", email=mail_user.address, password=mail_user.password)
+    await open_card(user)
+    await user.press("🗑 Delete account")
+    first = user.last()
+    assert "Delete the mailbox" in first.text
+    old_yes = first.button("🗑 Yes, delete").callback_data or ""
+    await user.press("No, keep it", first.message_id)
+    assert mail_user.address in user.last().text and "Delete the mailbox" not in user.message(first.message_id).text
+    # the Yes of the confirmation answered No: refused, nothing deleted
+    answer = await user.press_data(old_yes, first.message_id)
+    assert answer.show_alert and "out of date" in (answer.text or "")
+    assert await stored_mailbox(bot_app, user.id) is not None
+
+    # a new confirmation: the older one's Yes stays refused, its own Yes works once
+    await user.press("🗑 Delete account")
+    second = user.last()
+    assert "Delete the mailbox" in second.text and second.message_id != first.message_id
+    answer = await user.press_data(old_yes, first.message_id)
+    assert answer.show_alert and await stored_mailbox(bot_app, user.id) is not None
+    new_yes = second.button("🗑 Yes, delete").callback_data or ""
+    await user.press("🗑 Yes, delete", second.message_id)
+    assert "disconnected" in user.last().text
+    assert await stored_mailbox(bot_app, user.id) is None
+    answer = await user.press_data(new_yes, second.message_id)
+    assert answer.show_alert and "out of date" in (answer.text or "")
