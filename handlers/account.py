@@ -18,7 +18,7 @@ from bot.callbacks import AccountCB
 from bot.i18n import Html, Translator
 from bot.render import check_failure, mailbox_summary, server_line
 from bot.routing import RouteTable
-from bot.secrets_input import take_password
+from bot.secrets_input import delete_secret, take_password
 from bot.states import ReconnectMailbox as R
 from mail.types import MailCheckError, MailServers, ServerSettings
 from mail.validate import parse_host, parse_port
@@ -101,7 +101,7 @@ async def _save(
             password=password,
         )
     except MailCheckError as exc:
-        await progress.edit_text(check_failure(t, exc))
+        await progress.edit_text(check_failure(t, exc, servers=servers))
         await _show_menu(message, t, mailbox, state)
         return
     await state.clear()
@@ -257,5 +257,10 @@ async def on_field(message: Message, t: Translator, mailboxes: MailboxService, u
 
 @router.message(StateFilter(R.choosing))
 async def on_text_in_menu(message: Message, t: Translator) -> None:
-    await message.answer(t("error.use_buttons"))
+    """The menu leads to the password step: text typed here may be the password itself."""
+    if message.text:
+        await delete_secret(message, t)
+        await message.answer(t("secret.unexpected_deleted"))
+    else:
+        await message.answer(t("error.use_buttons"))
 

@@ -124,3 +124,14 @@ async def test_no_disarms_yes_and_each_delete_confirmation_works_once(bot_app: B
     assert await stored_mailbox(bot_app, user.id) is None
     answer = await user.press_data(new_yes, second.message_id)
     assert answer.show_alert and "out of date" in (answer.text or "")
+
+
+async def test_text_in_the_reconnect_menu_may_be_the_password_and_is_deleted(bot_app: BotHarness, mail_user: Any) -> None:
+    user = bot_app.user(5008)
+    await connect(bot_app, user, service="Yandex", email=mail_user.address, password=mail_user.password)
+    await open_card(user)
+    await user.press("🔄 Reconnect")
+    assert "Reconnect" in user.last().text
+    pasted = await user.send("new-password-typed-too-early")
+    assert user.is_deleted(pasted)
+    assert "I deleted your message" in user.last().text
