@@ -40,7 +40,8 @@ def check_failure(t: Translator, exc: MailCheckError, *, hint: str = "", servers
     (name not found, connection refused, timeout, private address, TLS) is told in plain words,
     naming the server that was tried when it is known."""
     parts = []
-    failures = [exc, *[o for o in exc.others if o.protocol != exc.protocol]]
+    # the other protocol's failure too, unless it only repeats the same refused login
+    failures = [exc, *[o for o in exc.others if o.protocol != exc.protocol and not (o.kind == exc.kind and o.kind in HINTED)]]
     for failure in failures:
         part = t(f"fail.{failure.kind.value}", protocol=failure.protocol.value.upper())
         if servers is not None and failure.kind in LOCAL_KINDS:

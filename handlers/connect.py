@@ -27,10 +27,10 @@ from bot.i18n import Html, Translator, on_off
 from bot.render import check_failure, hint_text, mailbox_summary, server_line
 from bot.routing import RouteTable
 from bot.secrets_input import delete_secret, take_password
+from bot.server_input import ServerInputRefused, as_update, assign, parse_servers
 from bot.states import ConnectMailbox as S
-from mail.netguard import is_forbidden_address
 from mail.types import FailureKind, MailCheckError, MailServers, Security, ServerSettings
-from mail.validate import BadServer, ip_literal, parse_email, parse_server
+from mail.validate import parse_email
 from services.admin import company_for_address
 from services.catalog import service_hint, service_servers
 from services.mailboxes import (
@@ -56,11 +56,6 @@ SERVER_STATES = {
     S.waiting_imap_port.state: "imap",
     S.waiting_smtp_host.state: "smtp",
     S.waiting_smtp_port.state: "smtp",
-}
-# the well-known ports, and what they tell about the protocol and its security
-PORT_SECURITY = {
-    ("imap", 993): Security.SSL, ("imap", 143): Security.STARTTLS,
-    ("smtp", 465): Security.SSL, ("smtp", 587): Security.STARTTLS, ("smtp", 25): Security.STARTTLS,
 }
 # where unexpected text may be a password (typed or pasted just before or after the password step)
 SECRET_STEPS = {S.reviewing_servers.state, S.choosing_fix.state}
@@ -548,84 +543,22 @@ async def on_toggle_security(cb: CallbackQuery, callback_data: WizardCB, state: 
         await cb.message.edit_text(text, reply_markup=keyboard)
 
 
-def _apply_server(data: dict[str, Any], proto: str, host: str, port: int | None) -> dict[str, Any]:
-    """The FSM update for one server typed by the user; a well-known port sets the security."""
-    update: dict[str, Any] = {f"{proto}_host": host, "source": "manual"}
-    if port is not None:
-        update[f"{proto}_port"] = port
-        security = PORT_SECURITY.get((proto, port))
-        if security is not None:
-            update[f"{proto}_sec"] = security.value
-    return update
-
-
-def _guess_protocol(host: str, port: int | None) -> str | None:
-    for (proto, known), _sec in PORT_SECURITY.items():
-        if port == known:
-            return proto
-    for proto in ("imap", "smtp"):
-        if host.startswith(f"{proto}."):
-            return proto
-    return None
-
-
-class _Refused(Exception):
-    """Typed server settings refused; `key` and `values` make the message."""
-
-    def __init__(self, key: str, **values: Any) -> None:
-        super().__init__(key)
-        self.key = key
-        self.values = values
-
-
-def _parse_servers(text: str, mailboxes: MailboxService, *, strict: bool) -> list[tuple[str, int | None]]:
-    """One or two `host[:port]` (IMAP first). `strict` (at the review, where text may also be
-    a password): a port and a dotted name or an IP address are required. Raises _Refused."""
-    tokens = text.split()
-    if not 1 <= len(tokens) <= 2:
-        raise _Refused("error.bad_server")
-    found = []
-    for token in tokens:
-        try:
-            host, port = parse_server(token, need_port=strict)
-        except BadServer as exc:
-            raise _Refused("error.bad_port" if exc.port_only else "error.bad_server") from None
-        literal = ip_literal(host)
-        if strict and literal is None and "." not in host:
-            raise _Refused("error.bad_server")
-        if literal is not None and not mailboxes.deps.guard.allow_private and is_forbidden_address(literal):
-            raise _Refused("error.private_host", host=host)
-        found.append((host, port))
-    return found
-
-
 async def _servers_typed(
     message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User, proto: str | None
 ) -> None:
     """Server settings typed at the review (`proto` None) or when asked for one server."""
-    text = message.text or ""
     data = await state.get_data()
     try:
-        found = _parse_servers(text, mailboxes, strict=proto is None)
-    except _Refused as refused:
-        if proto is None and refused.key == "error.bad_server":  # at the review it may be a password
+        found = parse_servers(message.text or "", allow_private=mailboxes.deps.guard.allow_private, strict=proto is None)
+        update = as_update(assign(found, proto))
+    except ServerInputRefused as refused:
+        if proto is None and refused.not_a_server:  # at the review, just before the password: may be one
             await delete_secret(message, t)
             await message.answer(t("connect.unexpected_text_deleted"))
             return
         await message.answer(t(refused.key, **refused.values))
         return
-    update: dict[str, Any] = {}
-    if len(found) == 2:
-        update.update(_apply_server(data, "imap", *found[0]))
-        update.update(_apply_server(data, "smtp", *found[1]))
-    else:
-        host, port = found[0]
-        target = proto or _guess_protocol(host, port)
-        if target is None:
-            await message.answer(t("error.which_server", server=f"{host}:{port}" if port else host))
-            return
-        update.update(_apply_server(data, target, host, port))
-    await state.update_data(update)
+    await state.update_data(update, source="manual")
     if data.get("has_secret"):  # fixing after a failed check: check again at once
         await _run_check(message, state, t, mailboxes, user)
     else:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from storage.models import User
+from storage.models import Mailbox, Service, User
 from tests.harness.plugin_app import BotHarness
 from tests.test_connect_wizard import connect, stored_mailbox
 
@@ -135,3 +135,29 @@ async def test_text_in_the_reconnect_menu_may_be_the_password_and_is_deleted(bot
     pasted = await user.send("new-password-typed-too-early")
     assert user.is_deleted(pasted)
     assert "I deleted your message" in user.last().text
+
+
+async def test_reconnect_takes_servers_as_host_port_and_edits_its_menu(bot_app: BotHarness, mail_user: Any) -> None:
+    user = bot_app.user(5009)
+    await connect(bot_app, user, service="Yandex", email=mail_user.address, password=mail_user.password)
+    async with bot_app.session() as s:  # an account on a server of its own (Other): servers can be changed
+        other = (await s.execute(select(Service).where(Service.code == "other"))).scalar_one()
+        await s.execute(update(Mailbox).where(Mailbox.user_id == user.id).values(service_id=other.id))
+        await s.commit()
+    await open_card(user)
+    await user.press("🔄 Reconnect")
+    menu = user.last()
+    assert "Reconnect" in menu.text
+    await user.press("IMAP server", menu.message_id)
+    assert user.message(menu.message_id).text.startswith("Send the IMAP server as host:port")
+    for bad, expected in [("imap.corp.example:99999", "whole number"), (":993", "not a server"), ("a b c", "not a server")]:
+        await user.send(bad)
+        assert expected in user.last().text, bad
+    await user.send("imap.corp.example:143")
+    text = user.message(menu.message_id).text
+    assert "Reconnect" in text and "imap.corp.example:143 · STARTTLS" in text
+    await user.press("SMTP server", menu.message_id)
+    await user.send("imap2.corp.example:993 smtp2.corp.example:587")  # both at once
+    text = user.message(menu.message_id).text
+    assert "imap2.corp.example:993 · SSL/TLS" in text and "smtp2.corp.example:587 · STARTTLS" in text
+    assert sum("Reconnect" in m.text and "IMAP:" in m.text for m in user.messages()) == 1, "one menu, edited in place"
