@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from bot.callbacks import AccountCB, ServiceCB
+from bot.server_input import ServerInputRefused, as_update, assign, parse_servers
 from storage.models import Mailbox
 from tests.harness.plugin_app import BotHarness
 from tests.test_connect_wizard import connect
@@ -241,3 +243,44 @@ async def test_unknown_command_outside_wizard(bot_app: BotHarness) -> None:
     assert "don't know that command" in user.last().text
     await user.send("hello")
     assert "don't know that command" in user.last().text
+
+
+@pytest.mark.parametrize(
+    ("typed", "strict", "expected"),
+    [
+        ("imap.corp.ru:993", True, [("imap.corp.ru", 993)]),
+        ("imap.corp.ru:993 smtp.corp.ru:465", True, [("imap.corp.ru", 993), ("smtp.corp.ru", 465)]),
+        ("IMAP.Corp.RU", False, [("imap.corp.ru", None)]),
+        ("[2a00:1450:4010:c0e::6c]:993", True, [("2a00:1450:4010:c0e::6c", 993)]),
+        ("почта.рф:993", True, [("xn--80a1acny.xn--p1ai", 993)]),
+        ("imap.corp.ru", True, "error.bad_server"),  # at the review a port is needed
+        ("hunter2:993", True, "error.bad_server"),  # a single word there may be a password
+        ("hunter2", False, [("hunter2", None)]),  # when asked for a server, a short name is one
+        ("host.example:99999", False, "error.bad_port"),
+        ("host.example:", False, "error.bad_port"),
+        (":993", False, "error.bad_server"),
+        ("[::1]:993", False, "error.private_host"),
+        ("[zz]:993", False, "error.bad_server"),
+        ("a.example:1 b.example:2 c.example:3", False, "error.bad_server"),
+        ("", False, "error.bad_server"),
+    ],
+)
+def test_typed_servers_parsed(typed: str, strict: bool, expected: Any) -> None:
+    try:
+        found = parse_servers(typed, allow_private=False, strict=strict)
+    except ServerInputRefused as refused:
+        assert refused.key == expected
+    else:
+        assert found == expected
+
+
+def test_one_typed_server_is_told_apart_by_port_or_name() -> None:
+    assert assign([("mail.corp.ru", 587)], None) == {"smtp": ("mail.corp.ru", 587)}
+    assert assign([("imap.corp.ru", 1143)], None) == {"imap": ("imap.corp.ru", 1143)}
+    assert assign([("mail.corp.ru", 2525)], "smtp") == {"smtp": ("mail.corp.ru", 2525)}
+    with pytest.raises(ServerInputRefused) as refused:
+        assign([("mail.corp.ru", 2525)], None)
+    assert refused.value.key == "error.which_server"
+    assert as_update({"imap": ("h.example", 143), "smtp": ("s.example", 2525)}) == {
+        "imap_host": "h.example", "imap_port": 143, "imap_sec": "starttls", "smtp_host": "s.example", "smtp_port": 2525,
+    }
