@@ -112,6 +112,7 @@ def create_dispatcher(
     middleware = ContextMiddleware(sessionmaker, catalog, deps, on_user_returned=sender.unblock if sender else None)
     dp.message.outer_middleware(middleware)
     dp.callback_query.outer_middleware(middleware)
+    dp.my_chat_member.outer_middleware(middleware)
     dp.include_routers(*all_routers())
     return dp
 
@@ -237,7 +238,7 @@ async def set_commands(app: App) -> None:
                 )
             except TelegramBadRequest as exc:  # e.g. the admin has not opened the bot yet
                 log.warning("admin %s: command menu not set: %s", admin_id, exc.message)
-                break
+                continue  # the other admins still get theirs
 
 
 async def wait_for_telegram(bot: Bot, *, max_delay: float = 60.0) -> None:
@@ -252,6 +253,15 @@ async def wait_for_telegram(bot: Bot, *, max_delay: float = 60.0) -> None:
             log.warning("Telegram is not reachable (%s); trying again in %.0f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
+
+
+def allowed_updates(dp: Dispatcher) -> list[str]:
+    """The update types to ask Telegram for, in polling AND in a webhook's setWebhook: those the
+    routers handle; my_chat_member among them (a user blocking the bot is known at once)."""
+    types = dp.resolve_used_update_types()
+    if "my_chat_member" not in types:  # pragma: no cover - the membership router handles it
+        raise RuntimeError("my_chat_member updates are not handled: blocked users would go unnoticed")
+    return types
 
 
 async def run_polling(app: App, *, handle_as_tasks: bool = True, handle_signals: bool = True) -> None:
@@ -271,7 +281,7 @@ async def run_polling(app: App, *, handle_as_tasks: bool = True, handle_signals:
             handle_as_tasks=handle_as_tasks,
             handle_signals=handle_signals,
             close_bot_session=False,
-            allowed_updates=app.dispatcher.resolve_used_update_types(),
+            allowed_updates=allowed_updates(app.dispatcher),
         )
     finally:
         watching.cancel()

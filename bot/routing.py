@@ -36,6 +36,9 @@ class RouteTable:
     def callback_query(self, *filters: Any, **kwargs: Any) -> Callable[[Handler], Handler]:
         return self._add("callback_query", filters, kwargs)
 
+    def my_chat_member(self, *filters: Any, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self._add("my_chat_member", filters, kwargs)
+
     def errors(self, *filters: Any, **kwargs: Any) -> Callable[[Handler], Handler]:
         return self._add("errors", filters, kwargs)
 

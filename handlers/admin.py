@@ -294,7 +294,7 @@ def _test_report(t: Translator, service: Service, reports: list[ProbeReport]) ->
             continue
         kind = report.kind.value if report.kind is not None else "protocol"
         lines.append(t("admin.co_test_fail", protocol=proto, server=where) + "\n" + t(f"fail.{kind}", protocol=proto))
-        if report.detail:
+        if report.detail and report.server_said:
             lines.append(t("fail.server_said", detail=report.detail[:DETAIL_MAX]))
     all_ok = bool(reports) and all(r.ok for r in reports)
     lines.append("")

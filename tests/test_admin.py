@@ -450,3 +450,15 @@ async def test_admin_screens_in_russian(harness: BotHarness) -> None:
         await admin.press("⬅️ Назад")
     await admin.press("📣 Оповещение о сбое")
     assert "Пришлите текст оповещения" in admin.last().text
+
+
+async def test_an_admin_who_never_opened_the_bot_does_not_cost_the_others_their_menu(harness: BotHarness) -> None:
+    ghost, other = 4243, 4244
+    # Telegram answers "chat not found" for an admin who never opened the bot
+    harness.fake.fail("setMyCommands", status=400, description="Bad Request: chat not found", chat_id=ghost, times=None)
+    await harness.start(admin_ids=[ghost, ADMIN, other])
+    everyone = ["start", "inbox", "settings", "cancel", "help"]
+    for admin_id in (ADMIN, other):
+        for language in ("", "ru"):
+            assert menu_of(harness, {"type": "chat", "chat_id": admin_id}, language) == [*everyone, "admin"]
+    assert menu_of(harness, {"type": "chat", "chat_id": ghost}) == []
