@@ -17,17 +17,6 @@ from pydantic import BaseModel
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.api import (
-    ERRORS,
-    HEALTH,
-    OPERATIONS,
-    ApiContext,
-    AttachmentIn,
-    openapi_document,
-    setup_http,
-    token_index,
-)
-from bot.web import WebServer, create_web_app
 from mail.outbox import (
     FolderInfo,
     choose_sent,
@@ -44,6 +33,13 @@ from tests.harness.mailstack import MailUser
 from tests.harness.plugin_app import BotHarness
 from tests.test_api import TOKEN, Api, error_of
 from tests.test_api import api as api  # noqa: F401 - the fixture
+from web.app import WebServer, create_web_app
+from web.context import WebContext
+from web.errors import ERRORS
+from web.middleware import token_index
+from web.models import AttachmentIn
+from web.ratelimit import MemoryRateLimit
+from web.routes import HEALTH, OPERATIONS, api_document
 
 DOC_PATHS = ("/api/v1", "/health")
 
@@ -76,7 +72,7 @@ def model_fields_match(doc: dict[str, Any], schema: dict[str, Any], model: type[
 async def test_openapi_document_matches_the_served_routes(api: Api) -> None:
     status, doc = await api.call("GET", "/api/v1/openapi.json", token=None)
     assert status == 200
-    assert doc == openapi_document()
+    assert doc == api_document()
     validate(doc)  # a valid OpenAPI 3.1 document
     web_app = api.h.app.extra["web"].app
     served = {
@@ -142,7 +138,7 @@ def _placeholders(path: str) -> set[str]:
 
 async def test_validation_error_fields_are_documented_request_fields(api: Api) -> None:
     """Every field a validation error names is a documented request field (dotted path)."""
-    doc = openapi_document()
+    doc = api_document()
     send = doc["paths"]["/api/v1/mail/send"]["post"]
     root = resolve(doc, send["requestBody"]["content"]["application/json"]["schema"])
     body = {
@@ -166,7 +162,7 @@ async def test_validation_error_fields_are_documented_request_fields(api: Api) -
 
 async def test_documented_errors_of_each_operation(api: Api, mail_user: MailUser) -> None:
     """The codes the handlers answer are the documented ones, operation by operation."""
-    doc = openapi_document()
+    doc = api_document()
 
     def documented(method: str, path: str) -> set[str]:
         responses = doc["paths"][path][method]["responses"]
@@ -234,10 +230,9 @@ def missing_database(db_url: str, tmp: Path) -> str:
 async def test_health_503_when_the_database_is_unreachable(bot_app: BotHarness, tmp_path: Path) -> None:
     app = bot_app.app
     engine = create_async_engine(missing_database(bot_app.db_url, tmp_path))
-    ctx = ApiContext(app.settings, app.sessionmaker, engine, app.deps, app.watchers.states)
-    web_app = create_web_app(None)
-    setup_http(web_app, ctx)
-    server = WebServer(web_app, "127.0.0.1", 0)
+    ctx = WebContext(app.settings, app.sessionmaker, engine, app.deps, app.watchers.states, app.catalog,
+                     MemoryRateLimit(0))
+    server = WebServer(create_web_app(ctx), "127.0.0.1", 0)
     await server.start()
     try:
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{server.port}/health") as resp:
