@@ -123,7 +123,7 @@ def describe_bad_request(exc: HttpProcessingError) -> str:
     """`400 Invalid header value char`: the status and the first line of the parser's words,
     printable ASCII only (the rest of its message quotes the raw request: headers, tokens)."""
     first = (exc.message or type(exc).__name__).splitlines()[0] if (exc.message or "").strip() else type(exc).__name__
-    clean = "".join(c if " " <= c <= "~" else "?" for c in first)[:200]
+    clean = "".join(c if " " <= c <= "~" else "?" for c in first)[:200].rstrip(": ")
     return f"{exc.code} {clean}".strip()
 
 
