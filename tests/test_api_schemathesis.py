@@ -46,26 +46,30 @@ def _fuzz(base: str) -> dict[str, int]:
     with requests.Session() as session:
         for result in schema.get_all_operations():
             operation = result.ok()
-            label = operation.label
-            sent[label] = 0
-
-            @given(case=operation.as_strategy())
-            @hypothesis_settings(
-                max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-                phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
-            )
-            def run(case: Any, label: str = label) -> None:
-                headers = {"Authorization": f"Bearer {TOKEN}"}
-                if case.headers and "Idempotency-Key" in case.headers:
-                    # a key names one request: a generated key repeated with another body is
-                    # rightly refused (idempotency_key_reused), so keep each one unique
-                    case.headers["Idempotency-Key"] = f"{case.headers['Idempotency-Key']}"[:150] + uuid.uuid4().hex
-                response = case.call(base_url=base, session=session, headers=headers, timeout=30)
-                sent[label] += 1
-                case.validate_response(response, checks=CHECKS, headers=headers)
-
-            run()
+            _fuzz_operation(base, operation, session, sent)
     return sent
+
+
+def _fuzz_operation(base: str, operation: Any, session: requests.Session, sent: dict[str, int]) -> None:
+    label = operation.label
+    sent[label] = 0
+
+    @given(case=operation.as_strategy())
+    @hypothesis_settings(
+        max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+        phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
+    )
+    def run(case: Any) -> None:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        if case.headers and "Idempotency-Key" in case.headers:
+            # a key names one request: a generated key repeated with another body is
+            # rightly refused (idempotency_key_reused), so keep each one unique
+            case.headers["Idempotency-Key"] = f"{case.headers['Idempotency-Key']}"[:150] + uuid.uuid4().hex
+        response = case.call(base_url=base, session=session, headers=headers, timeout=30)
+        sent[label] += 1
+        case.validate_response(response, checks=CHECKS, headers=headers)
+
+    run()
 
 
 async def test_schemathesis_finds_the_api_as_documented(harness: BotHarness) -> None:
@@ -75,10 +79,10 @@ async def test_schemathesis_finds_the_api_as_documented(harness: BotHarness) -> 
     sent = await asyncio.to_thread(_fuzz, base)
     assert set(sent) == {
         "POST /api/v1/mail/send", "POST /api/v1/items/{item_type}/{item_id}/links",
-        "GET /api/v1/items/{item_type}/{item_id}/links", "GET /api/v1/openapi.json", "GET /health",
-    }
-    assert all(n >= 1 for n in sent.values()), sent
-    logging.getLogger(__name__).info("schemathesis: %s requests in %.1f s", sum(sent.values()), time.monotonic() - started)
+        "GET /api/v1/items/{item_type}/{item_id}/links", "GET /health",
+    }  # Schemathesis leaves out the document's own path
+    assert sent["GET /health"] == 1 and all(n >= 10 for op, n in sent.items() if op != "GET /health"), sent
+    print(f"schemathesis: {sent}, {sum(sent.values())} requests in {time.monotonic() - started:.1f} s")
 
 
 async def test_405_says_which_methods_the_route_has(harness: BotHarness) -> None:

@@ -211,8 +211,8 @@ class LinkRequest(Strict):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
         {"oneOf": [
-            _present("letter_id", "integer"),
-            {"allOf": [_present("message_id", "string"), {"anyOf": EMPLOYEE_ONE_OF["oneOf"]}]},
+            {"allOf": [_present("letter_id", "integer"), _absent("message_id")]},
+            {"allOf": [_present("message_id", "string"), _absent("letter_id"), {"anyOf": EMPLOYEE_ONE_OF["oneOf"]}]},
         ]},
         EMPLOYEE_NOT_BOTH,
     ]})
