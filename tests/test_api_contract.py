@@ -12,6 +12,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from openapi_spec_validator import validate
 from pydantic import BaseModel
 from sqlalchemy.engine.url import make_url
@@ -37,7 +40,7 @@ from web.app import WebServer, create_web_app
 from web.context import WebContext
 from web.errors import ERRORS
 from web.middleware import token_index
-from web.models import AttachmentIn
+from web.models import ADDRESS_PATTERN, BASE64_PATTERN, AttachmentIn
 from web.ratelimit import MemoryRateLimit
 from web.routes import HEALTH, OPERATIONS, api_document
 
@@ -355,3 +358,12 @@ def test_recipients() -> None:
     assert r is not None and r.address == "ivan@xn--e1afmkfd.xn--p1ai" and r.name == "Иван"
     for bad in ("bob", "bob@", "a@b", "a@b.org, c@d.org", "a@b.org junk", "Ivan <иван@x.org>", "a@b.org\r\nBcc: x@y.org"):
         assert parse_recipient(bad) is None, bad
+
+
+@hypothesis_settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(address=st.from_regex(ADDRESS_PATTERN, fullmatch=True), data=st.from_regex(BASE64_PATTERN, fullmatch=True))
+def test_what_the_schema_patterns_allow_the_validators_accept(address: str, data: str) -> None:
+    """The document's patterns are subsets of what the validators take, so a client that
+    builds requests from the document is never refused for them."""
+    assert parse_recipient(address) is not None, address
+    assert AttachmentIn(filename="a", content_base64=data).data is not None

@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.harness.plugin_app import BotHarness
 from tests.test_api import TOKEN, Api, error_of
 
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = 80
 CHECKS = [
     not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
     response_schema_conformance, positive_data_acceptance,
@@ -81,7 +81,7 @@ async def test_schemathesis_finds_the_api_as_documented(harness: BotHarness) -> 
         "POST /api/v1/mail/send", "POST /api/v1/items/{item_type}/{item_id}/links",
         "GET /api/v1/items/{item_type}/{item_id}/links", "GET /health",
     }  # Schemathesis leaves out the document's own path
-    assert sent["GET /health"] == 1 and all(n >= 10 for op, n in sent.items() if op != "GET /health"), sent
+    assert sent["GET /health"] == 1 and all(n >= 20 for op, n in sent.items() if op != "GET /health"), sent
     print(f"schemathesis: {sent}, {sum(sent.values())} requests in {time.monotonic() - started:.1f} s")
 
 

@@ -32,11 +32,14 @@ LETTER_ID_MAX = 2**31 - 1  # INTEGER
 NO_CONTROLS: dict[str, Any] = {"not": {"pattern": "[\\x00-\\x1f\\x7f]"}}
 NO_LINE_BREAKS: dict[str, Any] = {"not": {"pattern": "[\\r\\n\\x00]"}}
 NOT_BLANK = "\\S"
-# A subset of what parse_recipient accepts: `local@domain` or `Name <local@domain>`, ASCII.
+# A subset of what parse_recipient accepts (tests/test_api_contract.py checks it): `local@domain`
+# or `Name <local@domain>`, an ASCII local part, Latin or Cyrillic names and domains.
 _LOCAL = r"[A-Za-z0-9_%+-]{1,20}(?:\.[A-Za-z0-9_%+-]{1,20}){0,2}"
-_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,20}[A-Za-z0-9])?\.){1,3}[A-Za-z]{2,20}"
+_LABEL = r"[A-Za-z0-9\u0430-\u044f\u0451](?:[A-Za-z0-9\u0430-\u044f\u0451-]{0,20}[A-Za-z0-9\u0430-\u044f\u0451])?"
+_DOMAIN = f"(?:{_LABEL}\\.){{1,3}}(?:[A-Za-z]{{2,20}}|[\u0430-\u044f]{{2,20}})"
 _ADDR = f"{_LOCAL}@{_DOMAIN}"
-ADDRESS_PATTERN = f"^(?:{_ADDR}|(?:[A-Za-z0-9]{{1,20}}(?: [A-Za-z0-9]{{1,20}}){{0,3}} )?<{_ADDR}>)$"
+_WORD = r"[A-Za-z0-9\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0400-\u04ff]{1,20}"
+ADDRESS_PATTERN = f"^(?:{_ADDR}|(?:{_WORD}(?: {_WORD}){{0,3}} )?<{_ADDR}>)$"
 BASE64_PATTERN = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
