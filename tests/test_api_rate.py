@@ -6,6 +6,7 @@ test)."""
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -186,3 +187,27 @@ async def test_rate_limit_is_documented(harness: BotHarness) -> None:
                 assert "Retry-After" in limited["headers"]
     finally:
         await api.close()
+
+
+async def test_a_redis_that_does_not_answer_refuses_the_request(harness: BotHarness, redis_prefix: str) -> None:
+    """No silent fallback to "no limit": the API answers 500 internal and does nothing."""
+    await harness.start(api_tokens=TOKEN, web_port=0, api_rate_per_minute=0)
+    app = harness.app
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    ctx = WebContext(
+        app.settings, app.sessionmaker, app.engine, app.deps, app.watchers.states, app.catalog,
+        RedisRateLimit.from_url(f"redis://127.0.0.1:{dead}/0", 6, prefix=redis_prefix),
+    )
+    server = WebServer(create_web_app(ctx), "127.0.0.1", 0)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http, http.get(
+            f"http://127.0.0.1:{server.port}{LINKS}", headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as resp:
+            assert resp.status == 500
+            assert error_of(await resp.json())[0] == "internal"
+    finally:
+        await server.close()
+        await ctx.rate_limit.close()

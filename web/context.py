@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -55,11 +56,11 @@ class WebContext:
     rate_limit: RateLimit  # per API token (web/ratelimit.py), chosen by the wiring
     oauth: OAuthCallbacks | None = None  # the callback page is served only with it (PUBLIC_URL)
 
-    @property
+    @cached_property
     def tokens(self) -> list[bytes]:
         return [t.encode("ascii", "replace") for t in self.settings.api_token_list]
 
-    @property
+    @cached_property
     def caller_keys(self) -> list[str]:
         """Each token's rate-limit key, by position."""
         return [caller_key(t) for t in self.tokens]
