@@ -27,12 +27,14 @@ from bot.notifications import ChatNotifier
 from bot.sender import TelegramSender
 from bot.telegram_limits import LimitConfig, install_limiter
 from handlers import all_routers
+from handlers.oauth import ChatSignIn
 from mail.discovery import DiscoveryEnv, RealDiscoveryEnv
 from mail.netguard import HostGuard
 from mail.tls import make_ssl_context
 from mail.watcher import WatchConfig, WatcherPool
 from services.catalog import seed_services
 from services.deps import MailDeps, WatchControl
+from services.oauth_flows import OAuthFlows
 from services.watching import AlertData, DbWatchStore
 from storage.crypto import SecretBox, load_or_create_keys
 from storage.db import create_engine, create_sessionmaker, migrate
@@ -192,12 +194,13 @@ def _start_broadcasts(app: App) -> None:
 
 async def _start_oauth(app: App) -> None:
     """OAuth2 sign-in: the chat side for callbacks and device polling, and the web server for
-    the provider's redirect (only with PUBLIC_URL), shared with the API and /health."""
-    from handlers.oauth import OAuthFlows
-
+    the provider's redirect (only with PUBLIC_URL), shared with the API and /health. The
+    service (services/oauth_flows.py) tells the chat through ChatSignIn (handlers/oauth.py)."""
+    chat = ChatSignIn(
+        bot=app.bot, storage=app.dispatcher.storage, catalog=app.catalog, sessionmaker=app.sessionmaker, deps=app.deps
+    )
     flows = OAuthFlows(
-        settings=app.settings, sessionmaker=app.sessionmaker, catalog=app.catalog, deps=app.deps,
-        bot=app.bot, storage=app.dispatcher.storage,
+        settings=app.settings, sessionmaker=app.sessionmaker, deps=app.deps, notifier=chat
     )
     app.dispatcher["oauth_flows"] = flows
     app.extra["oauth_flows"] = flows

@@ -30,15 +30,26 @@ def hint_text(t: Translator, hint: str, imap_path: str = "") -> str:
     return t("connect.hint", hint=hint)
 
 
-def check_failure(t: Translator, exc: MailCheckError, *, hint: str = "") -> str:
-    text = t(f"fail.{exc.kind.value}", protocol=exc.protocol.value.upper())
+def failure_reason(t: Translator, exc: MailCheckError, *, oauth: bool = False) -> str:
+    """What went wrong, in one line. An OAuth2 account's refused login is about its sign-in,
+    never about a password."""
+    protocol = exc.protocol.value.upper()
+    if oauth and exc.kind in HINTED:
+        return t("fail.oauth_refused", protocol=protocol)
+    return t(f"fail.{exc.kind.value}", protocol=protocol)
+
+
+def check_failure(t: Translator, exc: MailCheckError, *, hint: str = "", oauth: bool = False) -> str:
+    text = failure_reason(t, exc, oauth=oauth)
     detail = (exc.detail or "").strip()
     if detail:
         if len(detail) > DETAIL_MAX:
             detail = detail[:DETAIL_MAX] + "…"
         text += "\n\n" + t("fail.server_said", detail=detail)
-    if hint and exc.kind in HINTED:
+    if hint and exc.kind in HINTED and not oauth:
         text += "\n\n" + hint
+    if oauth and exc.kind in HINTED:
+        return text + "\n\n" + t("fail.what_next_oauth")
     return text + "\n\n" + t("fail.what_next")
 
 

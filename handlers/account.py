@@ -50,11 +50,13 @@ def _pending(mailbox: Mailbox, data: dict[str, Any]) -> tuple[str, MailServers]:
 
 def _menu(t: Translator, mailbox: Mailbox, data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
     login, servers = _pending(mailbox, data)
+    oauth2 = mailbox.auth_kind == "oauth2"  # repaired by signing in again, never by a password
     text = t(
-        "reconnect.title",
+        "reconnect.title_oauth" if oauth2 else "reconnect.title",
         email=mailbox.email,
         state=t(f"state.{mailbox.state}"),
         login=login,
+        service=mailbox.service.name(t.lang) if mailbox.service is not None else "?",
         imap=Html(server_line(t, servers.imap)),
         smtp=Html(server_line(t, servers.smtp)),
     )
@@ -64,7 +66,10 @@ def _menu(t: Translator, mailbox: Mailbox, data: dict[str, Any]) -> tuple[str, I
     def b(action: str, key: str) -> kb.Button:
         return kb.Button(text=t(key), callback_data=AccountCB(mailbox_id=mailbox.id, action=action).pack())
 
-    rows = [[b("rc_save", "btn.save")], [b("rc_password", "btn.new_password"), b("rc_login", "btn.change_login")]]
+    if oauth2:
+        rows = [[b("rc_save", "btn.sign_in_again")]]
+    else:
+        rows = [[b("rc_save", "btn.save")], [b("rc_password", "btn.new_password"), b("rc_login", "btn.change_login")]]
     if mailbox.service is None or mailbox.service.kind == ServiceKind.OTHER.value:
         rows.append([b("rc_imap_host", "btn.change_imap_host"), b("rc_imap_port", "btn.change_imap_port")])
         rows.append([b("rc_smtp_host", "btn.change_smtp_host"), b("rc_smtp_port", "btn.change_smtp_port")])
