@@ -38,6 +38,10 @@ from services.oauth_flows import OAuthFlows
 from services.watching import AlertData, DbWatchStore
 from storage.crypto import SecretBox, load_or_create_keys
 from storage.db import create_engine, create_sessionmaker, migrate
+from web.app import WebServer, create_web_app
+from web.context import WebContext
+from web.middleware import check_tokens
+from web.ratelimit import MemoryRateLimit, RateLimit, RedisRateLimit
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ class App:
 
     async def close(self) -> None:
         # broadcasts first: their requests in flight finish while the bot session is open
-        for part in ("broadcasts", "web", "oauth_flows"):  # + the OAuth2 callback server, device-flow polling
+        for part in ("broadcasts", "web", "api_rate", "oauth_flows"):  # + web server, its limiter, device polling
             closer = self.extra.pop(part, None)
             if closer is not None:
                 await closer.close()  # type: ignore[attr-defined]
@@ -139,8 +143,6 @@ def create_mail_deps(
 
 async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = None) -> App:
     """Migrate the database, seed the service list and wire bot + dispatcher."""
-    from bot.api import check_tokens
-
     check_tokens(settings.api_token_list)  # weak API tokens stop the start (no token is printed)
     await migrate(settings.database_url)
     engine = create_engine(settings.database_url)
@@ -199,7 +201,7 @@ async def _start_oauth(app: App) -> None:
         bot=app.bot, storage=app.dispatcher.storage, catalog=app.catalog, sessionmaker=app.sessionmaker, deps=app.deps
     )
     flows = OAuthFlows(
-        settings=app.settings, sessionmaker=app.sessionmaker, deps=app.deps, notifier=chat, catalog=app.catalog
+        settings=app.settings, sessionmaker=app.sessionmaker, deps=app.deps, notifier=chat
     )
     app.dispatcher["oauth_flows"] = flows
     app.extra["oauth_flows"] = flows
@@ -207,15 +209,23 @@ async def _start_oauth(app: App) -> None:
     # (API_TOKENS) and /health, on WEB_HOST:WEB_PORT; none when neither is configured
     settings = app.settings
     if settings.web_enabled:
-        from bot.api import api_context, setup_http
-        from bot.web import WebServer, create_web_app
-
-        max_body = settings.api_max_body_bytes if settings.api_tokens else 64 * 1024
-        web_app = create_web_app(flows if settings.public_url else None, client_max_size=max_body)
-        setup_http(web_app, api_context(app))
-        web = WebServer(web_app, settings.web_host, settings.web_port)
+        ctx = WebContext(
+            settings=settings, sessionmaker=app.sessionmaker, engine=app.engine, deps=app.deps,
+            watch_states=app.watchers.states, catalog=app.catalog, rate_limit=create_api_rate_limit(settings),
+            oauth=flows if settings.public_url else None,
+        )
+        app.extra["api_rate"] = ctx.rate_limit
+        web = WebServer(create_web_app(ctx), settings.web_host, settings.web_port)
         await web.start()
         app.extra["web"] = web
+
+
+def create_api_rate_limit(settings: Settings) -> RateLimit:
+    """API_RATE_PER_MINUTE per token: shared by every instance through Redis when REDIS_URL is
+    set, else kept in this process (one instance)."""
+    if settings.redis_url:
+        return RedisRateLimit.from_url(settings.redis_url, settings.api_rate_per_minute)
+    return MemoryRateLimit(settings.api_rate_per_minute)
 
 
 USER_COMMANDS = ("start", "inbox", "settings", "cancel", "help")

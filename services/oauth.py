@@ -1,6 +1,6 @@
 """OAuth2 sign-in for mailboxes: the feature flag, per-service clients, sign-in states, token
 storage and refresh. No Telegram code here (services/oauth_flows.py runs the sign-ins,
-handlers/oauth.py and bot/web.py talk to people). services/mailboxes.py uses this module for
+handlers/oauth.py and web/oauth_page.py talk to people). services/mailboxes.py uses this module for
 OAuth2 credentials; this module does not use it back (no import cycle).
 
 * Flag `enablePostmanOauth2`: configuration wins when it sets the flag; otherwise the admins'

@@ -36,7 +36,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -182,7 +182,7 @@ class Outcome:
 
 class OAuthFlows:
     """One per bot process (bot/app.py `_start_oauth`). See the module docstring for several
-    instances. `catalog` is only carried for the callback page (bot/web.py renders it)."""
+    instances."""
 
     def __init__(
         self,
@@ -191,13 +191,11 @@ class OAuthFlows:
         sessionmaker: async_sessionmaker[AsyncSession],
         deps: MailDeps,
         notifier: SignInNotifier,
-        catalog: Any = None,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.deps = deps
         self.notifier = notifier
-        self.catalog = catalog
         self._device_tasks: dict[int, asyncio.Task[None]] = {}
 
     async def close(self) -> None:
