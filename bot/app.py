@@ -134,7 +134,9 @@ def create_dispatcher(
     # presses landing on two instances never interleave); in memory, as before
     from aiogram.fsm.storage.redis import RedisStorage
 
-    isolation = storage.create_isolation() if isinstance(storage, RedisStorage) else None
+    from bot.fleet import RenewedRedisIsolation
+
+    isolation = RenewedRedisIsolation(storage.redis, storage.key_builder) if isinstance(storage, RedisStorage) else None
     dp = Dispatcher(storage=storage, events_isolation=isolation, catalog=catalog, settings=settings, mail_deps=deps)
     middleware = ContextMiddleware(sessionmaker, catalog, deps, on_user_returned=sender.unblock if sender else None)
     dp.message.outer_middleware(middleware)
@@ -380,6 +382,7 @@ async def run_webhook(app: App, *, handle_signals: bool = True, stop: asyncio.Ev
         except TelegramNetworkError as exc:
             log.warning("Telegram is not reachable (%s); the command menu is not set", exc)
         watching = await _start_background(app)
+        log.info("instance %s running: updates by webhook", app.instance_id)
         try:
             await stop.wait()
         finally:
@@ -403,10 +406,13 @@ async def run_polling(app: App, *, handle_as_tasks: bool = True, handle_signals:
     if is_postgres(app.engine):
         leader = PollingLeader(app.settings.database_url, app.instance_id, app.bot.id)
         app.extra["leader"] = leader
+    log.info("instance %s running: updates by polling%s", app.instance_id, " (one instance polls)" if leader else "")
     try:
         with _stop_on_signals(stop, handle_signals):
             while not stop.is_set():
-                if leader is not None and not await _first(leader.acquire(), stop):
+                if leader is None:
+                    log.info("instance %s polls Telegram", app.instance_id)
+                elif not await _first(leader.acquire(), stop):
                     return
                 try:
                     await app.bot.delete_webhook(drop_pending_updates=False)

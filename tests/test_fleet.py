@@ -1,0 +1,171 @@
+"""Several instances: real `python -m bot` processes against PostgreSQL, Redis and the fake Bot
+API (tests/harness/fleet.py). They run on this machine's PostgreSQL even in the SQLite pass of
+the suite (a database of their own per test)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot.config import Settings
+from bot.fleet import InstanceGuard
+from tests.harness.fake_telegram import FakeTelegram
+from tests.harness.fleet import Instance, bot_env, instances, postgres_database, redis_namespace
+from tests.harness.plugin_app import TEST_KEY
+
+pytestmark = pytest.mark.timeout(300)  # each `python -m bot` spends ~2 s of CPU importing aiogram: minutes on a loaded 2-core machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def alembic_versions(url: str) -> list[str]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return [row[0] for row in await conn.execute(text("SELECT version_num FROM alembic_version"))]
+    finally:
+        await engine.dispose()
+
+
+async def test_three_instances_start_together_on_an_empty_postgres(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+    """Started at the same moment on an empty database, all three come up (they take turns on
+    the migrations and the service seed instead of racing on alembic_version), exactly one
+    polls Telegram and nobody got a 409."""
+    async with postgres_database() as db, redis_namespace() as (redis_url, prefix):
+        env = bot_env(fake_telegram, db, TEST_KEY, REDIS_URL=redis_url, REDIS_PREFIX=prefix)
+        fleet = [Instance(f"i{n}", env, tmp_path) for n in range(3)]
+        async with instances(*fleet):
+            for inst in fleet:
+                await inst.wait_log("running: updates by polling", timeout=120)
+            await fake_telegram.wait_polling(timeout=15)
+            assert sum("polls Telegram (leader)" in inst.log() for inst in fleet) == 1
+            assert all("Traceback" not in inst.log() for inst in fleet), [i.log()[-2000:] for i in fleet]
+            assert len(await alembic_versions(db)) == 1
+            user = fake_telegram.user(5101)
+            await user.send("/start")
+            await user.wait_for(lambda m: "📬 Connect mail" in m.labels, timeout=15)
+        assert not [c for c in fake_telegram.calls_of("getUpdates") if c.status == 409]
+    assert all(inst.proc is not None and inst.proc.returncode == 0 for inst in fleet)
+
+
+async def test_second_instance_on_sqlite_is_refused(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'one.sqlite3'}"
+    env = bot_env(fake_telegram, db, TEST_KEY)
+    first = Instance("first", env, tmp_path)
+    async with instances(first):
+        await first.wait_log("running: updates by polling")
+        second = await Instance("second", env, tmp_path).start()
+        assert await second.wait_exit() == 3
+        assert f"another mailbridge instance (pid {first.pid} " in second.log()
+        assert "SQLite serves one instance" in second.log()
+        assert first.proc is not None and first.proc.returncode is None  # untouched
+        await fake_telegram.wait_polling(timeout=10)
+    assert first.proc.returncode == 0
+    guard = InstanceGuard(Settings(_env_file=None, database_url=db), "test")  # type: ignore[call-arg]
+    await guard.acquire()  # the lock went with the first one
+    await guard.close()
+
+
+async def test_postgres_without_redis_runs_one_instance(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+    """Without REDIS_URL conversation state lives in memory: one instance only, and neither a
+    fleet instance nor a second lone one starts next to it."""
+    async with postgres_database() as db, redis_namespace() as (redis_url, prefix):
+        lone = Instance("lone", bot_env(fake_telegram, db, TEST_KEY), tmp_path)
+        async with instances(lone):
+            await lone.wait_log("running: updates by polling")
+            again = Instance("again", bot_env(fake_telegram, db, TEST_KEY), tmp_path)
+            fleet = Instance(
+                "fleet", bot_env(fake_telegram, db, TEST_KEY, REDIS_URL=redis_url, REDIS_PREFIX=prefix), tmp_path
+            )
+            await asyncio.gather(again.start(), fleet.start())
+            assert await again.wait_exit() == 3
+            assert "another mailbridge instance is already running on this database" in again.log()
+            assert f":{lone.pid}:" in again.log()  # names the one in the way (host:pid:...)
+            assert await fleet.wait_exit() == 3
+            assert "an instance without REDIS_URL is running on this database" in fleet.log()
+
+
+async def test_polling_leader_dies_and_another_takes_over(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+    async with postgres_database() as db, redis_namespace() as (redis_url, prefix):
+        env = bot_env(fake_telegram, db, TEST_KEY, REDIS_URL=redis_url, REDIS_PREFIX=prefix)
+        a, b = Instance("a", env, tmp_path), Instance("b", env, tmp_path)
+        async with instances(a, b):
+            for inst in (a, b):
+                await inst.wait_log("running: updates by polling", timeout=120)
+            await fake_telegram.wait_polling(timeout=15)
+            leader, other = (a, b) if "polls Telegram (leader)" in a.log() else (b, a)
+            assert "polls Telegram (leader)" in leader.log() and "polls Telegram (leader)" not in other.log()
+            user = fake_telegram.user(5102)
+            await user.send("/start")
+            await user.wait_for(lambda m: "📬 Connect mail" in m.labels, timeout=15)
+
+            leader.kill()  # kill -9: no goodbye, its lock goes with its connection
+            await leader.wait_exit()
+            started = asyncio.get_running_loop().time()
+            await other.wait_log("polls Telegram (leader)", timeout=30)
+            mark = user.mark()
+            await user.send("/start", wait=False)  # if the leader died in the middle of this user's
+            # update, their lock (Redis) lasts 10 s more at most
+            await user.wait_for(lambda m: "📬 Connect mail" in m.labels, timeout=30, since=mark)
+            assert asyncio.get_running_loop().time() - started < 45
+        assert not [c for c in fake_telegram.calls_of("getUpdates") if c.status == 409 and not c.cancelled]
+
+
+async def test_webhook_fleet_shares_the_conversation(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+    """Three instances in webhook mode: Telegram's updates spread over them one by one, and the
+    connect wizard goes on where the previous step (handled elsewhere) left it (Redis). No
+    instance polls; a POST without the secret is refused."""
+    async with postgres_database() as db, redis_namespace() as (redis_url, prefix):
+        ports = [free_port() for _ in range(3)]
+        fleet = [
+            Instance(f"w{n}", bot_env(
+                fake_telegram, db, TEST_KEY, REDIS_URL=redis_url, REDIS_PREFIX=prefix,
+                WEBHOOK_URL="https://bot.example.com/telegram/hook", WEB_PORT=str(port),
+            ), tmp_path)
+            for n, port in enumerate(ports)
+        ]
+        targets = [f"http://127.0.0.1:{port}/telegram/hook" for port in ports]
+        async with instances(*fleet):
+            for inst in fleet:
+                await inst.wait_log("running: updates by webhook", timeout=120)
+            settings = Settings(_env_file=None, bot_token=fake_telegram.token)  # type: ignore[call-arg]
+            assert fake_telegram.webhook_url == "https://bot.example.com/telegram/hook"
+            assert fake_telegram.webhook_secret == settings.webhook_secret_token()
+            assert {"message", "callback_query", "my_chat_member"} <= fake_telegram.allowed_updates
+            assert len(fake_telegram.calls_of("setWebhook")) == 3
+
+            user = fake_telegram.user(5103)
+            forged = {"update_id": 999_999, "message": {
+                "message_id": 1, "date": 0, "chat": user.chat_api(), "from": user.to_api(), "text": "/start",
+            }}
+            assert await fake_telegram.post_update(targets[0], forged, None) == 401
+            assert await fake_telegram.post_update(targets[1], forged, "wrong-secret") == 401
+
+            fake_telegram.webhook_targets = targets
+            steps: list[tuple[str, str, str]] = [
+                ("send", "/start", "📬 Connect mail"),
+                ("press", "📬 Connect mail", "Which mail service"),
+                ("press", "Gmail", "Send your e-mail address"),
+                ("send", "someone@gmail.com", "Use someone@gmail.com"),
+                ("press", "Use someone@gmail.com", "Send the password"),
+            ]
+            for action, what, expect in steps:
+                mark = user.mark()
+                if action == "send":
+                    await user.send(what)
+                else:
+                    await user.press(what)
+                await user.wait_for(lambda m, e=expect: e in m.text or e in m.labels, timeout=15, since=mark)  # type: ignore[misc]
+        assert not fake_telegram.calls_of("getUpdates")
+        used = {target for _, target, status in fake_telegram.deliveries if status == 200}
+        assert used == set(targets)
+        assert all("Traceback" not in inst.log() for inst in fleet), [i.log()[-2000:] for i in fleet]
