@@ -75,6 +75,9 @@ CALLBACK_PATH = "/oauth/callback"
 STATE_TTL = timedelta(minutes=10)
 STATE_KEEP = timedelta(days=1)  # expired rows stay a while so a late click is told "expired"
 REFRESH_MARGIN = 60.0
+# tokens another instance got a moment ago are used while they have this long left (a provider
+# handing out tokens shorter-lived than REFRESH_MARGIN would otherwise get one refresh per instance)
+SHARED_REFRESH_MARGIN = 10.0
 MAX_STATE_LEN = 200
 BROKEN_ERROR = "oauth:invalid_grant"
 
@@ -499,7 +502,7 @@ class OAuthService:
             current = TokenSet.from_json(self.deps.secrets.decrypt(stored))
             if current.refresh_token != refresh_token:  # another instance refreshed first
                 log.info("mailbox %s: tokens refreshed by another instance meanwhile", mailbox.id)
-                if not current.expires_within(self.refresh_margin) or not current.refresh_token:
+                if not current.expires_within(SHARED_REFRESH_MARGIN) or not current.refresh_token:
                     set_committed_value(mailbox, "secret_enc", stored)
                     return current
                 refresh_token = current.refresh_token
