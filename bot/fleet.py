@@ -249,12 +249,3 @@ class RenewedRedisIsolation(BaseEventIsolation):
 
     async def close(self) -> None:
         pass
-
-
-def describe(settings: Settings) -> dict[str, Any]:
-    """What kind of deployment this is, for the start-up log line."""
-    return {
-        "database": "sqlite" if settings.is_sqlite else "postgresql",
-        "fleet": settings.fleet,
-        "updates": "webhook" if settings.webhook_url else "polling",
-    }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -16,7 +17,7 @@ from bot.config import Settings
 from bot.fleet import InstanceGuard
 from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.fleet import Instance, bot_env, instances, postgres_database, redis_namespace
-from tests.harness.plugin_app import TEST_KEY
+from tests.harness.plugin_app import TEST_KEY, BotHarness
 
 pytestmark = pytest.mark.timeout(300)  # each `python -m bot` spends ~2 s of CPU importing aiogram: minutes on a loaded 2-core machine
 
@@ -169,3 +170,36 @@ async def test_webhook_fleet_shares_the_conversation(tmp_path: Path, fake_telegr
         used = {target for _, target, status in fake_telegram.deliveries if status == 200}
         assert used == set(targets)
         assert all("Traceback" not in inst.log() for inst in fleet), [i.log()[-2000:] for i in fleet]
+
+
+async def test_poller_whose_lock_connection_drops_stops_and_polls_again(
+    fake_telegram: FakeTelegram, mail_stack: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The leader checks its lock every few seconds: when PostgreSQL drops that connection (here
+    terminated by an administrator), it stops polling at once, takes the lock again (nobody else
+    wants it) and polls on; users notice nothing."""
+    async with postgres_database() as db, redis_namespace() as (redis_url, prefix):
+        harness = BotHarness(fake_telegram, mail_stack, db, tmp_path)
+        await harness.start(redis_url=redis_url, redis_prefix=prefix)
+        try:
+            leader = harness.app.extra["leader"]
+            leader.check = 0.5
+            engine = create_async_engine(db)
+            async with engine.connect() as conn:
+                killed = (await conn.execute(text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE '%poller'"
+                ))).scalar()
+            await engine.dispose()
+            assert killed == 1
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while sum("polls Telegram (leader)" in r.getMessage() for r in caplog.records) < 2:
+                assert loop.time() < deadline, "the poller did not take its lock again"
+                await asyncio.sleep(0.1)
+            assert any("polling leader lock lost" in r.getMessage() for r in caplog.records)
+            await fake_telegram.wait_polling(timeout=15)
+            user = harness.user(5104)
+            await user.send("/start")
+            assert "📬 Connect mail" in user.last().labels
+        finally:
+            await harness.stop()
