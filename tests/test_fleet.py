@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bot.config import Settings
 from bot.fleet import InstanceGuard
 from tests.harness.fake_telegram import FakeTelegram
-from tests.harness.fleet import Instance, bot_env, instances, postgres_database, redis_namespace
+from tests.harness.fleet import (
+    ROOT,
+    Instance,
+    bot_env,
+    instances,
+    postgres_database,
+    redis_namespace,
+)
 from tests.harness.plugin_app import TEST_KEY, BotHarness
 
 pytestmark = pytest.mark.timeout(300)  # each `python -m bot` spends ~2 s of CPU importing aiogram: minutes on a loaded 2-core machine
@@ -56,6 +65,36 @@ async def test_three_instances_start_together_on_an_empty_postgres(tmp_path: Pat
             await user.wait_for(lambda m: "📬 Connect mail" in m.labels, timeout=15)
         assert not [c for c in fake_telegram.calls_of("getUpdates") if c.status == 409]
     assert all(inst.proc is not None and inst.proc.returncode == 0 for inst in fleet)
+
+
+MIGRATE_AT = """
+import asyncio, logging, sys, time
+from storage.db import migrate
+logging.basicConfig(level=logging.INFO)
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all of them at the same moment
+asyncio.run(migrate(sys.argv[1]))
+"""
+
+
+async def test_migrations_started_at_the_same_moment_take_turns(tmp_path: Path) -> None:
+    """The start-up's migration step (storage.db.migrate) in four processes released at the same
+    instant on an empty database: all succeed, the schema is migrated once. (Without the
+    advisory lock they raced on creating alembic_version.)"""
+    async with postgres_database() as db:
+        at = str(time.time() + 8)  # after every interpreter has imported SQLAlchemy and Alembic
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", MIGRATE_AT, db, at, cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )
+            for _ in range(4)
+        ]
+        outputs = await asyncio.gather(*(asyncio.wait_for(p.communicate(), 120) for p in procs))
+        for proc, (out, _) in zip(procs, outputs, strict=True):
+            assert proc.returncode == 0, out.decode()[-3000:]
+        logs = b"".join(out for out, _ in outputs).decode()
+        assert logs.count("Running upgrade  -> 0001") == 1
+        assert len(await alembic_versions(db)) == 1
 
 
 async def test_second_instance_on_sqlite_is_refused(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
