@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from aiogram.exceptions import TelegramUnauthorizedError
 
-    from bot.fleet import AnotherInstance
+    from bot.fleet import AnotherInstance, RedisUnavailable
     from storage.crypto import KeyConfigError
     from storage.keys import KeysDoNotMatch
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_main(settings))
     except KeyboardInterrupt:
         pass
-    except (AnotherInstance, KeyConfigError, KeysDoNotMatch) as exc:
+    except (AnotherInstance, KeyConfigError, KeysDoNotMatch, RedisUnavailable) as exc:
         print(f"mailbridge did not start: {exc}", file=sys.stderr)
         return 3
     except TelegramUnauthorizedError:

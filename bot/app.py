@@ -183,6 +183,10 @@ async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = 
 async def _build(
     settings: Settings, discovery_env: DiscoveryEnv | None, instance_id: str, instance_guard: InstanceGuard
 ) -> App:
+    if settings.redis_url:
+        from bot.fleet import check_redis
+
+        await check_redis(settings)
     await migrate(settings.database_url)  # instances started together take turns (storage/db.py)
     engine = create_engine(settings.database_url)
     sessionmaker = create_sessionmaker(engine)

@@ -19,7 +19,9 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/mailbridge.sqlite3"
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True,
+        # a validation error never repeats the value: URLs carry passwords, secrets are secrets
+        hide_input_in_errors=True,
     )
 
     bot_token: SecretStr | None = None

@@ -55,12 +55,29 @@ def new_instance_id() -> str:
 
 
 def create_redis(settings: Settings) -> Redis:
-    """A Redis client for REDIS_URL (the caller closes it: `await client.aclose()`)."""
+    """A Redis client for REDIS_URL (the caller closes it: `await client.aclose()`). Clients
+    connect lazily; `check_redis` is the start-up check."""
     if not settings.redis_url:
         raise ValueError("REDIS_URL is not set")
     from redis.asyncio import Redis
 
     return Redis.from_url(settings.redis_url)
+
+
+async def check_redis(settings: Settings, wait: float = 10.0) -> None:
+    """Redis answers PING, else RedisUnavailable: a clear start-up error instead of every
+    update failing later."""
+    client = create_redis(settings)
+    try:
+        await asyncio.wait_for(client.ping(), wait)
+    except Exception as exc:  # noqa: BLE001 - any failure: say so, without the URL (it may hold a password)
+        raise RedisUnavailable(f"Redis at REDIS_URL does not answer ({type(exc).__name__}: {exc})") from None
+    finally:
+        await client.aclose()
+
+
+class RedisUnavailable(Exception):
+    """REDIS_URL is set and Redis does not answer."""
 
 
 def redis_key(settings: Settings, *parts: str) -> str:
