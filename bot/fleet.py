@@ -12,7 +12,9 @@
     as an exclusive advisory lock; a second one exits with a message naming the first.
   - PostgreSQL with REDIS_URL: the fleet; each instance holds the same lock *shared*, so an
     instance without REDIS_URL can't start next to the fleet either, nor the fleet next to it.
-  The locks belong to a connection of their own: a killed process's lock goes with it.
+  The locks belong to a connection of their own: a killed process's lock goes with it; when
+  PostgreSQL drops that connection the guard takes the lock again (and logs an error if another
+  kind of instance got in meanwhile).
 * `PollingLeader`: in polling mode exactly one instance of the fleet calls getUpdates (Telegram
   answers a second consumer with 409). The leader holds a session-level advisory lock on a
   connection of its own; the others try again every `retry` seconds. The leader checks its
@@ -98,12 +100,14 @@ def sqlite_lock_path(database_url: str) -> Path | None:
 class InstanceGuard:
     """See the module docstring. `acquire()` raises AnotherInstance; `close()` lets go."""
 
-    def __init__(self, settings: Settings, instance_id: str) -> None:
+    def __init__(self, settings: Settings, instance_id: str, *, check: float = 15.0) -> None:
         self.settings = settings
         self.instance_id = instance_id
+        self.check = check
         self._file: IO[str] | None = None
         self.connection: LockConnection | None = None
         self._shared = False
+        self._watch: asyncio.Task[None] | None = None
 
     async def acquire(self) -> None:
         if self.settings.is_sqlite:
@@ -142,6 +146,7 @@ class InstanceGuard:
         self._shared = self.settings.fleet
         if await self.connection.try_lock(INSTANCE_LOCK, shared=self._shared):
             log.info("instance %s: %s", self.instance_id, "joined the fleet" if self._shared else "the only instance")
+            self._watch = asyncio.create_task(self._keep())
             return
         holders = ", ".join(await self.connection.holders(INSTANCE_LOCK)) or "unknown"
         await self.connection.close()
@@ -157,7 +162,33 @@ class InstanceGuard:
             "REDIS_URL on every instance to run several (README: Running several instances)."
         )
 
+    async def _keep(self) -> None:
+        """PostgreSQL drops the lock with its connection (a database restart, a network cut):
+        take it again on a new connection. Refused means another kind of instance started in
+        the gap; that is logged as an error (the operator stops one of them)."""
+        while True:
+            await asyncio.sleep(self.check)
+            try:
+                assert self.connection is not None
+                if await asyncio.wait_for(self.connection.holds(INSTANCE_LOCK), max(self.check, 5.0)):
+                    continue
+            except Exception as exc:  # noqa: BLE001 - connection gone: take the lock again
+                log.warning("instance lock connection lost (%s); taking the lock again", type(exc).__name__)
+            try:
+                assert self.connection is not None
+                await self.connection.close()
+                if not await self.connection.try_lock(INSTANCE_LOCK, shared=self._shared):
+                    holders = ", ".join(await self.connection.holders(INSTANCE_LOCK)) or "unknown"
+                    log.error("instance lock taken meanwhile by %s: this instance should not run next to it", holders)
+            except Exception as exc:  # noqa: BLE001 - database still away: next round
+                log.warning("instance lock not taken again yet (%s)", type(exc).__name__)
+
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self.connection is not None:
             await self.connection.close()
             self.connection = None

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.config import Settings
-from bot.fleet import InstanceGuard
+from bot.fleet import AnotherInstance, InstanceGuard
 from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.fleet import (
     ROOT,
@@ -242,3 +242,33 @@ async def test_poller_whose_lock_connection_drops_stops_and_polls_again(
             assert "📬 Connect mail" in user.last().labels
         finally:
             await harness.stop()
+
+
+async def test_instance_lock_is_taken_again_when_postgres_drops_its_connection() -> None:
+    """The lone instance (no REDIS_URL) keeps its claim across a dropped connection: a second
+    one started afterwards is still refused."""
+    async with postgres_database() as db:
+        settings = Settings(_env_file=None, database_url=db)  # type: ignore[call-arg]
+        first = InstanceGuard(settings, "first-one", check=0.2)
+        await first.acquire()
+        try:
+            engine = create_async_engine(db, isolation_level="AUTOCOMMIT")  # pg_stat_activity: fresh each time
+            async with engine.connect() as conn:
+                killed = (await conn.execute(text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'mailbridge first-one'"
+                ))).scalar()
+                assert killed == 1
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 15
+                while not (await conn.execute(text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE a.application_name = 'mailbridge first-one' AND l.locktype = 'advisory' AND l.granted"
+                ))).scalar():
+                    assert loop.time() < deadline, "the lock was not taken again"
+                    await asyncio.sleep(0.1)
+            await engine.dispose()
+            second = InstanceGuard(settings, "second-one")
+            with pytest.raises(AnotherInstance, match="first-one"):
+                await second.acquire()
+        finally:
+            await first.close()
