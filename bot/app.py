@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -352,7 +352,7 @@ async def _start_background(app: App) -> asyncio.Task[None]:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: asyncio.Event, enabled: bool):  # type: ignore[no-untyped-def]
+def _stop_on_signals(stop: asyncio.Event, enabled: bool) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if enabled else ()
     for sig in signals:
@@ -437,9 +437,13 @@ async def run_polling(app: App, *, handle_as_tasks: bool = True, handle_signals:
                     lost.cancel()
                     stopping.cancel()
                     if not polling.done():
-                        with contextlib.suppress(RuntimeError):
+                        try:
                             await app.dispatcher.stop_polling()
-                    await polling
+                        except RuntimeError:  # asked to stop before polling even began
+                            polling.cancel()
+                    await asyncio.wait({polling})
+                    if not polling.cancelled():
+                        polling.result()  # an error of the polling loop goes up
                 if not lost.done() or lost.cancelled():  # polling ended or stop: not a lost lead
                     return
     finally:
