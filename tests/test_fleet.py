@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiogram.fsm.storage.base import DefaultKeyBuilder, StorageKey
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.config import Settings
-from bot.fleet import AnotherInstance, InstanceGuard
+from bot.fleet import AnotherInstance, InstanceGuard, RenewedRedisIsolation, create_redis, redis_key
 from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.fleet import (
     ROOT,
@@ -272,3 +273,38 @@ async def test_instance_lock_is_taken_again_when_postgres_drops_its_connection()
                 await second.acquire()
         finally:
             await first.close()
+
+
+async def test_one_users_updates_take_turns_across_instances() -> None:
+    """The per-user update lock of two instances (each its own Redis client): the second waits
+    while the first handles an update, even one longer than the lock's life (it is renewed);
+    a lock left by a killed instance (never renewed, never released) is gone after its life."""
+    async with redis_namespace() as (url, prefix):
+        settings = Settings(_env_file=None, redis_url=url, redis_prefix=prefix)  # type: ignore[call-arg]
+        clients = [create_redis(settings), create_redis(settings)]
+        try:
+            builder = DefaultKeyBuilder(prefix=redis_key(settings, "fsm"), with_bot_id=True)
+            a, b = (RenewedRedisIsolation(c, builder, ttl=0.6) for c in clients)
+            key = StorageKey(bot_id=1, chat_id=7, user_id=7)
+            order: list[str] = []
+
+            async def handle(iso: RenewedRedisIsolation, name: str, seconds: float) -> None:
+                async with iso.lock(key):
+                    order.append(f"{name} in")
+                    await asyncio.sleep(seconds)
+                    order.append(f"{name} out")
+
+            first = asyncio.create_task(handle(a, "a", 2.0))  # more than three lock lives
+            await asyncio.sleep(0.2)
+            await asyncio.gather(first, handle(b, "b", 0))
+            assert order == ["a in", "a out", "b in", "b out"]
+
+            dead = clients[0].lock(builder.build(key, "lock"), timeout=0.6)
+            assert await dead.acquire()  # what a killed instance leaves behind
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await handle(b, "b", 0)
+            assert loop.time() - started < 5  # its life (0.6 s) at most, not forever
+        finally:
+            for c in clients:
+                await c.aclose()
