@@ -21,6 +21,9 @@
   connection every `check` seconds and stops polling at once when the lock is gone. A killed
   leader's connection closes with it, so another instance polls within `retry` seconds (a host
   that vanished: PostgreSQL's keepalives notice within about 25 s).
+* `RenewedRedisIsolation`: one user's updates handled one at a time across the fleet (a Redis
+  lock per user, renewed while held, so a killed instance blocks that user 10 s at most).
+* `check_redis()`: REDIS_URL answers at start-up, or the start stops with a clear message.
 """
 
 from __future__ import annotations
