@@ -423,7 +423,7 @@ def test_attachment_list_sizes_and_too_large_note() -> None:
     ]
     (chunk,) = render_letter(EN, make_letter(attachments=attachments))
     text = visible(chunk)
-    assert "📎 Attachments: 4" in text
+    assert "📎 4 attachments" in text
     assert "1. small.txt — 512 B" in text
     assert "2. photo <1>.jpg — 3.3 MB" in text
     assert "3. film.mkv — 60 MB ⚠️ too large to send here" in text
@@ -431,7 +431,7 @@ def test_attachment_list_sizes_and_too_large_note() -> None:
     assert "4. huge.iso — 3.0 GB ⚠️" in text
     (ru,) = render_letter(RU, make_letter(attachments=attachments))
     assert "2. photo <1>.jpg — 3,3 МБ" in visible(ru)
-    assert "слишком большой" in visible(ru)
+    assert "слишком большой" in visible(ru) and "📎 4 вложения" in visible(ru)
 
 
 def test_many_attachments_are_chunked_and_capped() -> None:
@@ -443,7 +443,7 @@ def test_many_attachments_are_chunked_and_capped() -> None:
     texts = check_chunks(chunks)
     joined = "\n".join(texts)
     assert "50. " in joined and "51. " not in joined
-    assert "… and 68 more" in joined
+    assert "… and 68 more attachments" in joined
 
 
 def test_header_values_are_bounded() -> None:
