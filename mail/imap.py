@@ -4,11 +4,12 @@ aioimaplib does the IMAP protocol once a connection exists; the connection itsel
 here, so that
 
 * the TCP connection goes to the address `HostGuard` checked (no second DNS lookup),
+* TLS is `mail.tls.TLSProtocol` (ssl.MemoryBIO over the plain socket transport), not
+  asyncio's TLS transport, whose fixed 256 KiB read buffer per connection was most of the
+  memory of a watched mailbox; aioimaplib's protocol is attached to its transport,
 * STARTTLS works (aioimaplib 2.0.3 has none): the plaintext part (greeting, CAPABILITY,
-  STARTTLS) is spoken on the raw socket, then asyncio runs the TLS handshake on that same
-  socket (`loop.create_connection(sock=..., ssl=...)`, the same machinery as
-  `loop.start_tls`) and aioimaplib's protocol is attached to the TLS transport; it then asks
-  for CAPABILITY again over TLS, as RFC 3501 requires,
+  STARTTLS) is spoken on the raw socket, then the TLS handshake runs on that same socket and
+  aioimaplib asks for CAPABILITY again over TLS, as RFC 3501 requires,
 * an OAuth2 login uses OAUTHBEARER (RFC 7628) when the server lists AUTH=OAUTHBEARER, else
   XOAUTH2 (the SASL messages come from `mail.sasl`). aioimaplib has no AUTHENTICATE for an
   arbitrary mechanism and never answers a `+` continuation, so the command goes through its
@@ -36,6 +37,7 @@ import aioimaplib
 
 from mail import sasl
 from mail.netguard import HostGuard, as_mail_error, classify_auth_text, classify_imap_login
+from mail.tls import TLSProtocol
 from mail.types import Credentials, FailureKind, MailCheckError, Protocol, Security, ServerSettings
 from mail.validate import parse_host
 
@@ -322,20 +324,25 @@ async def _connect_imap(
         except BaseException:
             sock.close()
             raise
+        tls = TLSProtocol(
+            ssl_context,
+            wire,
+            server_hostname=parse_host(server.host) or server.host,
+            handshake_timeout=timeout,
+        )
         # From here asyncio owns the socket: on failure it closes it through the transport
         # (closing it here as well could free the fd under a live transport).
         try:
-            await loop.create_connection(
-                lambda: wire,
-                sock=sock,
-                ssl=ssl_context,
-                server_hostname=parse_host(server.host) or server.host,
-                ssl_handshake_timeout=timeout,
-            )
+            await loop.create_connection(lambda: tls, sock=sock)
+            await tls.handshake
         except (ConnectionError, EOFError) as exc:
+            tls.abort()
             raise MailCheckError(
                 IMAP, FailureKind.TLS_FAILED, "connection closed during the TLS handshake"
             ) from exc
+        except BaseException:
+            tls.abort()
+            raise
         try:
             await _race(wire, client.protocol.wait("AUTH|NONAUTH"))
         except BaseException:
