@@ -31,6 +31,7 @@ import logging
 import re
 import socket
 import ssl
+import sys
 from typing import Any
 
 import aioimaplib
@@ -154,6 +155,55 @@ class _Wire(asyncio.Protocol):
             self.transport.abort()
 
 
+class _IdleSink:
+    """Stands in for aioimaplib's IDLE queue (an asyncio.Queue: four deques, 3 KiB per
+    connection): the untagged responses aioimaplib collects during IDLE are dropped. Nothing
+    here reads them from the queue; the watcher reads new-mail announcements off the wire
+    (`mail.watcher._Tap`), because aioimaplib misses those that arrive outside IDLE."""
+
+    __slots__ = ()
+
+    def put_nowait(self, item: Any) -> None:
+        pass
+
+    async def put(self, item: Any) -> None:
+        pass
+
+    def empty(self) -> bool:
+        return True
+
+    def get_nowait(self) -> Any:
+        raise asyncio.QueueEmpty
+
+    async def get(self) -> Any:
+        raise RuntimeError("MailIMAP keeps no IDLE queue: read pushes off the wire")
+
+
+class _ClientProtocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
+    def __init__(self, loop: asyncio.AbstractEventLoop, conn_lost_cb: Any = None) -> None:
+        super().__init__(loop, conn_lost_cb)
+        self.idle_queue = _IDLE_SINK
+
+
+_IDLE_SINK = _IdleSink()
+_SHARED_CAPS: dict[frozenset[str], frozenset[str]] = {}
+_SHARED_CAPS_MAX = 256
+
+
+def shared_capabilities(caps: Any) -> frozenset[str]:
+    """One frozenset per distinct capability list, shared by the connections that announce
+    it (a set of strings per connection is about 1 KiB; thousands of watched mailboxes on a
+    few providers announce a handful of lists). A cache bounded to a few hundred lists,
+    same in every instance (it holds no state of its own)."""
+    key = frozenset(str(c) for c in caps)
+    shared = _SHARED_CAPS.get(key)
+    if shared is None:
+        if len(_SHARED_CAPS) >= _SHARED_CAPS_MAX:
+            _SHARED_CAPS.clear()
+        shared = _SHARED_CAPS[key] = frozenset(sys.intern(c) for c in key)
+    return shared
+
+
 class MailIMAP(aioimaplib.IMAP4):  # type: ignore[misc]
     """aioimaplib's client on a connection made by this module (see the module doc).
 
@@ -176,9 +226,7 @@ class MailIMAP(aioimaplib.IMAP4):  # type: ignore[misc]
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         # No connection here: open_imap connects a guarded socket and attaches the protocol.
-        self.protocol = aioimaplib.IMAP4ClientProtocol(
-            loop or asyncio.get_running_loop(), conn_lost_cb
-        )
+        self.protocol = _ClientProtocol(loop or asyncio.get_running_loop(), conn_lost_cb)
 
     async def wait_hello_from_server(self) -> None:
         await asyncio.wait_for(self.protocol.wait("AUTH|NONAUTH"), self.timeout)
@@ -450,9 +498,16 @@ async def _authenticate(client: MailIMAP, creds: Credentials) -> None:
     # it (a server may offer IDLE, SPECIAL-USE, ... only once logged in, or not at all to this
     # user); aioimaplib's login() only adds to the old list. Without such a list the pre-login
     # one stands (no extra round trip: most servers announce, or do not change theirs).
-    announced = _capabilities_in(response)
-    if announced:
-        client.protocol.capabilities = announced
+    adopt_capabilities(client, response)
+
+
+def adopt_capabilities(client: MailIMAP, login_response: Any) -> None:
+    """The capabilities announced with a login's OK replace the ones from before it; kept as
+    a `shared_capabilities` set."""
+    announced = _capabilities_in(login_response)
+    client.protocol.capabilities = shared_capabilities(
+        announced or client.protocol.capabilities
+    )
 
 
 async def open_imap(

@@ -175,6 +175,7 @@ class _Slot:
         "error",
         "client",
         "hint",
+        "waiter",
         "last_push_at",
         "connected_at",
         "outage_since",
@@ -189,7 +190,10 @@ class _Slot:
         self.state: ConnState | None = None
         self.error: str | None = None
         self.client: Any = None
-        self.hint = asyncio.Event()  # the server announced new mail
+        self.hint = False  # the server announced new mail
+        # while waiting for news: woken by an announcement, a BYE or the connection's end
+        # (a bare future rather than an asyncio.Event and a task per wait: see the module doc)
+        self.waiter: asyncio.Future[None] | None = None
         self.last_push_at: float | None = None  # time.monotonic() of the last announcement
         self.connected_at: float | None = None
         self.outage_since: float | None = None
@@ -216,11 +220,14 @@ class _Tap(asyncio.Protocol):
         chunk = self.tail + data
         if (b" EXISTS" in chunk or b" RECENT" in chunk) and _NEW_MAIL.search(chunk):
             self.slot.last_push_at = time.monotonic()
-            self.slot.hint.set()
+            self.slot.hint = True
             self.tail = b""
+            _wake(self.slot)
         else:
             self.tail = chunk[-_TAIL:]
         self.inner.data_received(data)
+        if b"BYE" in chunk:  # the connection's protocol noted it (wire.bye_seen)
+            _wake(self.slot)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received()  # type: ignore[no-any-return]
@@ -233,6 +240,13 @@ class _Tap(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.inner.connection_lost(exc)
+        _wake(self.slot)
+
+
+def _wake(slot: _Slot) -> None:
+    waiter = slot.waiter
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 class _StoreFailure(Exception):
@@ -477,7 +491,8 @@ class WatcherPool:
         uidvalidity = info["uidvalidity"] or 0
         uidnext = info["uidnext"]
         exists = info["exists"] or 0
-        slot.hint.clear()  # SELECT's own EXISTS
+        del response, info  # not kept for the life of the session
+        slot.hint = False  # SELECT's own EXISTS
 
         slot.connected_at = time.monotonic()
         await self._set_state(slot, ConnState.CONNECTED, None)
@@ -508,7 +523,7 @@ class WatcherPool:
 
         idle = slot.idle = "IDLE" in client.protocol.capabilities
         while True:
-            if slot.hint.is_set():
+            if slot.hint:
                 highest = await self._catch_up(slot, client, uidvalidity, highest)
                 continue
             if idle:
@@ -540,16 +555,16 @@ class WatcherPool:
 
     async def _wait_news(self, slot: _Slot, client: Any, timeout: float) -> None:  # noqa: ASYNC109
         """Until new mail is announced or `timeout`; raise if the server left."""
-        news = asyncio.ensure_future(slot.hint.wait())
         wire = client.wire
-        try:
-            await asyncio.wait(
-                {news, wire.lost, wire.bye_seen},
-                timeout=timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            news.cancel()
+        if not (slot.hint or wire.lost.done() or wire.bye_seen.done()):
+            loop = asyncio.get_running_loop()
+            waiter = slot.waiter = loop.create_future()
+            timer = loop.call_later(timeout, _wake, slot)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                slot.waiter = None
         if wire.lost.done() or wire.bye_seen.done():
             raise MailCheckError(IMAP, FailureKind.PROTOCOL, wire.bye or "connection lost")
 
@@ -558,7 +573,7 @@ class WatcherPool:
         while they ran; record and alert each round. Returns the new highest UID."""
         cfg = self.config
         while True:
-            slot.hint.clear()  # an announcement from here on means: look again
+            slot.hint = False  # an announcement from here on means: look again
             batch = await fetch_new(client, highest, cfg.fetch_limit, timeout=cfg.command_timeout)
             if batch.letters or batch.highest_uid > highest:
                 new = await self._record(
@@ -569,7 +584,7 @@ class WatcherPool:
                     await self._notify(
                         "new_letters", self.notifier.new_letters(slot.mailbox_id, new)
                     )
-            if not batch.more and not slot.hint.is_set():
+            if not batch.more and not slot.hint:
                 return highest
 
     async def _guarded(self, client: Any, aw: Awaitable[Any], what: str) -> Any:
