@@ -67,6 +67,21 @@ class _Wire(asyncio.Protocol):
     """Sits between the transport and aioimaplib's protocol: passes everything through,
     remembers a BYE text, notices a lost connection, answers SASL continuations."""
 
+    __slots__ = (
+        "inner",
+        "greeting",
+        "transport",
+        "lost",
+        "bye",
+        "bye_seen",
+        "sasl_pending",
+        "sasl_challenge",
+        "_sasl_answers",
+        "_sasl_error_answer",
+        "_sasl_error_answered",
+        "_partial",
+    )
+
     def __init__(self, inner: asyncio.Protocol, greeting: bytes | None) -> None:
         self.inner = inner
         self.greeting = greeting

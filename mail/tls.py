@@ -80,6 +80,24 @@ class TLSProtocol(asyncio.Protocol):
     shared between connections, so several instances need nothing else.
     """
 
+    __slots__ = (
+        "_loop",
+        "_context",
+        "_incoming",
+        "_outgoing",
+        "_sslobj",
+        "_app",
+        "_transport",
+        "_app_transport",
+        "_state",
+        "_backlog",
+        "_reading_paused",
+        "_timeout",
+        "_timer",
+        "_error",
+        "handshake",
+    )
+
     def __init__(
         self,
         context: ssl.SSLContext,
