@@ -172,9 +172,8 @@ class _Wire(asyncio.Protocol):
 
 class _IdleSink:
     """Stands in for aioimaplib's IDLE queue (an asyncio.Queue: four deques, 3 KiB per
-    connection): the untagged responses aioimaplib collects during IDLE are dropped. Nothing
-    here reads them from the queue; the watcher reads new-mail announcements off the wire
-    (`mail.watcher._Tap`), because aioimaplib misses those that arrive outside IDLE."""
+    connection) after `MailIMAP.drop_idle_queue()`: the untagged responses aioimaplib
+    collects during IDLE are dropped."""
 
     __slots__ = ()
 
@@ -192,12 +191,6 @@ class _IdleSink:
 
     async def get(self) -> Any:
         raise RuntimeError("MailIMAP keeps no IDLE queue: read pushes off the wire")
-
-
-class _ClientProtocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
-    def __init__(self, loop: asyncio.AbstractEventLoop, conn_lost_cb: Any = None) -> None:
-        super().__init__(loop, conn_lost_cb)
-        self.idle_queue = _IDLE_SINK
 
 
 _IDLE_SINK = _IdleSink()
@@ -241,10 +234,19 @@ class MailIMAP(aioimaplib.IMAP4):  # type: ignore[misc]
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         # No connection here: open_imap connects a guarded socket and attaches the protocol.
-        self.protocol = _ClientProtocol(loop or asyncio.get_running_loop(), conn_lost_cb)
+        self.protocol = aioimaplib.IMAP4ClientProtocol(
+            loop or asyncio.get_running_loop(), conn_lost_cb
+        )
 
     async def wait_hello_from_server(self) -> None:
         await asyncio.wait_for(self.protocol.wait("AUTH|NONAUTH"), self.timeout)
+
+    def drop_idle_queue(self) -> None:
+        """Keep no queue of IDLE pushes (3 KiB per connection): for a caller that reads them
+        off the wire instead (the watcher, `mail.watcher._Tap`, because aioimaplib misses
+        those that arrive outside IDLE). `wait_server_push` then raises. Call it before the
+        first IDLE."""
+        self.protocol.idle_queue = _IDLE_SINK
 
     @property
     def closed(self) -> asyncio.Future[BaseException | None]:

@@ -45,11 +45,14 @@ All (re)connects of a pool are paced (`connect_rate` per second) so that a mass
 disconnect (our network, a provider restart) doesn't turn into thousands of TLS handshakes in
 the same second; `start_many` staggers the start-up on top of that.
 
-Memory per watched account: a `_Slot` (about 200 bytes) and one asyncio task; the rest is
-the connection: aioimaplib's protocol and its command objects (~10-20 KB) and, with TLS,
-asyncio's SSL protocol, whose read buffer alone is a zero-filled 256 KiB bytearray per
-connection (asyncio.sslproto.SSLProtocol.max_size). No letters are kept: each catch-up round
-is handed to the store and dropped.
+Memory per watched account (bench/memory.py, README): a `_Slot` and one task of ours; an
+IDLE wait is one bare future (`_Slot.waiter`, woken by the tap) rather than an asyncio.Event
+and a task, which cost about 2.5 KiB each time; aioimaplib's protocol, its IDLE command and
+task (about 8 KiB in all); the socket and its asyncio transport (2.6 KiB); with TLS the
+SSL object (about 38 KiB, mostly OpenSSL's). TLS is `mail.tls.TLSProtocol`, not asyncio's
+TLS transport, whose fixed 256 KiB read buffer per connection was 80 % of it before.
+tests/test_watch_memory.py pins the totals. No letters are kept: each catch-up round is
+handed to the store and dropped.
 
 No aiogram and no SQLAlchemy here: persistence and alerts come in through WatchStore and
 WatchNotifier, implemented by the service layer. Credentials are never logged.
@@ -482,6 +485,9 @@ class WatcherPool:
         cfg = self.config
         await self._pace()
         slot.client = client = await self._opener(target)
+        drop_idle_queue = getattr(client, "drop_idle_queue", None)
+        if drop_idle_queue is not None:
+            drop_idle_queue()  # pushes are read by the tap below
         transport = client.protocol.transport
         transport.set_protocol(_Tap(transport.get_protocol(), slot))
         response = await self._guarded(
@@ -665,7 +671,7 @@ class WatcherPool:
         if transport is not None and not (graceful and transport.is_closing()):
             if client.has_pending_idle():
                 # ends aioimaplib's IDLE timer, which would keep the dead client (and its
-                # 256 KiB TLS buffer) alive for idle_refresh; the DONE itself goes nowhere
+                # TLS state) alive for idle_refresh; the DONE itself goes nowhere
                 with contextlib.suppress(Exception):
                     client.idle_done()
             transport.abort()
