@@ -94,14 +94,19 @@ async def measure(mode: str, n: int, *, trace: int = 0, rate: float = 500.0) -> 
                 *cmd, stdout=subprocess.PIPE, stdin=subprocess.PIPE
             )
             assert proc.stdout is not None and proc.stdin is not None
-            # the child says READY when all N are idle; the server confirms it independently
-            line = (await proc.stdout.readline()).decode().strip()
-            if line != "READY":
-                raise SystemExit(f"{mode}: child failed ({line!r})")
-            conns, idling, server_rss = await server.stats()
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-            out, _ = await proc.communicate()
+            try:
+                # the child says READY when all N are idle; the server confirms it on its own
+                line = (await proc.stdout.readline()).decode().strip()
+                if line != "READY":
+                    raise SystemExit(f"{mode}: child failed ({line!r})")
+                conns, idling, server_rss = await server.stats()
+                proc.stdin.write(b"go\n")
+                await proc.stdin.drain()
+                out, _ = await proc.communicate()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
             result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
             result.update(server_connections=conns, server_idling=idling,
                           server_rss_kib=server_rss)
@@ -151,6 +156,7 @@ class _Store:
             for i in range(1, n + 1)
         }
         self.connected: set[int] = set()
+        self.failures = 0
 
     async def target(self, mailbox_id: int) -> WatchTarget | None:
         return self.targets.get(mailbox_id)
@@ -168,7 +174,9 @@ class _Store:
             self.connected.add(mailbox_id)
         else:
             self.connected.discard(mailbox_id)
-            print(f"  mailbox {mailbox_id}: {state.value} ({error})", file=sys.stderr)
+            self.failures += 1
+            if self.failures <= 10:
+                print(f"  mailbox {mailbox_id}: {state.value} ({error})", file=sys.stderr)
 
 
 class _Notifier:
@@ -311,6 +319,7 @@ async def child(args: argparse.Namespace) -> None:
         "rss_per_kib": (rss_after - rss_before) / args.accounts,
         "setup_s": setup,
         "trace_accounts": trace_n,
+        "failed_attempts": store.failures,  # connects retried while setting up
     }
     if trace_n:
         # a second, smaller set of the same kind, traced (tracemalloc costs memory and time)
