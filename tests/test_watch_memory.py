@@ -37,10 +37,10 @@ def _bench(mode: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "memory.py"), "--accounts", str(N),
          "--modes", mode, "--json"],
-        capture_output=True, text=True, timeout=150, check=True,
+        capture_output=True, text=True, timeout=150, check=False,
     )
     lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
-    assert lines, out.stderr[-2000:]
+    assert out.returncode == 0 and lines, (out.returncode, out.stdout[-1000:], out.stderr[-3000:])
     result: dict[str, Any] = json.loads(lines[-1])
     # every mailbox really was logged in, selected and idling, as the server saw it
     assert result["server_idling"] == N, result
