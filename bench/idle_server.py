@@ -40,6 +40,7 @@ import resource
 import ssl
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import format_datetime
@@ -142,6 +143,7 @@ class Session(asyncio.Protocol):
     def line(self, line: bytes) -> None:
         if self.idle_tag is not None:
             if line.strip().upper() == b"DONE":
+                self.server.counts["DONE"] += 1
                 tag, self.idle_tag = self.idle_tag, None
                 self.send(f"{tag} OK IDLE terminated")
             return
@@ -157,6 +159,7 @@ class Session(asyncio.Protocol):
         uid = False
         if name == "UID" and args:
             uid, name, args = True, args[0].upper(), args[1:]
+        self.server.counts[name] += 1
         handler = getattr(self, f"do_{name}", None)
         if handler is None:
             self.send(f"{tag} BAD unknown command {name[:20]}")
@@ -237,6 +240,9 @@ class Session(asyncio.Protocol):
     def do_IDLE(self, tag: str, args: list[str], uid: bool) -> None:  # noqa: N802
         if self.mailbox is None:
             self.send(f"{tag} BAD select first")
+            return
+        if self.server.refuse_idle:
+            self.send(f"{tag} NO [UNAVAILABLE] IDLE not now")
             return
         self.idle_tag = tag
         self.send("+ idling")
@@ -339,6 +345,8 @@ class IdleServer:
         self.passwords = passwords
         self.mailboxes: dict[str, Mailbox] = {}
         self.sessions: set[Session] = set()
+        self.counts: Counter[str] = Counter()  # commands received, by name (and DONE)
+        self.refuse_idle = False  # answer IDLE with NO (tests)
         self.server: asyncio.AbstractServer | None = None
         self.host = ""
         self.port = 0
@@ -374,6 +382,15 @@ class IdleServer:
             if session.idle_tag is not None:
                 session.tell_exists()
         return uid
+
+    def kick(self, user: str) -> int:
+        """Say BYE to every session of `user` and close them (as a server restart would).
+        Returns how many."""
+        kicked = [s for s in self.sessions if s.user == user]
+        for session in kicked:
+            session.send("* BYE server shutting down")
+            session.transport.close()
+        return len(kicked)
 
     def idling(self) -> int:
         return sum(1 for s in self.sessions if s.idle_tag is not None)
