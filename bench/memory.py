@@ -95,11 +95,19 @@ async def measure(mode: str, n: int, *, trace: int = 0, rate: float = 500.0) -> 
             )
             assert proc.stdout is not None and proc.stdin is not None
             try:
-                # the child says READY when all N are idle; the server confirms it on its own
+                # the child says CONNECTED when its N are set up; it is measured once the
+                # server sees them all (in IDLE, for the watcher): a loaded machine may need
+                # more than a moment for the last IDLEs
                 line = (await proc.stdout.readline()).decode().strip()
-                if line != "READY":
+                if line != "CONNECTED":
                     raise SystemExit(f"{mode}: child failed ({line!r})")
-                conns, idling, server_rss = await server.stats()
+                deadline = time.monotonic() + 120
+                while True:
+                    conns, idling, server_rss = await server.stats()
+                    settled = conns if mode.endswith("bare") else idling
+                    if settled >= n or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.1)
                 proc.stdin.write(b"go\n")
                 await proc.stdin.drain()
                 out, _ = await proc.communicate()
@@ -279,7 +287,6 @@ async def _watch(n: int, port: int, ctx: Any, rate: float, store: _Store | None 
         if time.monotonic() > deadline:
             raise SystemExit(f"only {len(store.connected)} of {n} connected")
         await asyncio.sleep(0.1)
-    await asyncio.sleep(1.0 + n / 5000)  # the last ones enter IDLE
     return pool
 
 
@@ -318,6 +325,9 @@ async def child(args: argparse.Namespace) -> None:
     else:
         held.append(await _watch(args.accounts, args.port, ctx, args.per_second, store))
     setup = time.monotonic() - t0
+    print("CONNECTED", flush=True)
+    # until the parent has seen them all settle at the server (the loop keeps running)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     gc.collect()
     rss_after = idle_server.rss_kib()
     result: dict[str, Any] = {
@@ -341,6 +351,7 @@ async def child(args: argparse.Namespace) -> None:
         else:
             pool = await _watch(trace_n, args.port, ctx, args.per_second, trace_store)
             held.append(pool)
+            await asyncio.sleep(1.0 + trace_n / 2000)  # the last ones enter IDLE
         gc.collect()
         snap1 = tracemalloc.take_snapshot()
         tracemalloc.stop()
@@ -351,8 +362,6 @@ async def child(args: argparse.Namespace) -> None:
         result["trace_total_kib"] = sum(
             s.size_diff for s in snap1.compare_to(snap0, "filename")
         ) / 1024 / trace_n
-    print("READY", flush=True)
-    sys.stdin.readline()  # the parent asked the server for its count meanwhile
     print(json.dumps(result), flush=True)
     os._exit(0)  # thousands of polite LOGOUTs would only slow the bench down
 
