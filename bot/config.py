@@ -42,8 +42,10 @@ class Settings(BaseSettings):
     watch_idle_refresh: float = Field(default=290.0, ge=5, le=1740)
     watch_outage_notice: float = Field(default=1800.0, ge=1)
     watch_start_rate: float = Field(default=50.0, gt=0)
-    telegram_global_rate: float = Field(default=25.0, gt=0, le=1000)
+    telegram_global_rate: float = Field(default=30.0, gt=0, le=1000)
     redis_url: str | None = None
+    # with REDIS_URL, the fleet's Telegram budget lives under "<prefix>:<bot id>"
+    telegram_limiter_prefix: str = "mailbridge:telegram"
     log_level: str = "INFO"
 
     @model_validator(mode="before")
