@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -99,7 +99,7 @@ class _Attempt:
     queue: DeliveryQueue
     delivery_id: int
     stopping: Callable[[], bool]
-    lease: Callable[[], tuple[str, datetime]] | None = None  # (runner id, now) to check
+    lease_holds: Callable[[], bool] | None = None  # False once the runner's lease may be gone
     requests: int = 0  # requests that left (or may have left)
     in_flight: bool = False
     uncertain: bool = False  # a request may have been delivered without an answer
@@ -114,7 +114,10 @@ class _Attempt:
             raise Stopping(method=method, message="the broadcast is stopping")
         self.in_flight = True
         try:
-            if not await self.queue.mark_sending(self.delivery_id, self.lease() if self.lease else None):
+            if self.lease_holds is not None and not self.lease_holds():
+                self.not_claimed = True  # another instance may take the broadcast over any moment
+                raise NotClaimed(method=method, message="the runner's lease is running out")
+            if not await self.queue.mark_sending(self.delivery_id):
                 self.not_claimed = True
                 raise NotClaimed(method=method, message="the delivery is not pending any more")
             self.requests += 1
@@ -222,6 +225,7 @@ class _Job:
     started: float = 0.0
     sent_at_start: int = 0
     lease_lost: bool = False
+    lease_until: datetime = field(default_factory=lambda: datetime.min.replace(tzinfo=UTC))
     last_text: str = ""
     progress_gone: bool = False  # the admin deleted the progress message: stop editing it
 
@@ -238,8 +242,10 @@ class _Job:
         priority.set(Priority.BULK)  # alerts and replies go first
         runner = self.runner
         queue = runner.queue
-        if not await queue.claim(self.broadcast_id, runner.instance_id, runner.clock.wall(), runner.lease_ttl):
+        now = runner.clock.wall()
+        if not await queue.claim(self.broadcast_id, runner.instance_id, now, runner.lease_ttl):
             return  # another instance is sending it (its lease holds), or it is over
+        self.lease_until = now + timedelta(seconds=runner.lease_ttl)
         lease = asyncio.create_task(self._keep_lease(), name=f"broadcast-{self.broadcast_id}-lease")
         killed = False
         try:
@@ -258,20 +264,26 @@ class _Job:
         runner = self.runner
         while True:
             await runner.clock.sleep(runner.lease_ttl / 3)
+            now = runner.clock.wall()
             try:
-                ok = await runner.queue.renew(self.broadcast_id, runner.instance_id, runner.clock.wall(), runner.lease_ttl)
+                ok = await runner.queue.renew(self.broadcast_id, runner.instance_id, now, runner.lease_ttl)
             except Exception:
                 log.warning("broadcast %s: lease renewal failed", self.broadcast_id, exc_info=True)
                 ok = False
-            if not ok:
+            if ok:
+                self.lease_until = now + timedelta(seconds=runner.lease_ttl)
+            else:
                 # taken over, stopped, or the database is out of reach: stop sending at once
                 # (requests in flight finish; the next check takes it back if it is free)
                 self.lease_lost = True
                 self.stop()
                 return
 
-    def _lease_now(self) -> tuple[str, datetime]:
-        return self.runner.instance_id, self.runner.clock.wall()
+    def _lease_holds(self) -> bool:
+        """Our lease, as last renewed, has more than a sixth of its time left (renewals come
+        every third): past that, another instance may take over at any moment."""
+        margin = timedelta(seconds=self.runner.lease_ttl / 6)
+        return not self.lease_lost and self.runner.clock.wall() < self.lease_until - margin
 
     async def _run_claimed(self) -> None:
         runner = self.runner
@@ -352,7 +364,7 @@ class _Job:
         runner = self.runner
         assert self.info is not None
         t = runner.catalog.get(item.language)
-        attempt = _Attempt(runner.queue, item.delivery_id, lambda: self.stopping, self._lease_now)
+        attempt = _Attempt(runner.queue, item.delivery_id, lambda: self.stopping, self._lease_holds)
         current = asyncio.current_task()
         if current is not None:
             self.deliveries[current] = attempt

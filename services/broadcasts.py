@@ -13,8 +13,8 @@ Life of a delivery row: ``pending`` -> ``sending`` -> ``sent`` | ``failed`` | ``
   leaves (after the rate limiter granted the slot), and the outcome right after the answer.
   So a row is ``sending`` only while its request is in flight.
 * One instance sends a broadcast at a time: its runner holds a lease on the broadcast row
-  (``runner_id``, ``lease_until``), renewed while it runs, and a row can be claimed for
-  sending only under a lease that holds (:meth:`DeliveryQueue.mark_sending`). Another
+  (``runner_id``, ``lease_until``), renewed while it runs; the runner sends only while the
+  lease it last renewed has at least a sixth of its time left. Another
   instance takes the broadcast over once the lease has run out (the runner died or lost its
   database); only then are the rows it left ``sending`` treated as interrupted. Leases are
   compared with the instances' wall clocks (UTC): keep hosts in NTP sync, well inside the
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, case, exists, func, insert, literal, or_, select, update
+from sqlalchemy import Select, case, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import (
@@ -433,28 +433,13 @@ class DeliveryQueue:
             )
             return [Item(int(i), int(u), lang) for i, u, lang in (await session.execute(stmt)).all()]
 
-    async def mark_sending(self, delivery_id: int, lease: tuple[str, datetime] | None = None) -> bool:
+    async def mark_sending(self, delivery_id: int) -> bool:
         """pending -> sending, committed before the request leaves. False when the row is not
-        pending any more (another worker or process has it, or it is done), or, with
-        ``lease=(runner_id, now)``, when that runner's lease on the broadcast does not hold
-        (run out, taken over, or the broadcast stopped)."""
-        conditions = [BroadcastDelivery.id == delivery_id, BroadcastDelivery.status == DeliveryStatus.PENDING.value]
-        if lease is not None:
-            runner_id, now = lease
-            conditions.append(
-                exists().where(
-                    and_(
-                        Broadcast.id == BroadcastDelivery.broadcast_id,
-                        Broadcast.state == BroadcastState.SENDING.value,
-                        Broadcast.runner_id == runner_id,
-                        Broadcast.lease_until >= now,
-                    )
-                )
-            )
+        pending any more (another worker or process has it, or it is done)."""
         async with self.sessionmaker() as session, session.begin():
             stmt = (
                 update(BroadcastDelivery)
-                .where(*conditions)
+                .where(BroadcastDelivery.id == delivery_id, BroadcastDelivery.status == DeliveryStatus.PENDING.value)
                 .values(
                     status=DeliveryStatus.SENDING.value,
                     attempts=BroadcastDelivery.attempts + 1,
