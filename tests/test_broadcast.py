@@ -424,7 +424,6 @@ async def test_a_dead_runner_is_taken_over_a_live_one_is_not(harness: BotHarness
         bid = (await broadcast_row(harness)).id
         assert not other.running(bid)
         assert await uncertain_ids(harness) == set(), "a live runner's rows are left alone"
-        sending_while_alive = (await counts(harness)).get("sending", 0)
 
         first: Any = harness.app.extra["broadcasts"]
         crashed = first.tasks  # the first instance dies: no clean-up, no lease release
@@ -467,7 +466,6 @@ async def test_a_dead_runner_is_taken_over_a_live_one_is_not(harness: BotHarness
         )
         if unsure:
             assert f"may or may not have arrived: {len(unsure)} " in final.text
-        assert sending_while_alive >= 0
     finally:
         await other.close()
         await bot.session.close()
