@@ -4,6 +4,13 @@ run_polling) against the fake Bot API enforcing Telegram's limits (429 beyond th
     python bench/broadcast.py [--users 10000] [--limit 30] [--global-rate 30]
                               [--blocked 100] [--inactive 100] [--floods 3] [--crash-at 0.5]
                               [--latency 0.1]
+    python bench/broadcast.py --instances 3 [--redis] [--users 3000]
+
+--instances N runs N limiters (N aiogram Bots, shipped default limits) against one fake Bot
+API, each sending BULK to its share of the users while alerts are sent through each of them;
+with --redis they share one budget in Redis (REDIS_URL, default redis://127.0.0.1:6379/0,
+under a fresh key prefix), without it each has its own (what N instances would do without
+Redis). Reported: messages/s at the fake vs the enforced limit, 429s, alert latency.
 
 The users are written straight into a fresh SQLite database (not through the chat); the admin
 composes and confirms the notice in the chat, as in the tests. Reported:
@@ -17,7 +24,8 @@ composes and confirms the notice in the chat, as in the tests. Reported:
 * latency of new-mail alerts sent (at ALERT priority, as the notifier does) while the
   broadcast runs: they must not wait behind it.
 
---global-rate is TELEGRAM_GLOBAL_RATE: the limiter paces at that rate minus its 10 % margin.
+--global-rate is TELEGRAM_GLOBAL_RATE (default: the shipped default, 30): the limiter paces at
+that rate minus its 3 % margin.
 --crash-at F kills the broadcast's tasks when a fraction F of the users has the notice (no
 clean-up, requests in flight included), stops the app, starts a new one on the same database
 and lets it resume.
@@ -143,7 +151,7 @@ async def main(args: argparse.Namespace) -> int:
     reachable = set(ids) - inactive - blocked
     print(f"{args.users} users ({len(inactive)} blocked the bot earlier, {len(blocked)} block it now); "
           f"fake Bot API limit {args.limit}/s overall, 1/s per chat, answers after {args.latency * 1000:.0f} ms; "
-          f"TELEGRAM_GLOBAL_RATE={args.global_rate}")
+          f"TELEGRAM_GLOBAL_RATE={args.global_rate or 'default'}")
     t0 = time.monotonic()
     await add_users(db_url, ids, inactive)
     for uid in [*ids, ADMIN, ALERT_CHAT]:
@@ -160,7 +168,7 @@ async def main(args: argparse.Namespace) -> int:
         encryption_keys=SecretStr(Fernet.generate_key().decode()),
         encryption_key_file=tmp / "unused.key",
         admin_ids=[ADMIN],
-        telegram_global_rate=args.global_rate,
+        **({} if args.global_rate is None else {"telegram_global_rate": args.global_rate}),
     )
     bot = Bot(settings, fake)
     await bot.start()
@@ -180,7 +188,7 @@ async def main(args: argparse.Namespace) -> int:
     async def floods() -> None:  # injected 429s, spread over the first half
         if not args.floods:
             return
-        expected = len(reachable) / (args.global_rate / 1.1)
+        expected = len(reachable) / ((args.global_rate or 30.0) / 1.03)
         for _ in range(args.floods):
             await asyncio.sleep(expected / 2 / args.floods)
             fake.fail("sendMessage", status=429, retry_after=1, times=1)
@@ -256,7 +264,10 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--users", type=int, default=10_000)
     p.add_argument("--limit", type=float, default=30.0, help="the fake's enforced messages/s overall")
-    p.add_argument("--global-rate", type=float, default=30.0, help="TELEGRAM_GLOBAL_RATE")
+    p.add_argument("--global-rate", type=float, default=None, help="TELEGRAM_GLOBAL_RATE (default: the shipped default)")
+    p.add_argument("--instances", type=int, default=1, help="limiters sending at once (see the module doc)")
+    p.add_argument("--redis", action="store_true", help="with --instances: share one budget in Redis")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--blocked", type=int, default=0, help="users who block the bot now (403)")
     p.add_argument("--inactive", type=int, default=0, help="users who blocked it earlier (skipped)")
     p.add_argument("--floods", type=int, default=0, help="429s injected while sending")
@@ -267,5 +278,87 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
+async def fleet_main(args: argparse.Namespace) -> int:
+    """N limiters, one fake Telegram: does the fleet keep one budget?"""
+    import uuid
+
+    from redis.asyncio import Redis
+
+    from bot.sender import TelegramSender
+    from bot.telegram_limits import LimitConfig, Priority, RedisBudget, install_limiter
+    from tests.harness.fake_telegram import make_bot
+
+    logging.basicConfig(level=logging.ERROR)
+    fake = FakeTelegram()
+    await fake.start()
+    fake.rate_limit = (args.limit, 1)
+    ids = [BASE + i for i in range(args.users)]
+    alert_chats = [ALERT_CHAT + i for i in range(args.instances)]
+    for uid in [*ids, *alert_chats]:
+        fake.user(uid)
+    prefix = f"bench:tg:{uuid.uuid4().hex}"
+    limits = LimitConfig() if args.global_rate is None else LimitConfig(global_rate=args.global_rate)
+    senders = []
+    for n in range(args.instances):
+        bot = make_bot(fake)
+        budget = RedisBudget(Redis.from_url(args.redis_url), prefix, limits, instance_id=f"bench{n}", owns_client=True) if args.redis else None
+        install_limiter(bot, limits, budget=budget)
+        senders.append(TelegramSender(bot))
+    print(f"{args.instances} instances, {'one budget in Redis' if args.redis else 'a budget each (no Redis)'}; "
+          f"{args.users} users; fake enforcing {args.limit}/s overall, 1/s per chat; limiter defaults "
+          f"{limits.global_rate}/s - {limits.global_margin:.0%}")
+    latencies: list[float] = []
+    stop = asyncio.Event()
+
+    async def alerts(sender: TelegramSender, chat: int) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.alert_every)
+            if stop.is_set():
+                return
+            started = time.monotonic()
+            if (await sender.send_message(chat, "📩 a new letter")).ok:
+                latencies.append(time.monotonic() - started)
+
+    async def bulk(sender: TelegramSender, share: list[int]) -> None:
+        slots = asyncio.Semaphore(16)
+
+        async def one(uid: int) -> None:
+            async with slots:
+                await sender.send_message(uid, NOTICE, priority=Priority.BULK)
+
+        await asyncio.gather(*(one(uid) for uid in share))
+
+    probes = [asyncio.create_task(alerts(s, c)) for s, c in zip(senders, alert_chats, strict=True)]
+    started = time.monotonic()
+    await asyncio.gather(*(bulk(s, ids[n :: args.instances]) for n, s in enumerate(senders)))
+    elapsed = time.monotonic() - started
+    stop.set()
+    await asyncio.gather(*probes)
+    for sender in senders:
+        await sender.limiter.close()
+        await sender.bot.session.close()
+    if args.redis:
+        client = Redis.from_url(args.redis_url)
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+    await fake.stop()
+    ok = [c for c in fake.calls_of("sendMessage") if c.status == 200 and NOTICE in str(c.params.get("text", ""))]
+    floods = sum(1 for c in fake.calls if c.status == 429)
+    first, last = min(c.done_at for c in ok), max(c.done_at for c in ok)
+    rate = (len(ok) - 1) / (last - first) if len(ok) > 1 else 0.0
+    print(f"delivered {len(ok)} of {args.users} in {elapsed:.1f} s; at the fake {rate:.2f} messages/s = "
+          f"{rate / args.limit:.3f} of the enforced {args.limit}/s; 429 answered by the fake: {floods}")
+    if latencies:
+        print(f"alerts meanwhile: {len(latencies)}, latency median {statistics.median(latencies) * 1000:.0f} ms, "
+              f"max {max(latencies) * 1000:.0f} ms")
+    good = floods == 0 and len(ok) == args.users
+    print("RESULT:", "OK" if good else "WRONG (429s or lost messages)")
+    return 0 if good else 1
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(parse())))
+    arguments = parse()
+    sys.exit(asyncio.run(fleet_main(arguments) if arguments.instances > 1 else main(arguments)))

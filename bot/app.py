@@ -29,7 +29,7 @@ from bot.i18n import Catalog
 from bot.middlewares import ContextMiddleware
 from bot.notifications import ChatNotifier
 from bot.sender import TelegramSender
-from bot.telegram_limits import LimitConfig, install_limiter
+from bot.telegram_limits import LimitConfig, RedisBudget, close_limiter, install_limiter
 from bot.webhook import mount_webhook
 from handlers import all_routers
 from handlers.oauth import ChatSignIn
@@ -85,6 +85,7 @@ class App:
         await self.watchers.close()
         await self.notifier.close()
         await self.bot.session.close()
+        await close_limiter(self.bot)
         await self.dispatcher.storage.close()
         await self.engine.dispose()
         if self.guard is not None:  # last: another instance may take over from here
@@ -103,7 +104,12 @@ def create_bot(settings: Settings) -> Bot:
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
     install_commit_before_telegram(bot)  # outermost: commits before waiting for a slot
-    install_limiter(bot, LimitConfig(global_rate=settings.telegram_global_rate))
+    limits = LimitConfig(global_rate=settings.telegram_global_rate)
+    budget = None
+    if settings.redis_url:  # several instances: one Telegram budget for the fleet
+        prefix = redis_key(settings, "telegram", str(bot.id))
+        budget = RedisBudget.from_url(settings.redis_url, prefix, limits)
+    install_limiter(bot, limits, budget=budget)
     return bot
 
 

@@ -18,8 +18,15 @@ delivery rows (services/broadcasts.py) through the bot's one rate-limited sender
     would retry it, the guard refuses that retry and the row is ``failed`` (uncertain). At
     most once, never twice.
 * ``close()`` (a normal stop) stops taking rows, lets requests in flight finish (a few
-  seconds at most) and leaves the broadcast ``sending``: the next start resumes it. Rows
-  left ``sending`` by a crash are uncertain: see services/broadcasts.py.
+  seconds at most), releases the lease and leaves the broadcast ``sending``: another
+  instance (or the next start) resumes it. Rows left ``sending`` by a crash are uncertain:
+  see services/broadcasts.py.
+* Several instances (fleet-safe): a job first claims the broadcast's lease in the database
+  and renews it every third of ``lease_ttl``; a request leaves only while the lease holds
+  (the row's claim checks it), and a job whose renewal fails stops at once. Every instance
+  looks for broadcasts without a live runner every ``check_every`` seconds (and at start)
+  and takes over those whose lease ran out; only then are the rows left ``sending`` by the
+  dead runner marked uncertain, never a live runner's.
 * The admin's progress message is edited in place every ``progress_every`` seconds
   (sent / failed / blocked / left, rate per second) with a Stop button, and once more at the
   end. Edits do not spend the sending budget.
@@ -29,10 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -52,7 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.callbacks import AdminCB
 from bot.i18n import Catalog, Html, Translator
 from bot.sender import SendStatus, TelegramSender
-from bot.telegram_limits import Priority, interactive, priority
+from bot.telegram_limits import Clock, Priority, SystemClock, interactive, priority
 from services.broadcasts import (
     AUDIENCE_ALL,
     UNCERTAIN_PREFIX,
@@ -91,6 +99,7 @@ class _Attempt:
     queue: DeliveryQueue
     delivery_id: int
     stopping: Callable[[], bool]
+    lease_holds: Callable[[], bool] | None = None  # False once the runner's lease may be gone
     requests: int = 0  # requests that left (or may have left)
     in_flight: bool = False
     uncertain: bool = False  # a request may have been delivered without an answer
@@ -105,6 +114,9 @@ class _Attempt:
             raise Stopping(method=method, message="the broadcast is stopping")
         self.in_flight = True
         try:
+            if self.lease_holds is not None and not self.lease_holds():
+                self.not_claimed = True  # another instance may take the broadcast over any moment
+                raise NotClaimed(method=method, message="the runner's lease is running out")
             if not await self.queue.mark_sending(self.delivery_id):
                 self.not_claimed = True
                 raise NotClaimed(method=method, message="the delivery is not pending any more")
@@ -177,7 +189,7 @@ def progress_text(t: Translator, info: JobInfo, counts: Counts, *, rate: float, 
     values: dict[str, Any] = {
         "audience": audience_label(t, info.audience, service_name),
         "sent": counts.sent,
-        "failed": counts.failed,
+        "failed": counts.failed - counts.uncertain,  # the uncertain ones have a line of their own
         "blocked": counts.blocked,
         "left": counts.left,
         "total": counts.total,
@@ -212,6 +224,8 @@ class _Job:
     info: JobInfo | None = None
     started: float = 0.0
     sent_at_start: int = 0
+    lease_lost: bool = False
+    lease_until: datetime = field(default_factory=lambda: datetime.min.replace(tzinfo=UTC))
     last_text: str = ""
     progress_gone: bool = False  # the admin deleted the progress message: stop editing it
 
@@ -226,11 +240,64 @@ class _Job:
     async def run(self) -> None:
         interactive.set(False)  # unsolicited messages: paced per chat
         priority.set(Priority.BULK)  # alerts and replies go first
-        queue = self.runner.queue
+        runner = self.runner
+        queue = runner.queue
+        now = runner.clock.wall()
+        if not await queue.claim(self.broadcast_id, runner.instance_id, now, runner.lease_ttl):
+            return  # another instance is sending it (its lease holds), or it is over
+        self.lease_until = now + timedelta(seconds=runner.lease_ttl)
+        lease = asyncio.create_task(self._keep_lease(), name=f"broadcast-{self.broadcast_id}-lease")
+        killed = False
+        try:
+            await self._run_claimed()
+        except asyncio.CancelledError:
+            killed = True  # like a crash: the lease runs out by itself, then another instance goes on
+            raise
+        finally:
+            lease.cancel()
+            if not killed:
+                await asyncio.gather(lease, return_exceptions=True)
+                if not self.lease_lost:
+                    await queue.release(self.broadcast_id, runner.instance_id)
+
+    async def _keep_lease(self) -> None:
+        runner = self.runner
+        while True:
+            await runner.clock.sleep(runner.lease_ttl / 3)
+            now = runner.clock.wall()
+            try:
+                ok = await runner.queue.renew(self.broadcast_id, runner.instance_id, now, runner.lease_ttl)
+            except Exception:
+                log.warning("broadcast %s: lease renewal failed", self.broadcast_id, exc_info=True)
+                ok = False
+            if ok:
+                self.lease_until = now + timedelta(seconds=runner.lease_ttl)
+            else:
+                # taken over, stopped, or the database is out of reach: stop sending at once
+                # (requests in flight finish; the next check takes it back if it is free)
+                self.lease_lost = True
+                self.stop()
+                return
+
+    def _lease_holds(self) -> bool:
+        """Our lease, as last renewed, has more than a sixth of its time left (renewals come
+        every third): past that, another instance may take over at any moment."""
+        margin = timedelta(seconds=self.runner.lease_ttl / 6)
+        return not self.lease_lost and self.runner.clock.wall() < self.lease_until - margin
+
+    async def _run_claimed(self) -> None:
+        runner = self.runner
+        queue = runner.queue
+        uncertain = await queue.recover_interrupted(self.broadcast_id)
+        if uncertain:
+            log.warning(
+                "broadcast %s: %d deliveries were in flight when its last runner stopped; not resent",
+                self.broadcast_id, uncertain,
+            )
         self.info = await queue.info(self.broadcast_id)
         if self.info is None:
             return
-        self.started = time.monotonic()
+        self.started = runner.clock.monotonic()
         self.sent_at_start = (await queue.counts(self.broadcast_id)).sent
         progress = asyncio.create_task(self._progress_loop(), name=f"broadcast-{self.broadcast_id}-progress")
         try:
@@ -297,7 +364,7 @@ class _Job:
         runner = self.runner
         assert self.info is not None
         t = runner.catalog.get(item.language)
-        attempt = _Attempt(runner.queue, item.delivery_id, lambda: self.stopping)
+        attempt = _Attempt(runner.queue, item.delivery_id, lambda: self.stopping, self._lease_holds)
         current = asyncio.current_task()
         if current is not None:
             self.deliveries[current] = attempt
@@ -326,7 +393,7 @@ class _Job:
     # ---- progress ----------------------------------------------------------------------------
     async def _progress_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.runner.progress_every)
+            await self.runner.clock.sleep(self.runner.progress_every)
             try:
                 await self._show_progress(final=False)
             except asyncio.CancelledError:
@@ -340,7 +407,7 @@ class _Job:
         if self.progress_gone or info is None or info.progress_chat_id is None or info.progress_message_id is None:
             return
         counts = await runner.queue.counts(self.broadcast_id)
-        elapsed = max(0.001, time.monotonic() - self.started)
+        elapsed = max(0.001, runner.clock.monotonic() - self.started)
         rate = max(0, counts.sent - self.sent_at_start) / elapsed
         if final and info.started_at is not None and info.finished_at is not None:
             elapsed = max(0.001, (info.finished_at - info.started_at).total_seconds())
@@ -368,7 +435,10 @@ class _Job:
 
 
 class BroadcastRunner:
-    """One per bot process (bot.app.build_app); ``dispatcher["broadcasts"]`` for handlers."""
+    """One per bot process (bot.app.build_app); ``dispatcher["broadcasts"]`` for handlers.
+
+    Fleet-safe: any number of instances may run one on the same database; a broadcast is
+    sent by the instance holding its lease (see the module docstring)."""
 
     def __init__(
         self,
@@ -380,6 +450,10 @@ class BroadcastRunner:
         batch: int = 500,
         progress_every: float = 2.0,
         close_grace: float = 10.0,
+        clock: Clock | None = None,
+        instance_id: str | None = None,
+        lease_ttl: float = 30.0,
+        check_every: float = 10.0,
     ) -> None:
         self.queue = DeliveryQueue(sessionmaker)
         self.sender = sender
@@ -388,13 +462,23 @@ class BroadcastRunner:
         self.batch = max(1, batch)
         self.progress_every = progress_every
         self.close_grace = close_grace
+        self.clock: Clock = clock or SystemClock()
+        self.instance_id = instance_id or uuid.uuid4().hex
+        self.lease_ttl = lease_ttl
+        self.check_every = check_every
         self._jobs: dict[int, _Job] = {}
+        self._watch: asyncio.Task[None] | None = None
+        self.checks = 0  # periodic take-over checks done (tests wait for the next one)
         install_guard(sender.bot)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
-        """The running jobs' tasks (cancelling one is what a crash looks like to the queue)."""
-        return [job.task for job in self._jobs.values() if job.task is not None and not job.task.done()]
+        """The running jobs' tasks and the take-over watch (cancelling them all is what a crash
+        looks like to the queue and to the other instances)."""
+        tasks = [job.task for job in self._jobs.values() if job.task is not None and not job.task.done()]
+        if self._watch is not None and not self._watch.done():
+            tasks.append(self._watch)
+        return tasks
 
     def running(self, broadcast_id: int) -> bool:
         job = self._jobs.get(broadcast_id)
@@ -419,22 +503,32 @@ class BroadcastRunner:
                 self._jobs.pop(job.broadcast_id, None)
 
     async def resume(self) -> list[int]:
-        """At start-up: every broadcast still ``sending`` continues where it stopped."""
+        """At start-up, then every ``check_every`` seconds (a task started here): every
+        broadcast still ``sending`` without a live runner (no lease, or one that ran out)
+        continues here where it stopped. Returns the ids this pass started."""
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.create_task(self._watch_loop(), name="broadcasts-watch")
+        return await self._take_over()
+
+    async def _take_over(self) -> list[int]:
         resumed = []
-        for broadcast_id in await self.queue.sending_ids():
+        for broadcast_id in await self.queue.claimable_ids(self.clock.wall(), self.instance_id):
             if self.running(broadcast_id):
                 continue
-            uncertain = await self.queue.recover_interrupted(broadcast_id)
-            if uncertain:
-                log.warning(
-                    "broadcast %s: %d deliveries were in flight when the process stopped; not resent",
-                    broadcast_id, uncertain,
-                )
-            self.start(broadcast_id)
+            self.start(broadcast_id)  # the job claims the lease; of two instances, one wins
             resumed.append(broadcast_id)
         if resumed:
-            log.info("resumed broadcasts %s", resumed)
+            log.info("resuming broadcasts %s", resumed)
         return resumed
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.check_every)
+            try:
+                await self._take_over()
+            except Exception:
+                log.warning("looking for broadcasts to resume failed", exc_info=True)
+            self.checks += 1
 
     async def stop(self, broadcast_id: int, *, wait: bool = True) -> None:
         """The admin cancelled it (the service set the state): stop taking rows; the job
@@ -448,6 +542,10 @@ class BroadcastRunner:
 
     async def close(self) -> None:
         """A normal stop: in-flight requests finish, the rest stays pending for the next start."""
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
         jobs = list(self._jobs.values())
         for job in jobs:
             job.stop()

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     watch_idle_refresh: float = Field(default=290.0, ge=5, le=1740)
     watch_outage_notice: float = Field(default=1800.0, ge=1)
     watch_start_rate: float = Field(default=50.0, gt=0)
-    telegram_global_rate: float = Field(default=25.0, gt=0, le=1000)
+    telegram_global_rate: float = Field(default=30.0, gt=0, le=1000)
     # several instances (README "Running several instances"): Redis for conversation state and
     # per-user locking; every key starts with REDIS_PREFIX
     redis_url: str | None = None

@@ -6,6 +6,9 @@ handler replies. What this adds:
 
 * a :class:`SendResult` instead of exceptions: ``sent`` (with ``message_id``), ``blocked``
   (403: the user blocked the bot or was deactivated) or ``failed`` (with a reason);
+* ``uncertain`` on a failure after which the message may still have arrived (a 5xx, a
+  timeout, a connection lost after the request left): the limiter does not resend such a
+  request, and neither should the caller (see ``bot.telegram_limits.may_have_arrived``);
 * the ``on_blocked(chat_id)`` hook, called once per chat when Telegram first answers 403, so
   the service layer can mark the user inactive; afterwards nothing more is sent to that chat
   until :meth:`TelegramSender.unblock` (call it when the user writes to the bot again).
@@ -23,7 +26,13 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
 from aiogram.types import BufferedInputFile, Message
 
-from bot.telegram_limits import LimitConfig, Priority, TelegramLimiter, install_limiter
+from bot.telegram_limits import (
+    LimitConfig,
+    Priority,
+    TelegramLimiter,
+    install_limiter,
+    may_have_arrived,
+)
 from bot.telegram_limits import priority as current_priority
 
 log = logging.getLogger(__name__)
@@ -46,6 +55,7 @@ class SendResult:
     status: SendStatus
     message_id: int | None = None
     reason: str = ""
+    uncertain: bool = False  # failed, but may have arrived: never send it again
 
     @property
     def ok(self) -> bool:
@@ -60,8 +70,8 @@ class SendResult:
         return cls(SendStatus.BLOCKED, None, reason)
 
     @classmethod
-    def failed(cls, reason: str) -> SendResult:
-        return cls(SendStatus.FAILED, None, reason[:REASON_MAX])
+    def failed(cls, reason: str, *, uncertain: bool = False) -> SendResult:
+        return cls(SendStatus.FAILED, None, reason[:REASON_MAX], uncertain)
 
 
 class TelegramSender:
@@ -116,7 +126,7 @@ class TelegramSender:
             return await self._mark_blocked(chat_id, exc)
         except TelegramAPIError as exc:
             log.warning("sending to chat %s failed: %s", chat_id, exc)
-            return SendResult.failed(f"{type(exc).__name__}: {exc.message}")
+            return SendResult.failed(f"{type(exc).__name__}: {exc.message}", uncertain=may_have_arrived(exc))
         finally:
             current_priority.reset(token)
         return SendResult.sent(message.message_id)

@@ -12,6 +12,13 @@ Life of a delivery row: ``pending`` -> ``sending`` -> ``sent`` | ``failed`` | ``
 * ``sending`` is written in its own committed transaction right before the HTTP request
   leaves (after the rate limiter granted the slot), and the outcome right after the answer.
   So a row is ``sending`` only while its request is in flight.
+* One instance sends a broadcast at a time: its runner holds a lease on the broadcast row
+  (``runner_id``, ``lease_until``), renewed while it runs; the runner sends only while the
+  lease it last renewed has at least a sixth of its time left. Another
+  instance takes the broadcast over once the lease has run out (the runner died or lost its
+  database); only then are the rows it left ``sending`` treated as interrupted. Leases are
+  compared with the instances' wall clocks (UTC): keep hosts in NTP sync, well inside the
+  lease's 30 s.
 * After a crash, a row still ``sending`` is *uncertain*: the request may have reached Telegram
   (and the user has the notice) or not. The Bot API offers no way to look at a chat's history,
   so nothing can tell which. Such rows are never sent again (at most once: nobody gets the
@@ -25,9 +32,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, case, func, insert, literal, select, update
+from sqlalchemy import Select, case, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import (
@@ -356,8 +364,58 @@ class DeliveryQueue:
             return None if row is None else row.state
 
     async def recover_interrupted(self, broadcast_id: int) -> int:
-        """Rows left ``sending`` by a crash: uncertain, never sent again (see the module doc)."""
+        """Rows left ``sending`` by a runner that is gone: uncertain, never sent again (see the
+        module doc). Call it only while holding the broadcast's lease (after :meth:`claim`):
+        a live runner's rows in flight are ``sending`` too."""
         return await self._fail_all(broadcast_id, DeliveryStatus.SENDING, UNCERTAIN)
+
+    # ---- the runner's lease ----------------------------------------------------------------
+    @staticmethod
+    def _free(now: datetime, runner_id: str) -> Any:
+        return or_(Broadcast.runner_id.is_(None), Broadcast.runner_id == runner_id,
+                   Broadcast.lease_until.is_(None), Broadcast.lease_until < now)
+
+    async def claimable_ids(self, now: datetime, runner_id: str) -> list[int]:
+        """Broadcasts ``sending`` with no runner, or whose runner's lease has run out."""
+        async with self.sessionmaker() as session:
+            stmt = (
+                select(Broadcast.id)
+                .where(Broadcast.state == BroadcastState.SENDING.value, self._free(now, runner_id))
+                .order_by(Broadcast.id)
+            )
+            return list((await session.execute(stmt)).scalars())
+
+    async def claim(self, broadcast_id: int, runner_id: str, now: datetime, ttl: float) -> bool:
+        """Take the broadcast's lease (atomic: of two instances asking, one gets it). False
+        when it is not sending or another runner's lease still holds."""
+        async with self.sessionmaker() as session, session.begin():
+            stmt = (
+                update(Broadcast)
+                .where(Broadcast.id == broadcast_id, Broadcast.state == BroadcastState.SENDING.value,
+                       self._free(now, runner_id))
+                .values(runner_id=runner_id, lease_until=now + timedelta(seconds=ttl))
+            )
+            return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+    async def renew(self, broadcast_id: int, runner_id: str, now: datetime, ttl: float) -> bool:
+        """Extend our lease; False when it is not ours any more or the broadcast stopped."""
+        async with self.sessionmaker() as session, session.begin():
+            stmt = (
+                update(Broadcast)
+                .where(Broadcast.id == broadcast_id, Broadcast.state == BroadcastState.SENDING.value,
+                       Broadcast.runner_id == runner_id)
+                .values(lease_until=now + timedelta(seconds=ttl))
+            )
+            return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+    async def release(self, broadcast_id: int, runner_id: str) -> None:
+        """A clean stop: the lease is free at once (another instance may go on)."""
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(Broadcast)
+                .where(Broadcast.id == broadcast_id, Broadcast.runner_id == runner_id)
+                .values(runner_id=None, lease_until=None)
+            )
 
     async def next_items(self, broadcast_id: int, after_id: int, limit: int) -> Sequence[Item]:
         """Pending rows after ``after_id``, in id order, with the user's language."""

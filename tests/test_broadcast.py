@@ -15,9 +15,13 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from bot.broadcasts import BroadcastRunner
+from bot.sender import TelegramSender
 from services.broadcasts import UNCERTAIN
 from storage.models import Broadcast, BroadcastDelivery, Mailbox, Service, User
+from tests.harness.fake_telegram import make_bot
 from tests.harness.plugin_app import BotHarness
+from tests.harness.virtual_clock import VirtualClock
 
 ADMIN = 4343
 NOTICE = "Mail is down until 18:00. We are on it."
@@ -259,7 +263,13 @@ async def test_crash_in_the_middle_then_restart_sends_nobody_twice(harness: BotH
     in_flight = before.get("sending", 0)
 
     harness.fake.set_delay("sendMessage", 0)
-    await harness.start(admin_ids=[ADMIN], telegram_global_rate=100)  # resumes at start
+    await harness.start(admin_ids=[ADMIN], telegram_global_rate=100)
+    # the dead runner's lease (30 s) is what the new instance waits for; let it run out now
+    # (test_a_dead_runner_is_taken_over_a_live_one_is_not drives that wait with a clock)
+    async with harness.session() as s:
+        await s.execute(update(Broadcast).values(lease_until=Broadcast.started_at))
+        await s.commit()
+    await harness.app.extra["broadcasts"].resume()
     await wait_state(harness, "done", timeout=120)
     assert harness.app.sender.limiter.stats.timeouts == 0
     after = await counts(harness)
@@ -384,7 +394,8 @@ async def test_no_answer_is_never_resent_and_a_refusal_is_a_failure(harness: Bot
     assert rows[unsure].status == "failed" and rows[unsure].error.startswith("uncertain: TelegramServerError")
     assert rows[refused].status == "failed" and "chat not found" in rows[refused].error
     final = await admin.wait_for(lambda m: "Notice sent" in m.text, timeout=10)
-    assert "failed: 2" in final.text and "1 of the failed messages may or may not have arrived" in final.text
+    # the refusal is a failure, the unanswered one has a line of its own
+    assert "failed: 1\n" in final.text and "❔ 1 message may or may not have arrived" in final.text
 
 
 async def test_a_user_who_blocks_the_bot_is_left_out_before_any_send_fails(harness: BotHarness) -> None:
@@ -416,3 +427,73 @@ async def test_a_user_who_blocks_the_bot_is_left_out_before_any_send_fails(harne
     admin = await compose(harness, "Everyone")
     assert "It goes to 4 users; nobody has blocked the bot" in admin.last().text
     await admin.press("✖️ Discard")
+
+
+async def test_a_dead_runner_is_taken_over_a_live_one_is_not(harness: BotHarness) -> None:
+    """Two instances on one database: the second never touches the first one's broadcast
+    while the first is alive (its lease holds); once the first dies, the second takes it
+    over when the lease runs out (on the second's clock, moved by the test), marks only the
+    rows the dead one had in flight as uncertain, and finishes it: nobody gets two copies."""
+    await harness.start(admin_ids=[ADMIN], telegram_global_rate=100)
+    harness.fake.rate_limit = (110, 1)
+    ids = await add_users(harness, 300)
+    admin = await compose(harness, "Everyone")
+    confirm = admin.last()
+    harness.fake.set_delay("sendMessage", 0.05)  # requests are in flight at any moment
+    await admin.press("📣 Send to 301 users")
+    await wait_sent(harness, 60)
+
+    clock = VirtualClock()
+    bot = make_bot(harness.fake)
+    other = BroadcastRunner(
+        sessionmaker=harness.app.sessionmaker, sender=TelegramSender(bot), catalog=harness.app.catalog,
+        clock=clock, instance_id="second",
+    )
+    try:
+        assert await other.resume() == [], "the first instance's lease holds"
+        bid = (await broadcast_row(harness)).id
+        assert not other.running(bid)
+        assert await uncertain_ids(harness) == set(), "a live runner's rows are left alone"
+
+        first: Any = harness.app.extra["broadcasts"]
+        crashed = first.tasks  # the first instance dies: no clean-up, no lease release
+        for task in crashed:
+            task.cancel()
+        await asyncio.wait(crashed, timeout=10)
+        # its database connections die with it (on SQLite a write cut short by the kill would
+        # otherwise hold the database lock)
+        await harness.app.engine.dispose()
+        in_flight = (await counts(harness)).get("sending", 0)
+
+        async def next_check() -> None:
+            done = other.checks
+            await clock.advance(other.check_every)
+            deadline = time.monotonic() + 10
+            while other.checks == done:  # the check reads the database: real time
+                assert time.monotonic() < deadline, "no take-over check"
+                await asyncio.sleep(0.01)
+
+        await next_check()  # 10 s on: the lease (30 s, renewed every 10 s) still holds
+        assert not other.running(bid) and await uncertain_ids(harness) == set()
+        for _ in range(4):  # 40 s later it has run out: the second instance takes over
+            await next_check()
+            if other.running(bid):
+                break
+        assert other.running(bid)
+        await wait_state(harness, "done", timeout=120)
+        unsure = await uncertain_ids(harness)
+        assert len(unsure) == in_flight, "exactly the rows the dead runner had in flight"
+        got = notice_calls(harness)
+        assert max(got.values()) == 1, "nobody gets the notice twice"
+        assert all(got[uid] == 1 or uid in unsure for uid in ids)
+        after = await counts(harness)
+        assert after.get("sent", 0) + after.get("failed", 0) == 301
+        await clock.advance(other.progress_every)
+        final = await admin.wait_for(
+            lambda m: m.message_id == confirm.message_id and "Notice sent" in m.text, timeout=10
+        )
+        if unsure:
+            assert f"❔ {len(unsure)} message" in final.text
+    finally:
+        await other.close()
+        await bot.session.close()

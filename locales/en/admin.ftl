@@ -252,9 +252,9 @@ admin-bc_cancelled =
     🚫 blocked the bot: { $blocked }
     ⏸ not sent: { $left }
 
-admin-bc_uncertain = ⚠️ { $count ->
-        [one] { $count } of the failed messages may or may not have arrived (the bot stopped, or Telegram did not answer, while it was being sent); it is not sent again, so nobody gets the notice twice.
-       *[other] { $count } of the failed messages may or may not have arrived (the bot stopped, or Telegram did not answer, while they were being sent); they are not sent again, so nobody gets the notice twice.
+admin-bc_uncertain = ❔ { $count ->
+        [one] { $count } message may or may not have arrived (Telegram did not answer, or the bot stopped, while it was being sent); it is not sent again, so nobody gets the notice twice.
+       *[other] { $count } messages may or may not have arrived (Telegram did not answer, or the bot stopped, while they were being sent); they are not sent again, so nobody gets the notice twice.
     }
 
 company-wizard_offer = 🏢 Addresses at this domain are served by <b>{ $service }</b>, set up by your administrator. Press the button to use its settings, or go on with Other.
