@@ -183,10 +183,13 @@ async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = 
             connect_timeout=settings.mail_timeout,
         ),
     )
-    leases = LeaseStore(sessionmaker, instance_id, ttl=settings.watch_lease_ttl)
+    # the leases on an engine of their own: a renewal must not wait behind hundreds of
+    # watchers' queries for a connection, or the leases run out under load
+    lease_engine = create_engine(settings.database_url, pool_size=2)
+    leases = LeaseStore(create_sessionmaker(lease_engine), instance_id, ttl=settings.watch_lease_ttl)
     fleet = FleetWatcher(
         leases, watchers, renew_every=settings.watch_lease_renew, start_rate=settings.watch_start_rate,
-        on_gained=notifier.pending_for,
+        on_gained=notifier.pending_for, owns_store=True,
     )
     notifier.held = fleet.held
     notifier.live = leases.live_instances

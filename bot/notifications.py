@@ -183,8 +183,10 @@ class ChatNotifier:
 
     async def pending_for(self, mailbox_ids: list[int]) -> None:
         """Mailboxes this instance just took over: alerts their previous holder left pending."""
-        for mailbox_id in mailbox_ids:
-            self._schedule(mailbox_id)
+        gained = set(mailbox_ids)
+        for mailbox_id in await self.data.mailboxes_with_pending():
+            if mailbox_id in gained:
+                self._schedule(mailbox_id)
 
     async def recover(self, *, at_start: bool = False) -> None:
         """Alerts left `sending` by an instance that is gone become `uncertain` (never resent);

@@ -95,6 +95,12 @@ class LeaseStore:
         self.ttl = timedelta(seconds=ttl)
         self.clock = clock
 
+    async def close(self) -> None:
+        """Dispose of the engine behind the sessionmaker (when it is the leases' own)."""
+        bind = self.sessionmaker.kw.get("bind")
+        if bind is not None:
+            await bind.dispose()
+
     @staticmethod
     def _postgres(session: AsyncSession) -> bool:
         return session.get_bind().dialect.name == "postgresql"
@@ -241,8 +247,10 @@ class FleetWatcher:
         renew_every: float = 5.0,
         start_rate: float = 50.0,
         on_gained: GainedHook | None = None,
+        owns_store: bool = False,
     ) -> None:
         self.leases = leases
+        self.owns_store = owns_store  # close() disposes of the leases' engine
         self.pool = pool
         self.renew_every = renew_every
         self.start_rate = start_rate
@@ -337,17 +345,16 @@ class FleetWatcher:
                 await self._stop_all()
                 return
             self._live = live
-            for mailbox_id in [m for m in self._held if m not in held]:
-                log.info("mailbox %s: lease lost, watcher stops", mailbox_id)
-                await self.pool.stop(mailbox_id)
-                self._held.pop(mailbox_id, None)
+            lost = [m for m in self._held if m not in held]
+            if lost:
+                log.info("leases lost (ran out, taken over or account gone), watchers stop: %s", lost)
+                await self._stop(lost)
             share = math.ceil(await self.leases.count() / max(1, len(live)))
             gained: list[int] = []
             if len(held) > share:
                 surplus = sorted(held)[share:]
-                for mailbox_id in surplus:  # log out before another instance can log in
-                    await self.pool.stop(mailbox_id)
-                    self._held.pop(mailbox_id, None)
+                await self._stop(surplus)  # log out before another instance can log in
+                for mailbox_id in surplus:
                     held.pop(mailbox_id)
                 await self.leases.release(surplus)
                 log.info("released %d mailboxes to the fleet (%d live instances)", len(surplus), len(live))
@@ -382,9 +389,14 @@ class FleetWatcher:
         if to_start:
             await self.pool.start_many(to_start, per_second=self.start_rate)
 
+    async def _stop(self, mailbox_ids: list[int]) -> None:
+        """Stop these watchers, all at once (each logs out, bounded by the pool)."""
+        for mailbox_id in mailbox_ids:
+            self._held.pop(mailbox_id, None)
+        await asyncio.gather(*(self.pool.stop(m) for m in mailbox_ids))
+
     async def _stop_all(self) -> None:
-        held, self._held = list(self._held), {}
-        await asyncio.gather(*(self.pool.stop(m) for m in held))
+        await self._stop(list(self._held))
 
     async def close(self) -> None:
         """A graceful stop: no more passes, every watcher logs out, then the leases are released
@@ -401,3 +413,5 @@ class FleetWatcher:
                 await self.leases.leave()
             except Exception:  # noqa: BLE001 - the leases run out by themselves
                 log.warning("could not release the leases; they run out in %s", self.leases.ttl, exc_info=True)
+        if self.owns_store:
+            await self.leases.close()
