@@ -1,0 +1,68 @@
+"""Each alert is claimed in the database before its request leaves (bot/notifications.py):
+a send Telegram certainly refused is sent again by the retry timer, in order and once; a send
+whose answer never came may have arrived and is never sent again."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import select
+
+from storage.models import AlertState, Letter
+from tests.harness.plugin_app import BotHarness
+from tests.test_connect_wizard import letter
+from tests.test_live_mailbox import alerts, connected_user, settle, wait_alerts
+
+
+async def alert_row(h: BotHarness, subject: str) -> Letter | None:
+    async with h.session() as s:
+        return (await s.execute(select(Letter).where(Letter.subject == subject))).scalars().first()
+
+
+async def wait_state(h: BotHarness, subject: str, state: AlertState, timeout: float = 10.0) -> Letter:  # noqa: ASYNC109
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    row = None
+    while loop.time() < deadline:
+        row = await alert_row(h, subject)
+        if row is not None and row.alert_state == state.value:
+            return row
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{subject}: {row and row.alert_state} instead of {state.value}")
+
+
+async def test_alert_refused_by_telegram_is_sent_again_by_the_timer(harness: BotHarness, mail_user: Any) -> None:
+    await harness.start(alert_retry_interval=1.0)
+    user = await connected_user(harness, mail_user, 6101)
+    # every try the limiter makes (4) answered 502: certainly not delivered
+    harness.fake.fail("sendMessage", status=502, times=4, chat_id=user.id)
+    await harness.stack.deliver(mail_user.address, letter(1, subject="Refused first"))
+    row = await wait_state(harness, "Refused first", AlertState.PENDING)
+    assert row.alert_attempts >= 1 and row.alert_error, row
+    # no new letter, no restart: the timer sends it
+    [found] = await wait_alerts(harness, user, 1, timeout=20)
+    assert "Refused first" in found.text
+    await harness.stack.deliver(mail_user.address, letter(2, subject="Second one"))
+    await wait_alerts(harness, user, 2, timeout=10)
+    await settle(2.5)  # more than two retry intervals
+    assert len(alerts(harness, user)) == 2
+    assert (await alert_row(harness, "Refused first")).alert_state == AlertState.SENT.value  # type: ignore[union-attr]
+
+
+async def test_alert_without_an_answer_is_uncertain_and_never_sent_again(harness: BotHarness, mail_user: Any) -> None:
+    await harness.start(alert_retry_interval=1.0)
+    user = await connected_user(harness, mail_user, 6102)
+    harness.app.bot.session.timeout = 2  # the request times out long before the 30 s answer
+    harness.fake.hold("sendMessage", 30, chat_id=user.id)
+    await harness.stack.deliver(mail_user.address, letter(3, subject="Lost answer"))
+    await wait_state(harness, "Lost answer", AlertState.UNCERTAIN, timeout=15)
+    harness.fake.hold("sendMessage", 0, chat_id=user.id)
+    await harness.stack.deliver(mail_user.address, letter(4, subject="After it"))
+    await wait_alerts(harness, user, 2, timeout=10)
+    await settle(2.5)  # more than two retry intervals
+    # Telegram had it, so the user saw it once; neither the limiter nor the timer resent it
+    texts = [m.text for m in alerts(harness, user)]
+    assert sum("Lost answer" in t for t in texts) == 1 and sum("After it" in t for t in texts) == 1, texts
+    sends = [c for c in harness.fake.calls_of("sendMessage") if "Lost answer" in str(c.params.get("text"))]
+    assert len(sends) == 1
