@@ -78,7 +78,9 @@ class App:
             closer = self.extra.pop(part, None)
             if closer is not None:
                 await closer.close()  # type: ignore[attr-defined]
-        await asyncio.gather(self.fleet.close(), self.notifier.close())
+        for result in await asyncio.gather(self.fleet.close(), self.notifier.close(), return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.error("stopping: %r", result, exc_info=result)
         await self.bot.session.close()
         await self.dispatcher.storage.close()
         await self.engine.dispose()
