@@ -2,7 +2,7 @@
 process with one driven clock: shares even out when instances join, leave or die, a mailbox is
 never watched by two instances at once, a restart asked anywhere reaches the holder, and a
 failed renewal stops every watcher at once. The watcher pool here only records what it is
-told (the IMAP side of the fleet is tested with real processes in test_fleet.py)."""
+told (the IMAP side of the fleet is tested with real processes in test_fleet_watch.py)."""
 
 from __future__ import annotations
 

@@ -25,13 +25,15 @@ from sqlalchemy import select
 
 from storage.models import AlertState, Letter
 from tests.harness import database
-from tests.harness.fleet import (
+from tests.harness.processes import (
     Account,
     BotProcess,
     alert_states,
     bot_env,
+    forget_redis,
     lease_owners,
     make_engine,
+    redis_env,
     seed_mailboxes,
     until,
     watched,
@@ -61,6 +63,9 @@ class Fleet:
         self.key = Fernet.generate_key().decode()
         self.engine = make_engine(db_url)
         self.settings = settings
+        # several instances on PostgreSQL share conversation state in Redis (a key prefix of
+        # this test's own); one instance on SQLite needs none
+        self.redis = {} if db_url.startswith("sqlite") else redis_env(f"mbwatch-{secrets.token_hex(5)}")
         self.processes: list[BotProcess] = []
         self.accounts: list[Account] = []
 
@@ -71,7 +76,7 @@ class Fleet:
         return self.accounts
 
     async def start(self, name: str) -> BotProcess:
-        env = bot_env(self.fake, self.stack, self.db_url, self.key, **self.settings)
+        env = bot_env(self.fake, self.stack, self.db_url, self.key, **self.settings) | self.redis
         process = BotProcess(name, self.tmp / name, env)
         await process.start()
         self.processes.append(process)
@@ -83,6 +88,7 @@ class Fleet:
     async def close(self) -> None:
         await asyncio.gather(*(p.close() for p in self.processes))
         await self.engine.dispose()
+        await forget_redis(self.redis)
 
 
 @pytest.fixture

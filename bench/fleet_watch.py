@@ -1,6 +1,6 @@
 """Benchmark: a fleet of bot processes on one PostgreSQL, the local Dovecot and the fake Bot API.
 
-    .venv/bin/python bench/fleet.py [--instances 3] [--accounts 300] [--letters 200] [--rate 10]
+    .venv/bin/python bench/fleet_watch.py [--instances 3] [--accounts 300] [--letters 200] [--rate 10]
         [--ttl 20] [--renew 5] [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
 
 Starts N `python -m bot` processes (real processes, real settings from the environment) on a
@@ -34,15 +34,17 @@ from cryptography.fernet import Fernet  # noqa: E402
 
 from tests.harness import database  # noqa: E402
 from tests.harness.fake_telegram import FakeTelegram  # noqa: E402
-from tests.harness.fleet import (  # noqa: E402
+from tests.harness.mailstack import MailStack  # noqa: E402
+from tests.harness.processes import (  # noqa: E402
     BotProcess,
     bot_env,
+    forget_redis,
     lease_owners,
     make_engine,
+    redis_env,
     seed_mailboxes,
     watched,
 )
-from tests.harness.mailstack import MailStack  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -60,10 +62,12 @@ async def main(args: argparse.Namespace) -> None:
         engine = make_engine(url)
         key = Fernet.generate_key().decode()
         processes: list[BotProcess] = []
+        redis = redis_env(f"mbbench-{secrets.token_hex(5)}")
         try:
             accounts = await seed_mailboxes(engine, url, stack, fake, key, args.accounts)
             env = bot_env(fake, stack, url, key, watch_lease_ttl=args.ttl, watch_lease_renew=args.renew,
-                          telegram_global_rate=30, log_level="WARNING")
+                          telegram_global_rate=30, log_level="WARNING") | redis
+
             started = time.monotonic()
             for n in range(args.instances):
                 process = BotProcess(f"b{n + 1}", work / f"b{n + 1}", env)
@@ -124,6 +128,7 @@ async def main(args: argparse.Namespace) -> None:
                 await process.close()
             await engine.dispose()
             await database.drop_database(url)
+            await forget_redis(redis)
             await fake.stop()
             await stack.stop()
     print(f"{args.instances} instances, {args.accounts} accounts, lease TTL {args.ttl:g} s renewed every {args.renew:g} s")

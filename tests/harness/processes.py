@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import sys
@@ -177,6 +178,33 @@ class BotProcess:
             self.proc.send_signal(signal.SIGKILL)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.proc.wait(), 10)
+
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def redis_env(prefix: str) -> dict[str, str]:
+    """Where the bot has Redis support (the `redis` package is installed), a fleet on
+    PostgreSQL shares conversation state through it: REDIS_URL with a key prefix of this test
+    run's own. Without the package, nothing (instances then keep state in memory)."""
+    if importlib.util.find_spec("redis") is None:
+        return {}
+    return {"REDIS_URL": os.environ.get("TEST_REDIS_URL", LOCAL_REDIS), "REDIS_PREFIX": prefix}
+
+
+async def forget_redis(env: dict[str, str]) -> None:
+    """Delete every key under the run's prefix (see redis_env)."""
+    if "REDIS_URL" not in env:
+        return
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(env["REDIS_URL"])
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{env['REDIS_PREFIX']}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 def bot_env(fake: Any, stack: Any, db_url: str, key: str, **extra: Any) -> dict[str, str]:
