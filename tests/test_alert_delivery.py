@@ -9,9 +9,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot.notifications import ChatNotifier
+from bot.sender import TelegramSender
+from services.watching import AlertData
 from storage.models import AlertState, Letter
+from tests.harness.fake_telegram import make_bot
 from tests.harness.plugin_app import BotHarness
-from tests.test_connect_wizard import letter
+from tests.test_connect_wizard import letter, stored_mailbox
 from tests.test_live_mailbox import alerts, connected_user, settle, wait_alerts
 
 
@@ -66,3 +70,37 @@ async def test_alert_without_an_answer_is_uncertain_and_never_sent_again(harness
     assert sum("Lost answer" in t for t in texts) == 1 and sum("After it" in t for t in texts) == 1, texts
     sends = [c for c in harness.fake.calls_of("sendMessage") if "Lost answer" in str(c.params.get("text"))]
     assert len(sends) == 1
+
+
+async def test_two_instances_never_send_the_same_alert(harness: BotHarness, mail_user: Any) -> None:
+    """A second instance's notifier (its own Bot session, limiter and guard, the same database)
+    drains the same mailbox at the same moment: each alert goes out once, claimed by one."""
+    await harness.start()
+    user = await connected_user(harness, mail_user, 6103)
+    box = await stored_mailbox(harness, user.id)
+    assert box is not None and box.uidvalidity is not None
+    async with harness.session() as s:
+        for n in range(3):
+            s.add(Letter(mailbox_id=box.id, folder="INBOX", uidvalidity=box.uidvalidity, uid=10_000 + n,
+                         subject=f"Raced {n}", from_addr="race@example.net", alerted=False,
+                         alert_state=AlertState.PENDING.value))
+        await s.commit()
+    # each send stays on its way a while, so both instances are at it at the same time
+    harness.fake.hold("sendMessage", 0.3, chat_id=user.id)
+    bot2 = make_bot(harness.fake)
+    other = ChatNotifier(AlertData(harness.app.sessionmaker), TelegramSender(bot2), harness.app.catalog,
+                         instance_id="other-instance")
+    try:
+        await asyncio.gather(harness.app.notifier.pending_for([box.id]), other.pending_for([box.id]))
+        await wait_alerts(harness, user, 3, timeout=15)
+        await settle(2.0)
+        texts = [m.text for m in alerts(harness, user)]
+        assert sorted(t for t in texts if "Raced" in t) == sorted(texts) and len(texts) == 3, texts
+        async with harness.session() as s:
+            rows = (await s.execute(select(Letter).where(Letter.subject.like("Raced %")))).scalars().all()
+        assert {r.alert_state for r in rows} == {AlertState.SENT.value}
+        assert {r.alert_owner for r in rows} <= {harness.app.instance_id, "other-instance"}
+        assert all(r.alert_attempts == 1 for r in rows)
+    finally:
+        await other.close()
+        await bot2.session.close()
