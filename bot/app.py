@@ -27,6 +27,7 @@ from bot.notifications import ChatNotifier
 from bot.sender import TelegramSender
 from bot.telegram_limits import LimitConfig, install_limiter
 from handlers import all_routers
+from handlers.oauth import ChatSignIn
 from mail.discovery import DiscoveryEnv, RealDiscoveryEnv
 from mail.netguard import HostGuard
 from mail.tls import make_ssl_context
@@ -34,9 +35,14 @@ from mail.watcher import WatchConfig, WatcherPool
 from services.catalog import seed_services
 from services.deps import MailDeps, WatchControl
 from services.fleet import FleetWatcher, LeaseStore, new_instance_id
+from services.oauth_flows import OAuthFlows
 from services.watching import AlertData, DbWatchStore
 from storage.crypto import SecretBox, load_or_create_keys
 from storage.db import create_engine, create_sessionmaker, migrate
+from web.app import WebServer, create_web_app
+from web.context import WebContext
+from web.middleware import check_tokens
+from web.ratelimit import MemoryRateLimit, RateLimit, RedisRateLimit
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +80,7 @@ class App:
         recorded (at most SHUTDOWN_GRACE seconds) while the watchers log out and the leases
         are handed back; then the connections close."""
         # broadcasts first: their requests in flight finish while the bot session is open
-        for part in ("broadcasts", "web", "oauth_flows"):  # + the OAuth2 callback server, device-flow polling
+        for part in ("broadcasts", "web", "api_rate", "oauth_flows"):  # + web server, its limiter, device polling
             closer = self.extra.pop(part, None)
             if closer is not None:
                 await closer.close()  # type: ignore[attr-defined]
@@ -122,6 +128,7 @@ def create_dispatcher(
     middleware = ContextMiddleware(sessionmaker, catalog, deps, on_user_returned=sender.unblock if sender else None)
     dp.message.outer_middleware(middleware)
     dp.callback_query.outer_middleware(middleware)
+    dp.my_chat_member.outer_middleware(middleware)
     dp.include_routers(*all_routers())
     return dp
 
@@ -148,8 +155,6 @@ def create_mail_deps(
 
 async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = None) -> App:
     """Migrate the database, seed the service list and wire bot + dispatcher."""
-    from bot.api import check_tokens
-
     check_tokens(settings.api_token_list)  # weak API tokens stop the start (no token is printed)
     await migrate(settings.database_url)
     engine = create_engine(settings.database_url)
@@ -217,12 +222,13 @@ def _start_broadcasts(app: App) -> None:
 
 async def _start_oauth(app: App) -> None:
     """OAuth2 sign-in: the chat side for callbacks and device polling, and the web server for
-    the provider's redirect (only with PUBLIC_URL), shared with the API and /health."""
-    from handlers.oauth import OAuthFlows
-
+    the provider's redirect (only with PUBLIC_URL), shared with the API and /health. The
+    service (services/oauth_flows.py) tells the chat through ChatSignIn (handlers/oauth.py)."""
+    chat = ChatSignIn(
+        bot=app.bot, storage=app.dispatcher.storage, catalog=app.catalog, sessionmaker=app.sessionmaker, deps=app.deps
+    )
     flows = OAuthFlows(
-        settings=app.settings, sessionmaker=app.sessionmaker, catalog=app.catalog, deps=app.deps,
-        bot=app.bot, storage=app.dispatcher.storage,
+        settings=app.settings, sessionmaker=app.sessionmaker, deps=app.deps, notifier=chat
     )
     app.dispatcher["oauth_flows"] = flows
     app.extra["oauth_flows"] = flows
@@ -230,15 +236,23 @@ async def _start_oauth(app: App) -> None:
     # (API_TOKENS) and /health, on WEB_HOST:WEB_PORT; none when neither is configured
     settings = app.settings
     if settings.web_enabled:
-        from bot.api import api_context, setup_http
-        from bot.web import WebServer, create_web_app
-
-        max_body = settings.api_max_body_bytes if settings.api_tokens else 64 * 1024
-        web_app = create_web_app(flows if settings.public_url else None, client_max_size=max_body)
-        setup_http(web_app, api_context(app))
-        web = WebServer(web_app, settings.web_host, settings.web_port)
+        ctx = WebContext(
+            settings=settings, sessionmaker=app.sessionmaker, engine=app.engine, deps=app.deps,
+            watch_states=app.watchers.states, catalog=app.catalog, rate_limit=create_api_rate_limit(settings),
+            oauth=flows if settings.public_url else None,
+        )
+        app.extra["api_rate"] = ctx.rate_limit
+        web = WebServer(create_web_app(ctx), settings.web_host, settings.web_port)
         await web.start()
         app.extra["web"] = web
+
+
+def create_api_rate_limit(settings: Settings) -> RateLimit:
+    """API_RATE_PER_MINUTE per token: shared by every instance through Redis when REDIS_URL is
+    set, else kept in this process (one instance)."""
+    if settings.redis_url:
+        return RedisRateLimit.from_url(settings.redis_url, settings.api_rate_per_minute)
+    return MemoryRateLimit(settings.api_rate_per_minute)
 
 
 USER_COMMANDS = ("start", "inbox", "settings", "cancel", "help")
@@ -261,7 +275,7 @@ async def set_commands(app: App) -> None:
                 )
             except TelegramBadRequest as exc:  # e.g. the admin has not opened the bot yet
                 log.warning("admin %s: command menu not set: %s", admin_id, exc.message)
-                break
+                continue  # the other admins still get theirs
 
 
 async def wait_for_telegram(bot: Bot, *, max_delay: float = 60.0) -> None:
@@ -276,6 +290,15 @@ async def wait_for_telegram(bot: Bot, *, max_delay: float = 60.0) -> None:
             log.warning("Telegram is not reachable (%s); trying again in %.0f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
+
+
+def allowed_updates(dp: Dispatcher) -> list[str]:
+    """The update types to ask Telegram for, in polling AND in a webhook's setWebhook: those the
+    routers handle; my_chat_member among them (a user blocking the bot is known at once)."""
+    types = dp.resolve_used_update_types()
+    if "my_chat_member" not in types:  # pragma: no cover - the membership router handles it
+        raise RuntimeError("my_chat_member updates are not handled: blocked users would go unnoticed")
+    return types
 
 
 async def run_polling(app: App, *, handle_as_tasks: bool = True, handle_signals: bool = True) -> None:
@@ -295,7 +318,7 @@ async def run_polling(app: App, *, handle_as_tasks: bool = True, handle_signals:
             handle_as_tasks=handle_as_tasks,
             handle_signals=handle_signals,
             close_bot_session=False,
-            allowed_updates=app.dispatcher.resolve_used_update_types(),
+            allowed_updates=allowed_updates(app.dispatcher),
         )
     finally:
         watching.cancel()

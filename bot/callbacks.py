@@ -61,8 +61,9 @@ class SentCB(CallbackData, prefix="snt"):
 
 
 class AdminCB(CallbackData, prefix="adm"):
-    """A button of the /admin menu. Every handler re-checks that the presser is an admin
-    (for anyone else it matches nothing: the ordinary stale-button answer)."""
+    """A button of the /admin menu. The admin router's filter checks that the presser is an
+    admin (for anyone else it matches nothing: the ordinary stale-button answer); one handler
+    per (section, action)."""
 
     section: str  # "menu" | "svc" | "co" | "flag" | "status" | "bc"
     action: str

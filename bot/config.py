@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
-    # the business-process HTTP API (bot/api.py): bearer tokens, comma-separated; none = not served
+    # the business-process HTTP API (web/): bearer tokens, comma-separated; none = not served
     api_tokens: SecretStr | None = None
     api_max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=64 * 1024)
     api_max_attachments_bytes: int = Field(default=20 * 1024 * 1024, ge=0)
@@ -109,8 +109,8 @@ class Settings(BaseSettings):
     @field_validator("api_tokens")
     @classmethod
     def _api_tokens(cls, value: SecretStr | None) -> SecretStr | None:
-        """Split and trimmed; weak tokens are refused when the API starts (bot/api.py), so no
-        token ever appears in a settings validation error."""
+        """Split and trimmed; weak tokens are refused when the API starts
+        (web.middleware.check_tokens), so no token ever appears in a settings validation error."""
         if value is None:
             return None
         tokens = [t.strip() for t in value.get_secret_value().split(",") if t.strip()]

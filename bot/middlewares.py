@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject
+from aiogram.types import ChatMemberUpdated, TelegramObject
 from aiogram.types import User as TgUser
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,7 +49,10 @@ class ContextMiddleware(BaseMiddleware):
             data["mailboxes"] = MailboxService(session, self.deps)
             users = UserService(session)
             data["users"] = users
-            if tg_user is not None and not tg_user.is_bot:
+            data["user_returned"] = self.on_user_returned
+            if isinstance(event, ChatMemberUpdated):  # blocked / unblocked: the handler decides
+                data["t"] = self.catalog.get(pick_language(tg_user.language_code) if tg_user else None)
+            elif tg_user is not None and not tg_user.is_bot:
                 user = await users.touch(
                     tg_user.id, language=pick_language(tg_user.language_code), first_name=tg_user.first_name
                 )

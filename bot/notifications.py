@@ -52,7 +52,7 @@ from aiogram.methods import TelegramMethod
 from bot import keyboards as kb
 from bot.i18n import Catalog, Html
 from bot.letter_view import render_alert
-from bot.render import when
+from bot.render import failure_reason, when
 from bot.sender import SendResult, SendStatus, TelegramSender
 from bot.telegram_limits import interactive
 from mail.types import LetterSummary, MailCheckError
@@ -331,10 +331,10 @@ class ChatNotifier:
         if target is None or not target.active:
             return
         t = self.catalog.get(target.language)
-        reason = t(f"fail.{error.kind.value}", protocol=error.protocol.value.upper())
+        reason = failure_reason(t, error, oauth=target.oauth2)  # an OAuth2 account signs in again
         await self.sender.send_message(
             target.user_id,
-            t("alert.broken", email=target.email, reason=Html(reason)),
+            t("alert.broken_oauth" if target.oauth2 else "alert.broken", email=target.email, reason=Html(reason)),
             reply_markup=kb.reconnect_button(t, mailbox_id),
         )
 

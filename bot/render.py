@@ -9,16 +9,12 @@ from aiogram.types import InlineKeyboardMarkup
 from bot import keyboards as kb
 from bot.callbacks import InboxCB, LetterCB, SentCB
 from bot.i18n import Html, Translator, escape, on_off
-from mail.types import FailureKind, MailCheckError, ServerSettings
+from mail.types import FailureKind, MailCheckError, MailServers, Protocol, ServerSettings
 from services.mailboxes import LetterPage
 from storage.models import Mailbox
 
 DETAIL_MAX = 300
 HINTED = {FailureKind.AUTH_FAILED, FailureKind.IMAP_DISABLED, FailureKind.APP_PASSWORD_REQUIRED}
-
-
-def server_line(t: Translator, server: ServerSettings) -> str:
-    return escape(f"{server.host}:{server.port}") + " · " + escape(t(f"security.{server.security.value}"))
 
 
 def hint_text(t: Translator, hint: str, imap_path: str = "") -> str:
@@ -30,16 +26,55 @@ def hint_text(t: Translator, hint: str, imap_path: str = "") -> str:
     return t("connect.hint", hint=hint)
 
 
-def check_failure(t: Translator, exc: MailCheckError, *, hint: str = "") -> str:
-    text = t(f"fail.{exc.kind.value}", protocol=exc.protocol.value.upper())
-    detail = (exc.detail or "").strip()
-    if detail:
-        if len(detail) > DETAIL_MAX:
-            detail = detail[:DETAIL_MAX] + "…"
-        text += "\n\n" + t("fail.server_said", detail=detail)
-    if hint and exc.kind in HINTED:
+def failure_reason(t: Translator, exc: MailCheckError, *, oauth: bool = False) -> str:
+    """What went wrong, in one line. An OAuth2 account's refused login is about its sign-in,
+    never about a password."""
+    protocol = exc.protocol.value.upper()
+    if oauth and exc.kind in HINTED:
+        return t("fail.oauth_refused", protocol=protocol)
+    return t(f"fail.{exc.kind.value}", protocol=protocol)
+
+
+LOCAL_KINDS = {
+    FailureKind.HOST_NOT_FOUND, FailureKind.CONNECTION_REFUSED, FailureKind.TIMEOUT,
+    FailureKind.PRIVATE_ADDRESS, FailureKind.TLS_UNTRUSTED, FailureKind.TLS_FAILED,
+}
+
+
+def check_failure(
+    t: Translator, exc: MailCheckError, *, hint: str = "", servers: MailServers | None = None,
+    oauth: bool = False,
+) -> str:
+    """What went wrong, for each protocol that failed (IMAP and SMTP are checked together, so
+    both are told at once). "The server said" only quotes what a server said; a local failure
+    (name not found, connection refused, timeout, private address, TLS) is told in plain words,
+    naming the server that was tried when it is known. An OAuth2 account's refused login is
+    about signing in again, never about a password."""
+    parts = []
+    # the other protocol's failure too, unless it only repeats the same refused login
+    failures = [exc, *[o for o in exc.others if o.protocol != exc.protocol and not (o.kind == exc.kind and o.kind in HINTED)]]
+    for failure in failures:
+        part = failure_reason(t, failure, oauth=oauth)
+        if servers is not None and failure.kind in LOCAL_KINDS:
+            server = servers.imap if failure.protocol is Protocol.IMAP else servers.smtp
+            part += "\n" + t("fail.server_tried", protocol=failure.protocol.value.upper(), server=Html(server_line(t, server)))
+        detail = (failure.detail or "").strip()
+        if detail and failure.server_said:
+            if len(detail) > DETAIL_MAX:
+                detail = detail[:DETAIL_MAX] + "…"
+            part += "\n\n" + t("fail.server_said", detail=detail)
+        parts.append(part)
+    text = "\n\n".join(parts)
+    if hint and not oauth and any(f.kind in HINTED for f in failures):
         text += "\n\n" + hint
+    if oauth and exc.kind in HINTED:
+        return text + "\n\n" + t("fail.what_next_oauth")
     return text + "\n\n" + t("fail.what_next")
+
+
+def server_line(t: Translator, server: ServerSettings) -> str:
+    host = f"[{server.host}]" if ":" in server.host else server.host  # an IPv6 address
+    return escape(f"{host}:{server.port}") + " · " + escape(t(f"security.{server.security.value}"))
 
 
 def mailbox_summary(t: Translator, mailbox: Mailbox, *, imported: int | None = None, title_key: str = "settings.mail_title") -> str:

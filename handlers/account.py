@@ -5,9 +5,11 @@ goes straight to the check: it is never put in FSM storage."""
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 from aiogram import F
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
@@ -17,22 +19,29 @@ from bot.callbacks import AccountCB
 from bot.i18n import Html, Translator
 from bot.render import check_failure, mailbox_summary, server_line
 from bot.routing import RouteTable
-from bot.secrets_input import take_password
+from bot.secrets_input import delete_secret, take_password
+from bot.server_input import ServerInputRefused, as_update, assign, parse_servers
 from bot.states import ReconnectMailbox as R
-from mail.types import MailCheckError, MailServers, ServerSettings
-from mail.validate import parse_host, parse_port
+from mail.types import MailCheckError, MailServers, Security, ServerSettings
 from services.mailboxes import MailboxService, NotYourMailbox, servers_of
 from storage.models import Mailbox, ServiceKind, User
 
 log = logging.getLogger(__name__)
 router = RouteTable("account")
 
+# a server is answered with `host:port` (or both servers at once); the port states are from
+# before that and are answered the same way (a conversation may still be in one of them)
 FIELDS = {
     "rc_login": ("login", R.waiting_login),
-    "rc_imap_host": ("imap_host", R.waiting_imap_host),
-    "rc_imap_port": ("imap_port", R.waiting_imap_port),
-    "rc_smtp_host": ("smtp_host", R.waiting_smtp_host),
-    "rc_smtp_port": ("smtp_port", R.waiting_smtp_port),
+    "rc_imap": ("imap", R.waiting_imap_host),
+    "rc_smtp": ("smtp", R.waiting_smtp_host),
+}
+FIELD_STATES = {
+    R.waiting_login.state: "login",
+    R.waiting_imap_host.state: "imap",
+    R.waiting_imap_port.state: "imap",
+    R.waiting_smtp_host.state: "smtp",
+    R.waiting_smtp_port.state: "smtp",
 }
 
 
@@ -40,21 +49,27 @@ def _pending(mailbox: Mailbox, data: dict[str, Any]) -> tuple[str, MailServers]:
     """The account as it would be saved: stored values overlaid with the user's changes."""
     current = servers_of(mailbox)
     imap = ServerSettings(
-        data.get("imap_host", current.imap.host), int(data.get("imap_port", current.imap.port)), current.imap.security
+        data.get("imap_host", current.imap.host),
+        int(data.get("imap_port", current.imap.port)),
+        Security(data.get("imap_sec", current.imap.security.value)),
     )
     smtp = ServerSettings(
-        data.get("smtp_host", current.smtp.host), int(data.get("smtp_port", current.smtp.port)), current.smtp.security
+        data.get("smtp_host", current.smtp.host),
+        int(data.get("smtp_port", current.smtp.port)),
+        Security(data.get("smtp_sec", current.smtp.security.value)),
     )
     return data.get("login", mailbox.login), MailServers(imap, smtp)
 
 
 def _menu(t: Translator, mailbox: Mailbox, data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
     login, servers = _pending(mailbox, data)
+    oauth2 = mailbox.auth_kind == "oauth2"  # repaired by signing in again, never by a password
     text = t(
-        "reconnect.title",
+        "reconnect.title_oauth" if oauth2 else "reconnect.title",
         email=mailbox.email,
         state=t(f"state.{mailbox.state}"),
         login=login,
+        service=mailbox.service.name(t.lang) if mailbox.service is not None else "?",
         imap=Html(server_line(t, servers.imap)),
         smtp=Html(server_line(t, servers.smtp)),
     )
@@ -64,18 +79,33 @@ def _menu(t: Translator, mailbox: Mailbox, data: dict[str, Any]) -> tuple[str, I
     def b(action: str, key: str) -> kb.Button:
         return kb.Button(text=t(key), callback_data=AccountCB(mailbox_id=mailbox.id, action=action).pack())
 
-    rows = [[b("rc_save", "btn.save")], [b("rc_password", "btn.new_password"), b("rc_login", "btn.change_login")]]
+    if oauth2:
+        rows = [[b("rc_save", "btn.sign_in_again")]]
+    else:
+        rows = [[b("rc_save", "btn.save")], [b("rc_password", "btn.new_password"), b("rc_login", "btn.change_login")]]
     if mailbox.service is None or mailbox.service.kind == ServiceKind.OTHER.value:
-        rows.append([b("rc_imap_host", "btn.change_imap_host"), b("rc_imap_port", "btn.change_imap_port")])
-        rows.append([b("rc_smtp_host", "btn.change_smtp_host"), b("rc_smtp_port", "btn.change_smtp_port")])
+        rows.append([b("rc_imap", "btn.change_imap_host"), b("rc_smtp", "btn.change_smtp_host")])
     rows.append([b("card", "btn.cancel")])
     return text, kb.markup(rows)
 
 
-async def _show_menu(message: Message, t: Translator, mailbox: Mailbox, state: FSMContext) -> None:
+async def _show_menu(message: Message, t: Translator, mailbox: Mailbox, state: FSMContext, *, in_place: bool = False) -> None:
+    """The Reconnect menu; `in_place`: edit the menu message the last question was asked in
+    (after a changed field), a new message only when it can't be edited."""
     await state.set_state(R.choosing)
-    text, markup = _menu(t, mailbox, await state.get_data())
-    await message.answer(text, reply_markup=markup)
+    data = await state.get_data()
+    text, markup = _menu(t, mailbox, data)
+    menu_id = data.get("rc_menu")
+    if in_place and menu_id and message.bot is not None:
+        try:
+            await message.bot.edit_message_text(text=text, chat_id=message.chat.id, message_id=int(menu_id), reply_markup=markup)
+            return
+        except TelegramBadRequest as exc:
+            if "not modified" in exc.message:
+                return
+            log.debug("reconnect menu %s not editable: %s", menu_id, exc.message)
+    sent = await message.answer(text, reply_markup=markup)
+    await state.update_data(rc_menu=sent.message_id)
 
 
 async def _save(
@@ -100,7 +130,7 @@ async def _save(
             password=password,
         )
     except MailCheckError as exc:
-        await progress.edit_text(check_failure(t, exc))
+        await progress.edit_text(check_failure(t, exc, servers=servers))
         await _show_menu(message, t, mailbox, state)
         return
     await state.clear()
@@ -108,7 +138,55 @@ async def _save(
     await message.answer(mailbox_summary(t, mailbox), reply_markup=kb.account_card(t, mailbox))
 
 
-@router.callback_query(AccountCB.filter(F.action.in_({"reconnect", "rc_save", "rc_password", "delete", "delete_yes", *FIELDS})))
+CONFIRM_KEY = "confirm_delete"  # FSM data: {"mailbox_id": ..., "nonce": ...} of the current confirmation
+
+
+async def _arm_delete(state: FSMContext, mailbox_id: int) -> str:
+    """A fresh nonce for this confirmation: it replaces (and so disarms) any older one. Kept in
+    the FSM data, which is shared by every instance when the FSM storage is Redis (several
+    instances need that storage anyway: the wizard lives there too)."""
+    nonce = secrets.token_urlsafe(6)
+    await state.update_data({CONFIRM_KEY: {"mailbox_id": mailbox_id, "nonce": nonce}})
+    return nonce
+
+
+async def _disarm_delete(state: FSMContext, mailbox_id: int, nonce: str) -> bool:
+    """Consume the confirmation: True only for the current one of this mailbox (once)."""
+    data = await state.get_data()
+    current = data.get(CONFIRM_KEY) or {}
+    if not nonce or current.get("mailbox_id") != mailbox_id or current.get("nonce") != nonce:
+        return False
+    await state.update_data({CONFIRM_KEY: None})
+    return True
+
+
+@router.callback_query(AccountCB.filter(F.action.in_({"delete_yes", "delete_no"})))
+async def on_delete_answer(
+    cb: CallbackQuery, callback_data: AccountCB, t: Translator, mailboxes: MailboxService, user: User, state: FSMContext
+) -> None:
+    """Yes or No on a delete confirmation: each works once, only on the confirmation it belongs
+    to, and only while it is the current one (No disarms Yes)."""
+    if not await _disarm_delete(state, callback_data.mailbox_id, callback_data.value):
+        await cb.answer(t("error.stale_button"), show_alert=True)
+        return
+    try:
+        mailbox = await mailboxes.owned(user.id, callback_data.mailbox_id)
+    except NotYourMailbox:
+        await cb.answer(t("error.not_your_mailbox"), show_alert=True)
+        return
+    await cb.answer()
+    if not isinstance(cb.message, Message):
+        return
+    if callback_data.action == "delete_no":
+        await cb.message.edit_text(mailbox_summary(t, mailbox), reply_markup=kb.account_card(t, mailbox))
+        return
+    email = mailbox.email
+    await mailboxes.delete_account(user.id, mailbox.id)
+    await state.clear()
+    await cb.message.edit_text(t("delete.done", email=email), reply_markup=kb.connect_only(t))
+
+
+@router.callback_query(AccountCB.filter(F.action.in_({"reconnect", "rc_save", "rc_password", "delete", *FIELDS})))
 async def on_account_action(
     cb: CallbackQuery,
     callback_data: AccountCB,
@@ -123,33 +201,31 @@ async def on_account_action(
     except NotYourMailbox:
         await cb.answer(t("error.not_your_mailbox"), show_alert=True)
         return
+    action = callback_data.action
+    data = await state.get_data()
+    in_reconnect = await state.get_state() in {s.state for s in R.__states__} and data.get("mailbox_id") == mailbox.id
+    if action not in {"reconnect", "delete"} and not in_reconnect:  # a button of a menu left behind
+        await cb.answer(t("error.stale_button"), show_alert=True)
+        return
     await cb.answer()
     if not isinstance(cb.message, Message):
         return
     message = cb.message
-    action = callback_data.action
-    data = await state.get_data()
-    in_reconnect = await state.get_state() in {s.state for s in R.__states__} and data.get("mailbox_id") == mailbox.id
     if action == "reconnect":
         await state.clear()
         await state.update_data(mailbox_id=mailbox.id)
         await _show_menu(message, t, mailbox, state)
     elif action == "delete":
         await state.clear()
+        nonce = await _arm_delete(state, mailbox.id)
+
+        def answer(action: str, key: str) -> kb.Button:
+            return kb.Button(text=t(key), callback_data=AccountCB(mailbox_id=mailbox.id, action=action, value=nonce).pack())
+
         await message.answer(
             t("delete.confirm", email=mailbox.email),
-            reply_markup=kb.markup([
-                [kb.Button(text=t("btn.delete_yes"), callback_data=AccountCB(mailbox_id=mailbox.id, action="delete_yes").pack())],
-                [kb.Button(text=t("btn.delete_no"), callback_data=AccountCB(mailbox_id=mailbox.id, action="card").pack())],
-            ]),
+            reply_markup=kb.markup([[answer("delete_yes", "btn.delete_yes")], [answer("delete_no", "btn.delete_no")]]),
         )
-    elif action == "delete_yes":
-        email = mailbox.email
-        await mailboxes.delete_account(user.id, mailbox.id)
-        await state.clear()
-        await message.edit_text(t("delete.done", email=email), reply_markup=kb.connect_only(t))
-    elif not in_reconnect:
-        await cb.answer(t("error.stale_button"), show_alert=True)
     elif action == "rc_save" and mailbox.auth_kind == "oauth2":
         # an OAuth2 account is repaired by signing in again, not by a password
         await state.clear()
@@ -164,15 +240,19 @@ async def on_account_action(
     else:
         field, target = FIELDS[action]
         login, servers = _pending(mailbox, data)
-        current = {
-            "login": login,
-            "imap_host": servers.imap.host,
-            "imap_port": servers.imap.port,
-            "smtp_host": servers.smtp.host,
-            "smtp_port": servers.smtp.port,
-        }[field]
+        if field == "login":
+            question = t("reconnect.ask_login", current=login)
+        else:  # the menu becomes the question, and comes back in its place after the answer
+            server = servers.imap if field == "imap" else servers.smtp
+            ssl_port, tls_port = (993, 143) if field == "imap" else (465, 587)
+            question = t(
+                "connect.ask_server", protocol=field.upper(), current=Html(server_line(t, server)),
+                ssl_port=ssl_port, tls_port=tls_port,
+            )
         await state.set_state(target)
-        await message.answer(t(f"reconnect.ask_{field}", current=current))
+        await state.update_data(rc_menu=message.message_id)
+        cancel = kb.Button(text=t("btn.cancel"), callback_data=AccountCB(mailbox_id=mailbox.id, action="card").pack())
+        await message.edit_text(question, reply_markup=kb.markup([[cancel]]))
 
 
 @router.message(R.waiting_password)
@@ -182,23 +262,24 @@ async def on_new_password(message: Message, t: Translator, mailboxes: MailboxSer
         await _save(message, t, mailboxes, user, state, password=password)
 
 
-@router.message(StateFilter(R.waiting_login, R.waiting_imap_host, R.waiting_imap_port, R.waiting_smtp_host, R.waiting_smtp_port), F.text)
+@router.message(StateFilter(*FIELD_STATES), F.text)
 async def on_field(message: Message, t: Translator, mailboxes: MailboxService, user: User, state: FSMContext) -> None:
-    step = await state.get_state()
-    field = next(f for f, s in FIELDS.values() if s.state == step)
-    text = message.text or ""
-    value: str | int | None
+    field = FIELD_STATES.get(await state.get_state() or "", "login")
+    text = (message.text or "").strip()
+    update: dict[str, Any]
     if field == "login":
-        value = text.strip() if 0 < len(text.strip()) <= 320 and not any(c.isspace() for c in text.strip()) else None
-        error = "error.bad_login"
-    elif field.endswith("host"):
-        value, error = parse_host(text), "error.bad_host"
+        if not 0 < len(text) <= 320 or any(c.isspace() for c in text):
+            await message.answer(t("error.bad_login"))
+            return
+        update = {"login": text}
     else:
-        value, error = parse_port(text), "error.bad_port"
-    if value is None:
-        await message.answer(t(error))
-        return
-    await state.update_data({field: value})
+        try:
+            found = parse_servers(text, allow_private=mailboxes.deps.guard.allow_private)
+            update = as_update(assign(found, field))
+        except ServerInputRefused as refused:
+            await message.answer(t(refused.key, **refused.values))
+            return
+    await state.update_data(update)
     data = await state.get_data()
     try:
         mailbox = await mailboxes.owned(user.id, int(data.get("mailbox_id", 0)))
@@ -206,10 +287,15 @@ async def on_field(message: Message, t: Translator, mailboxes: MailboxService, u
         await state.clear()
         await message.answer(t("error.not_your_mailbox"))
         return
-    await _show_menu(message, t, mailbox, state)
+    await _show_menu(message, t, mailbox, state, in_place=True)
 
 
 @router.message(StateFilter(R.choosing))
 async def on_text_in_menu(message: Message, t: Translator) -> None:
-    await message.answer(t("error.use_buttons"))
+    """The menu leads to the password step: text typed here may be the password itself."""
+    if message.text:
+        await delete_secret(message, t)
+        await message.answer(t("secret.unexpected_deleted"))
+    else:
+        await message.answer(t("error.use_buttons"))
 

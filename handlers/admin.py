@@ -1,9 +1,12 @@
-"""/admin: services on/off, company servers, feature flags, status, outage broadcasts.
+"""/admin: services on/off, company servers, feature flags, status, outage broadcasts; and the
+OAuth2 commands /oauth_flag on|off and /oauth_client (see README, OAuth2 sign-in).
 
-Only the Telegram ids in Settings.admin_ids get anything here: for anyone else neither the
-command nor a (forged) admin button matches, so the ordinary "unknown command" reply (or the
-current wizard step) and the ordinary stale-button answer come from the other routers.
-Every button re-checks the presser, not only the /admin command.
+Only the Telegram ids in Settings.admin_ids get anything here: the router itself carries the
+`IsAdmin` filter (messages and buttons), so no handler can forget it. For anyone else neither
+the command nor a (forged) admin button matches, so the ordinary "unknown command" reply (or
+the current wizard step) and the ordinary stale-button answer come from the other routers.
+One handler per button action (`AdminCB.filter(F.action == ...)`); an unknown action matches
+nothing and gets the ordinary stale-button answer too.
 
 Screens are edited in place when a button is pressed; what the admin must type (a company
 server's fields, the notice) is asked in a new message, /cancel leaves such a step.
@@ -15,7 +18,7 @@ import logging
 from typing import Any
 
 from aiogram import F
-from aiogram.filters import Command, StateFilter
+from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
@@ -24,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.broadcasts import BroadcastRunner, audience_label, notice_text, progress_text, stop_markup
 from bot.callbacks import AdminCB
 from bot.config import Settings
+from bot.filters import IsAdmin
 from bot.i18n import Translator, on_off
 from bot.render import DETAIL_MAX, when
 from bot.routing import RouteTable
@@ -53,10 +57,11 @@ from services.broadcasts import (
 from services.deps import MailDeps
 from services.hooks import after_commit
 from services.mailboxes import MailboxService
+from services.oauth import OAuthService
 from storage.models import Broadcast, BroadcastState, Service, User
 
 log = logging.getLogger(__name__)
-router = RouteTable("admin")
+router = RouteTable("admin", message_filters=(IsAdmin(),), callback_filters=(IsAdmin(),))
 
 COMPANY_STEPS = ("name", "domains", "imap", "smtp")
 
@@ -66,9 +71,9 @@ class AdminInput(StatesGroup):
     broadcast_text = State()  # data: adm_bc (a draft being re-worded) or none
 
 
-def is_admin(event: Message | CallbackQuery, settings: Settings) -> bool:
-    """The filter on every admin handler (commands and buttons alike)."""
-    return event.from_user is not None and event.from_user.id in settings.admin_ids
+def button(section: str, action: str) -> Any:
+    """The filter of the one handler for an admin button."""
+    return AdminCB.filter((F.section == section) & (F.action == action))
 
 
 # ---- small helpers -------------------------------------------------------------------------
@@ -125,7 +130,7 @@ def _menu(t: Translator) -> tuple[str, InlineKeyboardMarkup]:
     return t("admin.menu"), _markup(rows)
 
 
-@router.message(Command("admin"), is_admin)
+@router.message(Command("admin"))
 async def on_admin(message: Message, state: FSMContext, t: Translator) -> None:
     if await state.get_state() in {s.state for s in AdminInput.__states__}:
         await state.clear()
@@ -133,20 +138,26 @@ async def on_admin(message: Message, state: FSMContext, t: Translator) -> None:
     await message.answer(text, reply_markup=markup)
 
 
-@router.message(StateFilter(AdminInput), Command("cancel"), is_admin)
+@router.message(StateFilter(AdminInput), Command("cancel"))
 async def on_cancel_input(message: Message, state: FSMContext, t: Translator) -> None:
     await state.clear()
     text, markup = _menu(t)
     await message.answer(t("admin.input_cancelled") + "\n\n" + text, reply_markup=markup)
 
 
-@router.callback_query(AdminCB.filter(F.section == "menu"), is_admin)
-async def on_menu(cb: CallbackQuery, callback_data: AdminCB, state: FSMContext, t: Translator) -> None:
+@router.callback_query(button("menu", "show"))
+async def on_menu(cb: CallbackQuery, t: Translator) -> None:
     await cb.answer()
-    if callback_data.action == "cancel" and await state.get_state() in {s.state for s in AdminInput.__states__}:
+    await _show(cb, *_menu(t))
+
+
+@router.callback_query(button("menu", "cancel"))
+async def on_menu_cancel(cb: CallbackQuery, state: FSMContext, t: Translator) -> None:
+    """Cancel under a question the admin was to answer by typing: leave that step."""
+    await cb.answer()
+    if await state.get_state() in {s.state for s in AdminInput.__states__}:
         await state.clear()
-    text, markup = _menu(t)
-    await _show(cb, text, markup)
+    await _show(cb, *_menu(t))
 
 
 # ---- standard services ---------------------------------------------------------------------
@@ -178,27 +189,40 @@ async def _service_card(t: Translator, admin: AdminService, service: Service, ba
     return "\n".join(lines), _markup(rows)
 
 
-@router.callback_query(AdminCB.filter(F.section == "svc"), is_admin)
-async def on_services(
+@router.callback_query(button("svc", "list"))
+async def on_services(cb: CallbackQuery, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings) -> None:
+    await cb.answer()
+    await _show(cb, *await _services_screen(t, _admin(session, mailboxes, settings)))
+
+
+@router.callback_query(button("svc", "open"))
+async def on_service_open(
     cb: CallbackQuery, callback_data: AdminCB, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings
 ) -> None:
     admin = _admin(session, mailboxes, settings)
-    action = callback_data.action
     try:
-        if action == "list":
-            await cb.answer()
-            await _show(cb, *await _services_screen(t, admin))
-            return
         service = await admin.service(callback_data.item)
-        if action == "toggle":
-            service = await admin.set_enabled(service.id, not service.enabled)
-            key = "admin.toast_shown" if service.enabled else "admin.toast_hidden"
-            await cb.answer(t(key, service=service.name(t.lang)))
-        else:
-            await cb.answer()
-        await _show(cb, *await _service_card(t, admin, service))
     except NotFound:
         await cb.answer(t("error.stale_button"), show_alert=True)
+        return
+    await cb.answer()
+    await _show(cb, *await _service_card(t, admin, service))
+
+
+@router.callback_query(button("svc", "toggle"))
+async def on_service_toggle(
+    cb: CallbackQuery, callback_data: AdminCB, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings
+) -> None:
+    admin = _admin(session, mailboxes, settings)
+    try:
+        service = await admin.service(callback_data.item)
+        service = await admin.set_enabled(service.id, not service.enabled)
+    except NotFound:
+        await cb.answer(t("error.stale_button"), show_alert=True)
+        return
+    key = "admin.toast_shown" if service.enabled else "admin.toast_hidden"
+    await cb.answer(t(key, service=service.name(t.lang)))
+    await _show(cb, *await _service_card(t, admin, service))
 
 
 # ---- company servers -----------------------------------------------------------------------
@@ -270,7 +294,7 @@ def _test_report(t: Translator, service: Service, reports: list[ProbeReport]) ->
             continue
         kind = report.kind.value if report.kind is not None else "protocol"
         lines.append(t("admin.co_test_fail", protocol=proto, server=where) + "\n" + t(f"fail.{kind}", protocol=proto))
-        if report.detail:
+        if report.detail and report.server_said:
             lines.append(t("fail.server_said", detail=report.detail[:DETAIL_MAX]))
     all_ok = bool(reports) and all(r.ok for r in reports)
     lines.append("")
@@ -278,8 +302,64 @@ def _test_report(t: Translator, service: Service, reports: list[ProbeReport]) ->
     return "\n".join(lines)
 
 
-@router.callback_query(AdminCB.filter(F.section == "co"), is_admin)
-async def on_companies(
+async def _company(cb: CallbackQuery, admin: AdminService, t: Translator, sid: int) -> Service | None:
+    """The company server a button names, or None after the stale-button answer."""
+    try:
+        service = await admin.service(sid)
+    except NotFound:
+        service = None
+    if service is None or service.kind != "company":
+        await cb.answer(t("error.stale_button"), show_alert=True)
+        return None
+    return service
+
+
+@router.callback_query(button("co", "list"))
+async def on_companies(cb: CallbackQuery, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings) -> None:
+    await cb.answer()
+    await _show(cb, *await _companies_screen(t, _admin(session, mailboxes, settings)))
+
+
+@router.callback_query(button("co", "add"))
+async def on_company_add(cb: CallbackQuery, state: FSMContext, t: Translator) -> None:
+    await cb.answer()
+    if isinstance(cb.message, Message):
+        await state.update_data(adm_company=0, adm_new={})
+        await _ask_company_field(cb.message, state, t, "name")
+
+
+@router.callback_query(button("co", "open"))
+async def on_company_open(
+    cb: CallbackQuery, callback_data: AdminCB, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings
+) -> None:
+    admin = _admin(session, mailboxes, settings)
+    service = await _company(cb, admin, t, callback_data.item)
+    if service is None:
+        return
+    await cb.answer()
+    await _show(cb, *await _company_card(t, admin, service))
+
+
+@router.callback_query(button("co", "toggle"))
+async def on_company_toggle(
+    cb: CallbackQuery, callback_data: AdminCB, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings
+) -> None:
+    admin = _admin(session, mailboxes, settings)
+    service = await _company(cb, admin, t, callback_data.item)
+    if service is None:
+        return
+    try:
+        service = await admin.set_enabled(service.id, not service.enabled)
+    except NotFound:
+        await cb.answer(t("error.stale_button"), show_alert=True)
+        return
+    key = "admin.toast_shown" if service.enabled else "admin.toast_hidden"
+    await cb.answer(t(key, service=service.name(t.lang)))
+    await _show(cb, *await _company_card(t, admin, service))
+
+
+@router.callback_query(button("co", "edit"))
+async def on_company_edit(
     cb: CallbackQuery,
     callback_data: AdminCB,
     state: FSMContext,
@@ -288,66 +368,74 @@ async def on_companies(
     mailboxes: MailboxService,
     settings: Settings,
 ) -> None:
+    field = callback_data.value
+    service = await _company(cb, _admin(session, mailboxes, settings), t, callback_data.item)
+    if service is None:
+        return
+    if field not in COMPANY_STEPS:
+        await cb.answer(t("error.stale_button"), show_alert=True)
+        return
+    await cb.answer()
+    if isinstance(cb.message, Message):
+        await state.update_data(adm_company=service.id, adm_new=None)
+        await _ask_company_field(cb.message, state, t, field, _field_value(service, field))
+
+
+@router.callback_query(button("co", "test"))
+async def on_company_test(
+    cb: CallbackQuery, callback_data: AdminCB, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings
+) -> None:
     admin = _admin(session, mailboxes, settings)
-    action, sid = callback_data.action, callback_data.item
-    message = cb.message if isinstance(cb.message, Message) else None
+    service = await _company(cb, admin, t, callback_data.item)
+    if service is None:
+        return
+    await cb.answer()
+    if isinstance(cb.message, Message):
+        progress = await cb.message.answer(t("admin.co_testing", service=service.name(t.lang)))
+        reports = await admin.test_company(service.id)
+        await progress.edit_text(_test_report(t, service, reports), reply_markup=_markup([_back(t, "co", "open", service.id)]))
+
+
+@router.callback_query(button("co", "del"))
+async def on_company_remove(
+    cb: CallbackQuery, callback_data: AdminCB, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings
+) -> None:
+    admin = _admin(session, mailboxes, settings)
+    service = await _company(cb, admin, t, callback_data.item)
+    if service is None:
+        return
+    sid = service.id
+    total, _ = await admin.accounts(sid, limit=0)
+    if total:
+        await cb.answer(t("admin.co_in_use", count=total), show_alert=True)
+        return
+    await cb.answer()
+    text = t("admin.co_remove_confirm", service=service.name(t.lang))
+    await _show(cb, text, _markup([[_b(t, "admin.co_btn_remove_yes", "co", "del_yes", sid)], _back(t, "co", "open", sid)]))
+
+
+@router.callback_query(button("co", "del_yes"))
+async def on_company_remove_confirmed(
+    cb: CallbackQuery, callback_data: AdminCB, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings
+) -> None:
+    admin = _admin(session, mailboxes, settings)
+    service = await _company(cb, admin, t, callback_data.item)
+    if service is None:
+        return
+    name = service.name(t.lang)
     try:
-        if action == "list":
-            await cb.answer()
-            await _show(cb, *await _companies_screen(t, admin))
-            return
-        if action == "add":
-            await cb.answer()
-            if message is not None:
-                await state.update_data(adm_company=0, adm_new={})
-                await _ask_company_field(message, state, t, "name")
-            return
-        service = await admin.service(sid)
-        if service.kind != "company":
-            raise NotFound(str(sid))
-        if action == "open":
-            await cb.answer()
-            await _show(cb, *await _company_card(t, admin, service))
-        elif action == "toggle":
-            service = await admin.set_enabled(sid, not service.enabled)
-            key = "admin.toast_shown" if service.enabled else "admin.toast_hidden"
-            await cb.answer(t(key, service=service.name(t.lang)))
-            await _show(cb, *await _company_card(t, admin, service))
-        elif action == "edit" and callback_data.value in COMPANY_STEPS:
-            await cb.answer()
-            if message is not None:
-                await state.update_data(adm_company=sid, adm_new=None)
-                await _ask_company_field(message, state, t, callback_data.value, _field_value(service, callback_data.value))
-        elif action == "test":
-            await cb.answer()
-            if message is not None:
-                progress = await message.answer(t("admin.co_testing", service=service.name(t.lang)))
-                reports = await admin.test_company(sid)
-                await progress.edit_text(
-                    _test_report(t, service, reports), reply_markup=_markup([_back(t, "co", "open", sid)])
-                )
-        elif action == "del":
-            total, _ = await admin.accounts(sid, limit=0)
-            if total:
-                await cb.answer(t("admin.co_in_use", count=total), show_alert=True)
-                return
-            await cb.answer()
-            text = t("admin.co_remove_confirm", service=service.name(t.lang))
-            await _show(cb, text, _markup([[_b(t, "admin.co_btn_remove_yes", "co", "del_yes", sid)], _back(t, "co", "open", sid)]))
-        elif action == "del_yes":
-            name = service.name(t.lang)
-            await admin.remove_company(sid)
-            await cb.answer(t("admin.co_removed", service=name))
-            await _show(cb, *await _companies_screen(t, admin))
-        else:
-            await cb.answer(t("error.stale_button"), show_alert=True)
+        await admin.remove_company(service.id)
     except InUse as exc:
         await cb.answer(t("admin.co_in_use", count=exc.accounts), show_alert=True)
+        return
     except NotFound:
         await cb.answer(t("error.stale_button"), show_alert=True)
+        return
+    await cb.answer(t("admin.co_removed", service=name))
+    await _show(cb, *await _companies_screen(t, admin))
 
 
-@router.message(AdminInput.company_field, F.text, ~F.text.startswith("/"), is_admin)
+@router.message(AdminInput.company_field, F.text, ~F.text.startswith("/"))
 async def on_company_field(
     message: Message, state: FSMContext, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings
 ) -> None:
@@ -420,24 +508,27 @@ async def _flags_screen(t: Translator, admin: AdminService) -> tuple[str, Inline
     return "\n".join(lines), _markup(rows)
 
 
-@router.callback_query(AdminCB.filter(F.section == "flag"), is_admin)
-async def on_flags(
+@router.callback_query(button("flag", "list"))
+async def on_flags(cb: CallbackQuery, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings) -> None:
+    await cb.answer()
+    await _show(cb, *await _flags_screen(t, _admin(session, mailboxes, settings)))
+
+
+@router.callback_query(button("flag", "set"))
+async def on_flag_set(
     cb: CallbackQuery, callback_data: AdminCB, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings, user: User
 ) -> None:
     admin = _admin(session, mailboxes, settings)
-    if callback_data.action == "set":
-        flags = await admin.flags()
-        if not 0 <= callback_data.item < len(flags) or callback_data.value not in {"0", "1"}:
-            await cb.answer(t("error.stale_button"), show_alert=True)
-            return
-        flag = flags[callback_data.item]
-        if flag.configured:
-            await cb.answer(t("admin.flag_configured", name=flag.name, state=on_off(t, flag.effective)), show_alert=True)
-        else:
-            flag = await admin.set_flag(flag.name, callback_data.value == "1", by=user.id)
-            await cb.answer(t("admin.flag_line", name=flag.name, state=on_off(t, flag.effective)))
+    flags = await admin.flags()
+    if not 0 <= callback_data.item < len(flags) or callback_data.value not in {"0", "1"}:
+        await cb.answer(t("error.stale_button"), show_alert=True)
+        return
+    flag = flags[callback_data.item]
+    if flag.configured:
+        await cb.answer(t("admin.flag_configured", name=flag.name, state=on_off(t, flag.effective)), show_alert=True)
     else:
-        await cb.answer()
+        flag = await admin.set_flag(flag.name, callback_data.value == "1", by=user.id)
+        await cb.answer(t("admin.flag_line", name=flag.name, state=on_off(t, flag.effective)))
     await _show(cb, *await _flags_screen(t, admin))
 
 
@@ -488,7 +579,7 @@ async def _status_screen(t: Translator, admin: AdminService) -> tuple[str, Inlin
     return "\n".join(lines), _markup(rows)
 
 
-@router.callback_query(AdminCB.filter(F.section == "status"), is_admin)
+@router.callback_query(button("status", "show"))
 async def on_status(
     cb: CallbackQuery, t: Translator, session: AsyncSession, mailboxes: MailboxService, settings: Settings
 ) -> None:
@@ -556,91 +647,155 @@ async def _ask_text(message: Message, state: FSMContext, t: Translator, broadcas
     await message.answer(t("admin.bc_ask_text", limit=TEXT_MAX), reply_markup=_markup([_cancel_row(t)]))
 
 
-@router.callback_query(AdminCB.filter(F.section == "bc"), is_admin)
-async def on_broadcast(
+async def _refuse(cb: CallbackQuery, t: Translator, exc: Exception) -> None:
+    """The answer to a broadcast button whose broadcast is gone, sent or has nobody to reach."""
+    if isinstance(exc, NotDraft):
+        await cb.answer(t("admin.bc_already_sent"), show_alert=True)
+    elif isinstance(exc, NoRecipients):
+        await cb.answer(t("admin.bc_nobody"), show_alert=True)
+    else:
+        await cb.answer(t("error.stale_button"), show_alert=True)
+
+
+async def _draft(cb: CallbackQuery, t: Translator, bcs: BroadcastService, broadcast_id: int) -> Broadcast | None:
+    """The draft a button acts on, or None after the answer (gone, or already sent)."""
+    try:
+        broadcast = await bcs.get(broadcast_id)
+    except (NotFound, BroadcastProblem) as exc:
+        await _refuse(cb, t, exc)
+        return None
+    if broadcast.state != BroadcastState.DRAFT.value:
+        await cb.answer(t("admin.bc_already_sent"), show_alert=True)
+        return None
+    return broadcast
+
+
+@router.callback_query(button("bc", "new"))
+async def on_broadcast_new(cb: CallbackQuery, state: FSMContext, t: Translator, session: AsyncSession) -> None:
+    bcs = BroadcastService(session)
+    message = cb.message if isinstance(cb.message, Message) else None
+    running = await bcs.sending_now()
+    if running is not None and message is not None:
+        await cb.answer(t("admin.bc_busy"), show_alert=True)
+        await message.answer(await _progress_now(t, bcs, running), reply_markup=stop_markup(t, running.id))
+        return
+    await cb.answer()
+    if message is not None:
+        await _ask_text(message, state, t, None)
+
+
+@router.callback_query(button("bc", "stop"))
+async def on_broadcast_stop(
+    cb: CallbackQuery, callback_data: AdminCB, t: Translator, session: AsyncSession, broadcasts: BroadcastRunner | None = None
+) -> None:
+    bcs = BroadcastService(session)
+    bid = callback_data.item
+    try:
+        broadcast = await bcs.get(bid)
+        stopped = await bcs.cancel(bid)
+    except (NotFound, BroadcastProblem) as exc:
+        await _refuse(cb, t, exc)
+        return
+    await cb.answer(t("admin.bc_stopping") if stopped else t("admin.bc_already_over"))
+    if stopped and broadcasts is not None and broadcasts.running(bid):
+        runner = broadcasts
+        after_commit(session, lambda: runner.stop(bid, wait=False))
+    else:  # nothing runs it in this process: the final word now
+        await _show(cb, await _progress_now(t, bcs, broadcast), None)
+
+
+@router.callback_query(button("bc", "aud"))
+async def on_broadcast_audience(cb: CallbackQuery, callback_data: AdminCB, t: Translator, session: AsyncSession) -> None:
+    bcs = BroadcastService(session)
+    broadcast = await _draft(cb, t, bcs, callback_data.item)
+    if broadcast is None:
+        return
+    value = callback_data.value
+    try:
+        if value == "all":
+            key = AUDIENCE_ALL
+        elif value.startswith("s") and value[1:].isdigit():
+            key = await bcs.service_audience_key(int(value[1:]))
+        else:
+            raise NotFound(value)
+        audience = await bcs.set_audience(broadcast.id, key)
+    except (NotDraft, NoRecipients, NotFound, BroadcastProblem) as exc:
+        await _refuse(cb, t, exc)
+        return
+    await cb.answer()
+    await _show(cb, *_confirm_screen(t, broadcast, audience))
+
+
+@router.callback_query(button("bc", "audpick"))
+async def on_broadcast_audiences(cb: CallbackQuery, callback_data: AdminCB, t: Translator, session: AsyncSession) -> None:
+    bcs = BroadcastService(session)
+    broadcast = await _draft(cb, t, bcs, callback_data.item)
+    if broadcast is None:
+        return
+    await cb.answer()
+    await _show(cb, *await _audience_picker(t, bcs, broadcast.id))
+
+
+@router.callback_query(button("bc", "retext"))
+async def on_broadcast_retext(cb: CallbackQuery, callback_data: AdminCB, state: FSMContext, t: Translator, session: AsyncSession) -> None:
+    broadcast = await _draft(cb, t, BroadcastService(session), callback_data.item)
+    if broadcast is None:
+        return
+    await cb.answer()
+    if isinstance(cb.message, Message):
+        await _ask_text(cb.message, state, t, broadcast.id)
+
+
+@router.callback_query(button("bc", "drop"))
+async def on_broadcast_drop(cb: CallbackQuery, callback_data: AdminCB, t: Translator, session: AsyncSession) -> None:
+    bcs = BroadcastService(session)
+    broadcast = await _draft(cb, t, bcs, callback_data.item)
+    if broadcast is None:
+        return
+    try:
+        await bcs.discard(broadcast.id)
+    except (NotDraft, NotFound, BroadcastProblem) as exc:
+        await _refuse(cb, t, exc)
+        return
+    await cb.answer()
+    await _show(cb, t("admin.bc_discarded"), None)
+
+
+@router.callback_query(button("bc", "go"))
+async def on_broadcast_go(
     cb: CallbackQuery,
     callback_data: AdminCB,
-    state: FSMContext,
     t: Translator,
     session: AsyncSession,
     user: User,
     broadcasts: BroadcastRunner | None = None,
 ) -> None:
     bcs = BroadcastService(session)
-    action, bid = callback_data.action, callback_data.item
-    message = cb.message if isinstance(cb.message, Message) else None
+    broadcast = await _draft(cb, t, bcs, callback_data.item)
+    if broadcast is None:
+        return
+    bid = broadcast.id
     try:
-        if action == "new":
-            running = await bcs.sending_now()
-            if running is not None and message is not None:
-                await cb.answer(t("admin.bc_busy"), show_alert=True)
-                await message.answer(await _progress_now(t, bcs, running), reply_markup=stop_markup(t, running.id))
-                return
-            await cb.answer()
-            if message is not None:
-                await _ask_text(message, state, t, None)
-            return
-        broadcast = await bcs.get(bid)
-        if action == "stop":
-            stopped = await bcs.cancel(bid)
-            await cb.answer(t("admin.bc_stopping") if stopped else t("admin.bc_already_over"))
-            if stopped and broadcasts is not None and broadcasts.running(bid):
-                runner = broadcasts
-                after_commit(session, lambda: runner.stop(bid, wait=False))
-            else:  # nothing runs it in this process: the final word now
-                await _show(cb, await _progress_now(t, bcs, broadcast), None)
-            return
-        if broadcast.state != BroadcastState.DRAFT.value:
-            await cb.answer(t("admin.bc_already_sent"), show_alert=True)
-            return
-        if action == "aud":
-            value = callback_data.value
-            if value == "all":
-                key = AUDIENCE_ALL
-            elif value.startswith("s") and value[1:].isdigit():
-                key = await bcs.service_audience_key(int(value[1:]))
-            else:
-                raise NotFound(value)
-            audience = await bcs.set_audience(bid, key)
-            await cb.answer()
-            await _show(cb, *_confirm_screen(t, broadcast, audience))
-        elif action == "audpick":
-            await cb.answer()
-            await _show(cb, *await _audience_picker(t, bcs, bid))
-        elif action == "retext":
-            await cb.answer()
-            if message is not None:
-                await _ask_text(message, state, t, bid)
-        elif action == "drop":
-            await bcs.discard(bid)
-            await cb.answer()
-            await _show(cb, t("admin.bc_discarded"), None)
-        elif action == "go":
-            total = await bcs.confirm(bid)  # (refreshes `broadcast`: the same row)
-            await cb.answer(t("admin.bc_started", count=total))
-            if message is not None:
-                text = await _progress_now(t, bcs, broadcast)
-                await _show(cb, text, stop_markup(t, bid))
-                await bcs.set_progress_message(bid, message.chat.id, message.message_id)
-            log.info("admin %s confirmed broadcast %s to %s (%d rows)", user.id, bid, broadcast.audience, total)
-            if broadcasts is not None:
-                runner = broadcasts
+        total = await bcs.confirm(bid)  # (refreshes `broadcast`: the same row)
+    except (NotDraft, NoRecipients, NotFound, BroadcastProblem) as exc:
+        await _refuse(cb, t, exc)
+        return
+    await cb.answer(t("admin.bc_started", count=total))
+    if isinstance(cb.message, Message):
+        message = cb.message
+        await _show(cb, await _progress_now(t, bcs, broadcast), stop_markup(t, bid))
+        await bcs.set_progress_message(bid, message.chat.id, message.message_id)
+    log.info("admin %s confirmed broadcast %s to %s (%d rows)", user.id, bid, broadcast.audience, total)
+    if broadcasts is not None:
+        runner = broadcasts
 
-                async def start() -> None:
-                    runner.start(bid)
+        async def start() -> None:
+            runner.start(bid)
 
-                after_commit(session, start)
-        else:
-            await cb.answer(t("error.stale_button"), show_alert=True)
-    except NotDraft:
-        await cb.answer(t("admin.bc_already_sent"), show_alert=True)
-    except NoRecipients:
-        await cb.answer(t("admin.bc_nobody"), show_alert=True)
-    except (NotFound, BroadcastProblem):
-        await cb.answer(t("error.stale_button"), show_alert=True)
+        after_commit(session, start)
 
 
-@router.message(AdminInput.broadcast_text, F.text, ~F.text.startswith("/"), is_admin)
+@router.message(AdminInput.broadcast_text, F.text, ~F.text.startswith("/"))
 async def on_broadcast_text(message: Message, state: FSMContext, t: Translator, session: AsyncSession, user: User) -> None:
     plain = message.text or ""
     if len(plain) > TEXT_MAX:
@@ -666,9 +821,81 @@ async def on_broadcast_text(message: Message, state: FSMContext, t: Translator, 
     await message.answer(picker, reply_markup=markup)
 
 
-@router.message(StateFilter(AdminInput), ~F.text, is_admin)
+@router.message(StateFilter(AdminInput), ~F.text)
 async def on_input_not_text(message: Message, t: Translator) -> None:
     await message.answer(t("admin.need_text"))
 
 
-__all__ = ["router", "is_admin", "AdminInput"]
+# ---- OAuth2: the flag and the clients (commands) ----------------------------------------------------------------------
+@router.message(Command("oauth_flag"))
+async def on_oauth_flag(message: Message, command: CommandObject, t: Translator, settings: Settings, mailboxes: MailboxService, user: User) -> None:
+    arg = (command.args or "").strip().lower()
+    svc = OAuthService(mailboxes.session, mailboxes.deps, settings)
+    if arg not in {"on", "off"}:
+        state = on_off(t, await svc.flag_enabled())
+        await message.answer(t("oauth.admin_flag_state", state=state) + "\n" + t("oauth.admin_flag_usage"))
+        return
+    wanted = arg == "on"
+    effective = await svc.set_flag(wanted, by=user.id)
+    log.info("admin %s set %s to %s (effective %s)", user.id, "enablePostmanOauth2", wanted, effective)
+    if effective != wanted:
+        await message.answer(t("oauth.admin_flag_config_wins", wanted=on_off(t, wanted), state=on_off(t, effective)))
+    else:
+        await message.answer(t("oauth.admin_flag_state", state=on_off(t, effective)))
+
+
+@router.message(Command("oauth_client"))
+async def on_oauth_client(message: Message, command: CommandObject, t: Translator, settings: Settings, mailboxes: MailboxService, user: User) -> None:
+    # the message carries a client secret: delete it before anything else
+    try:
+        await message.delete()
+    except Exception:
+        log.warning("could not delete the /oauth_client message in chat %s", message.chat.id)
+    args = (command.args or "").split()
+    codes = ", ".join(s.code for s in await mailboxes.services.list_all())
+    if len(args) < 3:
+        await message.answer(t("oauth.admin_client_usage", codes=codes))
+        return
+    code, client_id, secret, *rest = args
+    authorize_url = token_url = device_url = None
+    scopes: list[str] = []
+    if rest:
+        if len(rest) < 2:
+            await message.answer(t("oauth.admin_client_usage", codes=codes))
+            return
+        authorize_url = None if rest[0] == "-" else rest[0]
+        token_url = rest[1]
+        rest = rest[2:]
+        if rest and (rest[0] == "-" or rest[0].lower().startswith(("https://", "http://"))):
+            device_url = None if rest[0] == "-" else rest[0]
+            rest = rest[1:]
+        scopes = rest
+    svc = OAuthService(mailboxes.session, mailboxes.deps, settings)
+    try:
+        service = await svc.configure_client(
+            code, client_id, None if secret == "-" else secret,  # noqa: S105 - "-" = public client
+            authorize_url=authorize_url, token_url=token_url, device_url=device_url, scopes=scopes,
+        )
+    except LookupError:
+        await message.answer(t("oauth.admin_client_unknown_service", code=code, codes=codes))
+        return
+    except ValueError as exc:
+        await message.answer(t("oauth.admin_client_bad", problem=str(exc)[:200]))
+        return
+    del secret
+    setup = svc.setup_for(service)
+    text = t(
+        "oauth.admin_client_saved",
+        service=service.name(t.lang),
+        client_id=client_id,
+        flow=t(f"oauth.flow_{setup.flow}" if setup is not None else "oauth.flow_none"),
+    )
+    if settings.public_url:
+        text += "\n" + t("oauth.admin_client_redirect", uri=svc.redirect_uri())
+    if setup is not None and not await svc.flag_enabled():  # saved, but nobody sees it yet
+        text += "\n\n" + t("oauth.admin_client_flag_config_off" if settings.oauth_flag_configured else "oauth.admin_client_flag_off")
+    log.info("admin %s configured the OAuth2 client of service %s", user.id, service.code)
+    await message.answer(text)
+
+
+__all__ = ["router", "AdminInput"]

@@ -14,6 +14,7 @@ import secrets
 from typing import Any
 
 from aiogram import F
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
@@ -25,10 +26,11 @@ from bot.config import Settings
 from bot.i18n import Html, Translator, on_off
 from bot.render import check_failure, hint_text, mailbox_summary, server_line
 from bot.routing import RouteTable
-from bot.secrets_input import take_password
+from bot.secrets_input import delete_secret, take_password
+from bot.server_input import ServerInputRefused, as_update, assign, parse_servers
 from bot.states import ConnectMailbox as S
 from mail.types import FailureKind, MailCheckError, MailServers, Security, ServerSettings
-from mail.validate import parse_email, parse_host, parse_port
+from mail.validate import parse_email
 from services.admin import company_for_address
 from services.catalog import service_hint, service_servers
 from services.mailboxes import (
@@ -46,12 +48,17 @@ log = logging.getLogger(__name__)
 router = RouteTable("connect")
 
 AUTH_KINDS = {FailureKind.AUTH_FAILED, FailureKind.IMAP_DISABLED, FailureKind.APP_PASSWORD_REQUIRED}
-SERVER_FIELDS = {
-    "imap_host": S.waiting_imap_host,
-    "imap_port": S.waiting_imap_port,
-    "smtp_host": S.waiting_smtp_host,
-    "smtp_port": S.waiting_smtp_port,
+# one step per server, answered with `host:port` (or both servers at once); the port states are
+# from before that and are answered the same way (a conversation may still be in one of them)
+SERVER_STEPS: dict[str, State] = {"imap": S.waiting_imap_host, "smtp": S.waiting_smtp_host}
+SERVER_STATES = {
+    S.waiting_imap_host.state: "imap",
+    S.waiting_imap_port.state: "imap",
+    S.waiting_smtp_host.state: "smtp",
+    S.waiting_smtp_port.state: "smtp",
 }
+# where unexpected text may be a password (typed or pasted just before or after the password step)
+SECRET_STEPS = {S.reviewing_servers.state, S.choosing_fix.state}
 BUTTON_STATES = (
     S.choosing_service,
     S.reviewing_servers,
@@ -117,7 +124,29 @@ async def show(step: State, message: Message, state: FSMContext, t: Translator, 
     await state.set_state(step)
     data = await state.get_data()
     text, keyboard = await _render(step, data, t, mailboxes)
-    await message.answer(text, reply_markup=keyboard)
+    sent = await message.answer(text, reply_markup=keyboard)
+    if step == S.reviewing_servers:  # edited in place from now on (one review in the chat)
+        await state.update_data(review_msg=sent.message_id)
+
+
+async def _show_review(message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService) -> None:
+    """Back to the server review: the review message is edited in place (a new one only when
+    it can't be edited any more)."""
+    await state.set_state(S.reviewing_servers)
+    data = await state.get_data()
+    review_id = data.get("review_msg")
+    if review_id and message.bot is not None:
+        text, keyboard = await _render(S.reviewing_servers, data, t, mailboxes)
+        try:
+            await message.bot.edit_message_text(
+                text=text, chat_id=message.chat.id, message_id=int(review_id), reply_markup=keyboard
+            )
+            return
+        except TelegramBadRequest as exc:
+            if "not modified" in exc.message:
+                return
+            log.debug("server review %s not editable: %s", review_id, exc.message)
+    await show(S.reviewing_servers, message, state, t, mailboxes)
 
 
 async def _render(
@@ -150,17 +179,21 @@ async def _render(
         )
         rows = [
             [kb.wiz(t, nonce, "servers_ok", "btn.servers_ok")],
-            [kb.wiz(t, nonce, "edit", "btn.edit_imap_host", "imap_host"), kb.wiz(t, nonce, "edit", "btn.edit_imap_port", "imap_port")],
+            [kb.wiz(t, nonce, "edit", "btn.edit_imap_host", "imap"), kb.wiz(t, nonce, "edit", "btn.edit_smtp_host", "smtp")],
             [kb.wiz(t, nonce, "sec", "btn.imap_security", "imap", sec=t(f"security.{servers.imap.security.value}"))],
-            [kb.wiz(t, nonce, "edit", "btn.edit_smtp_host", "smtp_host"), kb.wiz(t, nonce, "edit", "btn.edit_smtp_port", "smtp_port")],
             [kb.wiz(t, nonce, "sec", "btn.smtp_security", "smtp", sec=t(f"security.{servers.smtp.security.value}"))],
             nav,
         ]
         return text, kb.markup(rows)
-    if step in SERVER_FIELDS.values():
-        field = next(k for k, v in SERVER_FIELDS.items() if v == step)
-        current = data.get(field, "")
-        return t(f"connect.ask_{field}", current=current), kb.markup([nav])
+    if step.state in SERVER_STATES:
+        proto = SERVER_STATES[step.state]
+        server = _servers(data).imap if proto == "imap" else _servers(data).smtp
+        ssl_port, tls_port = (993, 143) if proto == "imap" else (465, 587)
+        text = t(
+            "connect.ask_server", protocol=proto.upper(), current=Html(server_line(t, server)),
+            ssl_port=ssl_port, tls_port=tls_port,
+        )
+        return text, kb.markup([nav])
     if step == S.waiting_password:
         text = t("connect.ask_password", login=data.get("login") or data["email"])
         if data.get("oauth"):
@@ -212,8 +245,8 @@ def _previous(step: str | None, data: dict[str, Any]) -> State:
         S.choosing_processes.state: S.choosing_mobile if data.get("notify", True) else S.choosing_alerts,
         S.confirming.state: S.choosing_processes,
     }
-    for field_state in SERVER_FIELDS.values():
-        back[field_state.state] = S.reviewing_servers if not data.get("has_secret") else S.choosing_fix
+    for field_state in SERVER_STATES:
+        back[field_state] = S.reviewing_servers if not data.get("has_secret") else S.waiting_password
     return back.get(step, S.choosing_service)
 
 
@@ -254,7 +287,7 @@ async def _run_check(message: Message, state: FSMContext, t: Translator, mailbox
         await state.update_data(fail_kind=exc.kind.value, fail_protocol=exc.protocol.value)
         await state.set_state(S.choosing_fix)
         await progress.edit_text(
-            check_failure(t, exc, hint=_hint(t, data)),
+            check_failure(t, exc, hint=_hint(t, data), servers=_servers(data)),
             reply_markup=_fix_keyboard(t, data, exc),
         )
         return
@@ -273,8 +306,8 @@ def _fix_keyboard(t: Translator, data: dict[str, Any], exc: MailCheckError) -> I
         rows.append([kb.wiz(t, nonce, "fix", "btn.fix_password", "password")])
         rows.append([kb.wiz(t, nonce, "fix", "btn.fix_login", "login"), kb.wiz(t, nonce, "fix", "btn.fix_email", "email")])
     elif _is_other(data):
-        proto = exc.protocol.value
-        rows.append([kb.wiz(t, nonce, "fix", f"btn.fix_{proto}_host", f"{proto}_host"), kb.wiz(t, nonce, "fix", f"btn.fix_{proto}_port", f"{proto}_port")])
+        protos = [exc.protocol.value] + [o.protocol.value for o in exc.others if o.protocol != exc.protocol]
+        rows.append([kb.wiz(t, nonce, "fix", f"btn.fix_{proto}_host", proto) for proto in protos])
         rows.append([kb.wiz(t, nonce, "fix", "btn.fix_servers", "servers")])
     rows.append([kb.wiz(t, nonce, "retry", "btn.retry")])
     rows.append([kb.wiz(t, nonce, "cancel", "btn.cancel")])
@@ -337,6 +370,9 @@ async def on_back(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext,
     target = _previous(await state.get_state(), data)
     if target == S.waiting_password:
         await state.update_data(has_secret=False)
+    if target == S.reviewing_servers:
+        await _show_review(message, state, t, mailboxes)
+        return
     await show(target, message, state, t, mailboxes)
 
 
@@ -473,14 +509,16 @@ async def on_servers_ok(cb: CallbackQuery, callback_data: WizardCB, state: FSMCo
 async def on_edit_server(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext, t: Translator, mailboxes: MailboxService) -> None:
     if not await _fresh(cb, callback_data.wiz, state, t):
         return
-    target = SERVER_FIELDS.get(callback_data.value)
+    target = SERVER_STEPS.get(callback_data.value)
     if target is None:
         await cb.answer(t("error.stale_button"), show_alert=True)
         return
     await cb.answer()
-    await _retire(cb)
-    if isinstance(cb.message, Message):
-        await show(target, cb.message, state, t, mailboxes)
+    await state.set_state(target)
+    if isinstance(cb.message, Message):  # the review becomes the question, and comes back after it
+        await state.update_data(review_msg=cb.message.message_id)
+        text, keyboard = await _render(target, await state.get_data(), t, mailboxes)
+        await cb.message.edit_text(text, reply_markup=keyboard)
 
 
 @router.callback_query(S.reviewing_servers, WizardCB.filter(F.action == "sec"))
@@ -505,26 +543,36 @@ async def on_toggle_security(cb: CallbackQuery, callback_data: WizardCB, state: 
         await cb.message.edit_text(text, reply_markup=keyboard)
 
 
-@router.message(StateFilter(S.waiting_imap_host, S.waiting_smtp_host), F.text)
-async def on_host(message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User) -> None:
-    host = parse_host(message.text or "")
-    if host is None:
-        await message.answer(t("error.bad_host"))
+async def _servers_typed(
+    message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User, proto: str | None
+) -> None:
+    """Server settings typed at the review (`proto` None) or when asked for one server."""
+    data = await state.get_data()
+    try:
+        found = parse_servers(message.text or "", allow_private=mailboxes.deps.guard.allow_private, strict=proto is None)
+        update = as_update(assign(found, proto))
+    except ServerInputRefused as refused:
+        if proto is None and refused.not_a_server:  # at the review, just before the password: may be one
+            await delete_secret(message, t)
+            await message.answer(t("connect.unexpected_text_deleted"))
+            return
+        await message.answer(t(refused.key, **refused.values))
         return
-    field = "imap_host" if await state.get_state() == S.waiting_imap_host.state else "smtp_host"
-    await state.update_data({field: host, "source": "manual"})
-    await _after_field_edit(message, state, t, mailboxes, user)
+    await state.update_data(update, source="manual")
+    if data.get("has_secret"):  # fixing after a failed check: check again at once
+        await _run_check(message, state, t, mailboxes, user)
+    else:
+        await _show_review(message, state, t, mailboxes)
 
 
-@router.message(StateFilter(S.waiting_imap_port, S.waiting_smtp_port), F.text)
-async def on_port(message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User) -> None:
-    port = parse_port(message.text or "")
-    if port is None:
-        await message.answer(t("error.bad_port"))
-        return
-    field = "imap_port" if await state.get_state() == S.waiting_imap_port.state else "smtp_port"
-    await state.update_data({field: port, "source": "manual"})
-    await _after_field_edit(message, state, t, mailboxes, user)
+@router.message(S.reviewing_servers, F.text)
+async def on_servers_at_review(message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User) -> None:
+    await _servers_typed(message, state, t, mailboxes, user, None)
+
+
+@router.message(StateFilter(*SERVER_STATES), F.text)
+async def on_server(message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User) -> None:
+    await _servers_typed(message, state, t, mailboxes, user, SERVER_STATES.get(await state.get_state() or ""))
 
 
 # ---- password and check --------------------------------------------------------------------
@@ -549,7 +597,7 @@ async def on_password(message: Message, state: FSMContext, t: Translator, mailbo
 async def on_fix(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext, t: Translator, mailboxes: MailboxService) -> None:
     if not await _fresh(cb, callback_data.wiz, state, t):
         return
-    targets: dict[str, State] = {"password": S.waiting_password, "login": S.waiting_login, "email": S.waiting_email, "servers": S.reviewing_servers, **SERVER_FIELDS}
+    targets: dict[str, State] = {"password": S.waiting_password, "login": S.waiting_login, "email": S.waiting_email, "servers": S.reviewing_servers, **SERVER_STEPS}
     target = targets.get(callback_data.value)
     if target is None:
         await cb.answer(t("error.stale_button"), show_alert=True)
@@ -635,7 +683,7 @@ async def on_save(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext,
     except MailCheckError as exc:
         await state.update_data(fail_kind=exc.kind.value, fail_protocol=exc.protocol.value)
         await state.set_state(S.choosing_fix)
-        await progress.edit_text(check_failure(t, exc, hint=_hint(t, data)), reply_markup=_fix_keyboard(t, data, exc))
+        await progress.edit_text(check_failure(t, exc, hint=_hint(t, data), servers=_servers(data)), reply_markup=_fix_keyboard(t, data, exc))
         return
     except NoDraft:
         await state.clear()
@@ -651,8 +699,17 @@ async def on_save(cb: CallbackQuery, callback_data: WizardCB, state: FSMContext,
 # ---- text where a button is expected -------------------------------------------------------
 @router.message(StateFilter(*BUTTON_STATES))
 async def on_text_instead_of_button(message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService) -> None:
-    await message.answer(t("error.use_buttons"))
     step = await state.get_state()
+    if step in SECRET_STEPS and message.text:  # right before or after the password: may be one
+        await delete_secret(message, t)
+        await message.answer(t("secret.unexpected_deleted"))
+    else:
+        await message.answer(t("error.use_buttons"))
+    if step == S.choosing_fix.state:  # its buttons are on the failure message just above
+        return
+    if step == S.reviewing_servers.state:
+        await _show_review(message, state, t, mailboxes)
+        return
     target = next((s for s in S.__states__ if s.state == step), S.choosing_service)
     await show(target, message, state, t, mailboxes)
 

@@ -52,19 +52,24 @@ async def check_account(
 ) -> None:
     """IMAP (connect + login + SELECT INBOX) and SMTP (EHLO + TLS + AUTH), concurrently.
 
-    Raises MailCheckError: the IMAP one if both fail. `.detail` carries the server's words.
+    Raises MailCheckError: the IMAP one if both fail, with the SMTP one in `.others`.
     """
     results = await asyncio.gather(
         check_imap(servers.imap, creds, ssl_context=ssl_context, guard=guard, timeout=timeout),
         check_smtp(servers.smtp, creds, ssl_context=ssl_context, guard=guard, timeout=timeout),
         return_exceptions=True,
     )
+    failures: list[MailCheckError] = []
     for protocol, result in zip((Protocol.IMAP, Protocol.SMTP), results, strict=True):
         if isinstance(result, asyncio.CancelledError):
             raise result
         if isinstance(result, MailCheckError):
+            failures.append(result)
+        elif isinstance(result, Exception):
+            failures.append(as_mail_error(protocol, result))
+        elif isinstance(result, BaseException):
             raise result
-        if isinstance(result, Exception):
-            raise as_mail_error(protocol, result) from result
-        if isinstance(result, BaseException):
-            raise result
+    if failures:  # the IMAP one first, carrying the SMTP one: both are told at once
+        first = failures[0]
+        first.others = tuple(failures[1:])
+        raise first

@@ -224,7 +224,7 @@ async def _imap_starttls_prelude(sock: socket.socket) -> None:
     greeting = await r.readline()
     upper = greeting.upper()
     if upper.startswith(b"* BYE"):
-        raise MailCheckError(IMAP, FailureKind.PROTOCOL, _text(greeting[5:]))
+        raise MailCheckError(IMAP, FailureKind.PROTOCOL, _text(greeting[5:]), server_said=True)
     if upper.startswith(b"* PREAUTH"):
         raise MailCheckError(IMAP, FailureKind.TLS_FAILED, "server logged in before STARTTLS")
     if not upper.startswith(b"* OK"):
@@ -243,7 +243,7 @@ async def _imap_starttls_prelude(sock: socket.socket) -> None:
                 caps |= set(line[13:].upper().split())
             elif line.startswith(b"S1 "):
                 if not line[3:].upper().startswith(b"OK"):
-                    raise MailCheckError(IMAP, FailureKind.PROTOCOL, _text(line[3:]))
+                    raise MailCheckError(IMAP, FailureKind.PROTOCOL, _text(line[3:]), server_said=True)
                 break
     if b"STARTTLS" not in caps:
         raise MailCheckError(
@@ -256,7 +256,7 @@ async def _imap_starttls_prelude(sock: socket.socket) -> None:
         line = await r.readline()
         if line.startswith(b"S2 "):
             if not line[3:].upper().startswith(b"OK"):
-                raise MailCheckError(IMAP, FailureKind.TLS_FAILED, _text(line[3:]))
+                raise MailCheckError(IMAP, FailureKind.TLS_FAILED, _text(line[3:]), server_said=True)
             break
     else:
         raise MailCheckError(IMAP, FailureKind.PROTOCOL, "no reply to STARTTLS")
@@ -282,7 +282,9 @@ async def _race(wire: _Wire, aw: Any) -> Any:
     if task in done:
         return task.result()
     task.cancel()
-    raise MailCheckError(IMAP, FailureKind.PROTOCOL, wire.bye or "the server closed the connection")
+    raise MailCheckError(
+        IMAP, FailureKind.PROTOCOL, wire.bye or "the server closed the connection", server_said=bool(wire.bye)
+    )
 
 
 async def connect_imap(
@@ -360,7 +362,7 @@ def _login_error(response: Any, wire: _Wire, token: str | None = None) -> MailCh
     if wire.sasl_challenge:
         detail = f"{detail} ({sasl.describe_challenge(wire.sasl_challenge, token)})".strip()
     kind = classify_imap_login(str(response.result), detail)
-    return MailCheckError(IMAP, kind, detail)
+    return MailCheckError(IMAP, kind, detail, server_said=bool(lines))
 
 
 def _capabilities_in(response: Any) -> set[str]:
@@ -518,5 +520,5 @@ async def select_inbox(client: Any, timeout: float = 15.0) -> Any:  # noqa: ASYN
         lines = [_text(x) if isinstance(x, bytes | bytearray) else str(x) for x in response.lines]
         lines = [line for line in lines if line.strip()]
         detail = lines[-1] if lines else f"SELECT INBOX answered {response.result}"
-        raise MailCheckError(IMAP, classify_auth_text(detail) or FailureKind.PROTOCOL, detail)
+        raise MailCheckError(IMAP, classify_auth_text(detail) or FailureKind.PROTOCOL, detail, server_said=bool(lines))
     return response

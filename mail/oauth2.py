@@ -10,8 +10,11 @@ authorize/token URLs, scopes, PKCE, whether a device flow exists). What the data
 hold (device-authorization and revocation URLs, Google's offline-access parameters) is in
 `_PROVIDER_EXTRAS` below, with the provider documentation it comes from.
 
-Every endpoint must be https, except on a loopback host (RFC 8252 section 8.3 allows plain
-http there; the test suite's authorization server lives on 127.0.0.1).
+Every endpoint the bot calls must be https, except on a loopback host (RFC 8252 section 8.3
+allows plain http there; the test suite's authorization server lives on 127.0.0.1). A link shown
+to the person (the device flow's verification URI) must be https wherever it points: their
+browser is not on the bot's loopback. A device answer whose link is not is refused with
+OAuthError("insecure_link"); a `verification_uri_complete` that is not https is dropped.
 """
 
 from __future__ import annotations
@@ -228,6 +231,15 @@ def check_endpoint_url(url: str) -> str:
     raise ValueError(f"OAuth2 endpoints must use https: {url[:200]!r}")
 
 
+def is_shown_url_ok(url: str) -> bool:
+    """Whether a link may be shown to the person: https, a host, no user info."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname) and not parts.username and not parts.password
+
+
 def builtin_endpoints(provider_id: str) -> Endpoints | None:
     """Endpoints of a standard service, from the providers data (None: no OAuth2 there)."""
     provider = provider_by_id(provider_id)
@@ -439,8 +451,12 @@ class OAuthClient:
         if not all(isinstance(v, str) and v for v in (device_code, user_code, verification)):
             raise OAuthError("bad_response", "the device authorization answer is incomplete")
         assert isinstance(device_code, str) and isinstance(user_code, str) and isinstance(verification, str)
-        check_endpoint_url(verification)  # shown to the person: https only
+        if not is_shown_url_ok(verification):  # shown to the person: https only, loopback or not
+            raise OAuthError("insecure_link", "the provider's verification link is not an https URL")
         complete = data.get("verification_uri_complete")
+        if isinstance(complete, str) and complete and not is_shown_url_ok(complete):
+            log.warning("device authorization: verification_uri_complete is not https; showing verification_uri only")
+            complete = None
         try:
             interval = max(1, int(data.get("interval") or DEFAULT_INTERVAL))
         except (TypeError, ValueError):

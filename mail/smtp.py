@@ -51,7 +51,9 @@ async def _starttls(client: aiosmtplib.SMTP) -> None:
         )
     response = await client.starttls()
     if response.code != 220:  # pragma: no cover - aiosmtplib raises on refusals
-        raise MailCheckError(SMTP, FailureKind.TLS_FAILED, f"{response.code} {response.message}")
+        raise MailCheckError(
+            SMTP, FailureKind.TLS_FAILED, f"{response.code} {response.message}", server_said=True
+        )
 
 
 async def _oauth2_login(
@@ -82,7 +84,10 @@ async def _oauth2_login(
     reply = sasl.scrub(f"{response.code} {response.message}".strip(), token)
     detail = f"{reply} ({challenge})" if challenge else reply
     raise MailCheckError(
-        SMTP, classify_smtp_auth(response.code, sasl.scrub(response.message, token)), detail
+        SMTP,
+        classify_smtp_auth(response.code, sasl.scrub(response.message, token)),
+        detail,
+        server_said=True,
     )
 
 
@@ -178,15 +183,19 @@ def smtp_error(exc: BaseException) -> MailCheckError:
     if isinstance(exc, MailCheckError):
         return exc
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return MailCheckError(SMTP, classify_smtp_auth(exc.code, exc.message), _reply(exc))
+        return MailCheckError(
+            SMTP, classify_smtp_auth(exc.code, exc.message), _reply(exc), server_said=True
+        )
     if isinstance(exc, aiosmtplib.SMTPConnectResponseError):
-        return MailCheckError(SMTP, FailureKind.PROTOCOL, _reply(exc))
+        return MailCheckError(SMTP, FailureKind.PROTOCOL, _reply(exc), server_said=True)
     if isinstance(exc, aiosmtplib.SMTPTimeoutError):
         return MailCheckError(SMTP, FailureKind.TIMEOUT, str(exc))
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         mapped = as_mail_error(SMTP, exc, _reply(exc))
         if mapped.kind is FailureKind.PROTOCOL and "starttls" in exc.message.lower():
-            return MailCheckError(SMTP, FailureKind.TLS_FAILED, _reply(exc))
+            return MailCheckError(SMTP, FailureKind.TLS_FAILED, _reply(exc), server_said=True)
+        if mapped.detail == _reply(exc):  # the server's reply, not a local failure
+            mapped.server_said = True
         return mapped
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected) and exc.__cause__ is None:
         return MailCheckError(

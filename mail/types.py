@@ -60,13 +60,27 @@ class Protocol(str, enum.Enum):
 
 
 class MailCheckError(Exception):
-    """A connection/login check failed. `detail` is the server's own words (may be empty)."""
+    """A connection/login check failed. `detail` says what happened (may be empty): the
+    server's own words when `server_said` (a reply it sent), otherwise our own description of a
+    local failure (DNS, TCP, TLS, a timeout), which is never shown as the server's words.
+    `others`: the failures of the other protocol checked at the same time (IMAP and SMTP are
+    checked together: the user hears about both at once)."""
 
-    def __init__(self, protocol: Protocol, kind: FailureKind, detail: str = "") -> None:
+    def __init__(
+        self,
+        protocol: Protocol,
+        kind: FailureKind,
+        detail: str = "",
+        *,
+        server_said: bool = False,
+        others: tuple[MailCheckError, ...] = (),
+    ) -> None:
         super().__init__(f"{protocol.value}: {kind.value}: {detail}")
         self.protocol = protocol
         self.kind = kind
         self.detail = detail
+        self.server_said = server_said
+        self.others = others
 
 
 @dataclass(slots=True)

@@ -112,3 +112,43 @@ def email_domain(address: str) -> str:
 
 def email_local_part(address: str) -> str:
     return address.rsplit("@", 1)[0]
+
+
+class BadServer(ValueError):
+    """What the user typed is not ``host[:port]``; ``port_only`` when just the port is wrong."""
+
+    def __init__(self, port_only: bool = False) -> None:
+        super().__init__("bad port" if port_only else "bad server")
+        self.port_only = port_only
+
+
+_SERVER = re.compile(r"^(?:\[(?P<v6>[^\]]*)\]|(?P<name>[^:\[\]]*))(?::(?P<port>[^:]*))?$")
+
+
+def parse_server(text: str | None, *, need_port: bool = False) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[IPv6]:port`` (or a bare IP literal) -> (host, port or None).
+    Raises BadServer: ``:993``, ``host:``, ``host:99999``, spaces, schemes, garbage."""
+    value = (text or "").strip()
+    if not value:
+        raise BadServer()
+    if value.count(":") >= 2 and not value.startswith("[") and ip_literal(value) is not None:
+        if need_port:  # a bare IPv6 address can't carry a port
+            raise BadServer()
+        return str(parse_host(value) or value), None
+    match = _SERVER.match(value)
+    if match is None:
+        raise BadServer()
+    raw_host = f"[{match['v6']}]" if match["v6"] is not None else match["name"] or ""
+    if match["v6"] is not None and not isinstance(ip_literal(raw_host), ipaddress.IPv6Address):
+        raise BadServer()
+    host = parse_host(raw_host)
+    if host is None:
+        raise BadServer()
+    if match["port"] is None:
+        if need_port:
+            raise BadServer()
+        return host, None
+    port = parse_port(match["port"])
+    if port is None:
+        raise BadServer(port_only=True)
+    return host, port

@@ -168,6 +168,7 @@ class ProbeReport:
     detail: str = ""
     tls_version: str = ""
     greeting: str = ""
+    server_said: bool = False  # detail is the server's reply (else a local failure, not to be quoted as its words)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +259,7 @@ async def probe(
             greeting = "ESMTP" if client.supports_esmtp else "SMTP"
         version = _tls_version(client)
     except MailCheckError as exc:
-        return ProbeReport(protocol, server, False, exc.kind, (exc.detail or "")[:300])
+        return ProbeReport(protocol, server, False, exc.kind, (exc.detail or "")[:300], server_said=exc.server_said)
     finally:
         if client is not None:
             if protocol is Protocol.IMAP:

@@ -17,6 +17,7 @@ from mail.check import check_account
 from mail.discovery import Proposal, discover
 from mail.imap import MailIMAP, close_imap, open_imap
 from mail.importer import import_recent
+from mail.oauth2 import TokenSet
 from mail.outbox import encode_mutf7
 from mail.reader import (
     AttachmentGone,
@@ -29,6 +30,7 @@ from mail.types import Credentials, MailCheckError, MailServers, Security, Serve
 from services.deps import MailDeps
 from services.hooks import after_commit, checkpoint
 from services.letters import letter_row
+from services.oauth import OAuthService
 from storage.models import AuthKind, ItemLink, Letter, Mailbox, MailboxState, Service
 from storage.repositories import LetterRepo, MailboxRepo, ServiceRepo
 
@@ -151,6 +153,14 @@ class MailboxService:
         draft.auth_kind = AuthKind.PASSWORD.value
         return await self.mailboxes.add(draft)
 
+    async def store_tokens(self, user_id: int, data: AccountInput, tokens: TokenSet) -> Mailbox:
+        """Like store_secret, with an OAuth2 sign-in's tokens instead of a password."""
+        await self.ensure_can_connect(user_id)
+        draft = await self.mailboxes.for_user(user_id) or Mailbox(user_id=user_id, state=MailboxState.DRAFT.value)
+        self._apply(draft, data)
+        OAuthService(self.session, self.deps).store_tokens(draft, tokens)
+        return await self.mailboxes.add(draft)
+
     async def check_draft(self, user_id: int, data: AccountInput) -> Mailbox:
         """Log in to IMAP and SMTP with the draft's secret and the wizard's (maybe edited)
         fields. Raises MailCheckError; the draft keeps the error for the user to fix."""
@@ -261,8 +271,6 @@ class MailboxService:
         mailbox = await self.owned(user_id, mailbox_id)
         await self.deps.watchers.stop(mailbox.id)
         if mailbox.auth_kind == AuthKind.OAUTH2.value:
-            from services.oauth import OAuthService
-
             await OAuthService(self.session, self.deps).revoke(mailbox)  # where the provider can (commits first)
         letters_of_mailbox = select(Letter.id).where(Letter.mailbox_id == mailbox.id)
         await self.session.execute(
@@ -345,8 +353,6 @@ class MailboxService:
         """The login for the mail servers. Every caller talks to a mail server next, so the
         update's work so far is committed first (services.hooks.checkpoint)."""
         if mailbox.auth_kind == AuthKind.OAUTH2.value:  # tokens, refreshed when about to expire
-            from services.oauth import OAuthService
-
             creds = await OAuthService(self.session, self.deps).fresh_credentials(mailbox)
         else:
             creds = Credentials(mailbox.login, password=self.deps.secrets.decrypt(mailbox.secret_enc))

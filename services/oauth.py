@@ -1,5 +1,7 @@
 """OAuth2 sign-in for mailboxes: the feature flag, per-service clients, sign-in states, token
-storage and refresh. No Telegram code here (handlers/oauth.py and bot/web.py talk to people).
+storage and refresh. No Telegram code here (services/oauth_flows.py runs the sign-ins,
+handlers/oauth.py and web/oauth_page.py talk to people). services/mailboxes.py uses this module for
+OAuth2 credentials; this module does not use it back (no import cycle).
 
 * Flag `enablePostmanOauth2`: configuration wins when it sets the flag; otherwise the admins'
   value in `feature_flags` decides (default off).
@@ -11,6 +13,9 @@ storage and refresh. No Telegram code here (handlers/oauth.py and bot/web.py tal
 * A code-flow sign-in is a row in `oauth_states`: only sha256(state) is stored, the PKCE
   verifier is encrypted, the row is bound to the Telegram user, single-use and expires after
   10 minutes. `claim()` marks it used before anything else happens, so a replay finds it used.
+  Once the sign-in's tokens are kept, `mark_done()` drops the PKCE verifier (not needed any
+  more): a replay of a completed sign-in is told DONE_STATE ("changes nothing"), not "nothing
+  was saved".
 * Tokens live in `Mailbox.secret_enc` as encrypted JSON {access_token, refresh_token,
   expires_at, token_type}. `fresh_credentials()` refreshes when less than a minute is left and
   stores a rotated refresh token at once; `invalid_grant` marks the account broken
@@ -32,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
+from typing import Protocol as TypingProtocol
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,7 +56,6 @@ from mail.oauth2 import (
 from mail.types import Credentials, FailureKind, MailCheckError, Protocol
 from services.deps import MailDeps
 from services.hooks import checkpoint
-from services.mailboxes import AccountInput, MailboxService
 from storage.models import (
     AuthKind,
     FeatureFlag,
@@ -82,6 +87,7 @@ class Problem(str, enum.Enum):
 
     UNKNOWN_STATE = "unknown_state"  # forged, truncated or from another bot
     USED_STATE = "used_state"  # replayed, or replaced by a newer sign-in
+    DONE_STATE = "done_state"  # the link of a sign-in that got its tokens, opened again
     EXPIRED_STATE = "expired_state"
     DENIED = "denied"  # the person pressed Deny at the provider
     PROVIDER_ERROR = "provider_error"
@@ -166,7 +172,12 @@ class _RefreshCoordinator:
 _refreshes = _RefreshCoordinator()
 
 
-async def wizard_flow(mailboxes: MailboxService, settings: Settings | None, service: Service) -> str | None:
+class _UseCase(TypingProtocol):
+    session: AsyncSession
+    deps: MailDeps
+
+
+async def wizard_flow(mailboxes: _UseCase, settings: Settings | None, service: Service) -> str | None:
     """The sign-in flow the connect wizard offers for `service` ("code" / "device"), or None
     (flag off, no client, no usable flow). Nothing about OAuth2 shows when this is None."""
     if settings is None:
@@ -369,7 +380,8 @@ class OAuthService:
             .execution_options(synchronize_session=False)
         )
         if getattr(result, "rowcount", 0) != 1:
-            raise OAuthProblem(Problem.USED_STATE, user_id=row.user_id)
+            done = row.code_verifier_enc is None  # (mark_done) the sign-in got its tokens
+            raise OAuthProblem(Problem.DONE_STATE if done else Problem.USED_STATE, user_id=row.user_id)
         await self.session.refresh(row)
         if _aware(row.expires_at) <= now:
             raise OAuthProblem(Problem.EXPIRED_STATE, user_id=row.user_id)
@@ -405,6 +417,12 @@ class OAuthService:
             log.info("code exchange for user %s refused: %s", row.user_id, exc.error)
             raise OAuthProblem(Problem.EXCHANGE_FAILED, user_id=row.user_id, detail=exc.error) from None
 
+    async def mark_done(self, row: OAuthState) -> None:
+        """This (claimed) state's tokens are kept: the verifier is dropped, which also tells a
+        later replay that the sign-in went through."""
+        row.code_verifier_enc = None
+        await self.session.flush()
+
     # ---- device flow -----------------------------------------------------------------------
     async def begin_device(self, setup: ServiceOAuth) -> DeviceAuthorization:
         await checkpoint(self.session)  # no transaction held across the provider's answer
@@ -426,15 +444,6 @@ class OAuthService:
         if mailbox.auth_kind != AuthKind.OAUTH2.value:
             raise ValueError("not an OAuth2 mailbox")
         return TokenSet.from_json(self.deps.secrets.decrypt(mailbox.secret_enc))
-
-    async def save_draft(self, user_id: int, account: AccountInput, tokens: TokenSet) -> Mailbox:
-        """Like MailboxService.store_secret, with tokens instead of a password."""
-        mailboxes = MailboxService(self.session, self.deps)
-        await mailboxes.ensure_can_connect(user_id)
-        draft = await mailboxes.mailboxes.for_user(user_id) or Mailbox(user_id=user_id, state=MailboxState.DRAFT.value)
-        MailboxService._apply(draft, account)
-        self.store_tokens(draft, tokens)
-        return await mailboxes.mailboxes.add(draft)
 
     async def replace_tokens(self, mailbox: Mailbox, tokens: TokenSet) -> None:
         """A new sign-in for an existing (e.g. broken) account."""

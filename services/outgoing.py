@@ -1,5 +1,5 @@
 """Business processes: send a letter from an employee's connected mailbox, and link letters to
-business items. The HTTP API (bot/api.py) calls this layer; so could the chat or a worker.
+business items. The HTTP API (web/routes.py) calls this layer; so could the chat or a worker.
 
 Sending (`OutgoingService.send`):
 

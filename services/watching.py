@@ -16,7 +16,7 @@ from mail.watcher import ConnState, WatchTarget
 from services.deps import MailDeps
 from services.letters import letter_row
 from services.mailboxes import MailboxService, servers_of
-from storage.models import AlertState, ItemLink, Letter, Mailbox, MailboxState, User
+from storage.models import AlertState, AuthKind, ItemLink, Letter, Mailbox, MailboxState, User
 
 ALERT_ERROR_MAX = 300
 MAX_ALERT_ATTEMPTS = 10  # requests that certainly did not go out before an alert is given up
@@ -133,6 +133,7 @@ class AlertTarget:
     notify_sound: bool
     active: bool
     outage_notified: bool
+    oauth2: bool = False  # signed in at the provider: a refused login means "sign in again"
 
 
 class AlertData:
@@ -153,7 +154,7 @@ class AlertData:
             mailbox, user = row
             return AlertTarget(
                 mailbox.id, user.id, user.language, mailbox.email, mailbox.notify, mailbox.notify_sound,
-                user.is_active, mailbox.outage_notified,
+                user.is_active, mailbox.outage_notified, mailbox.auth_kind == AuthKind.OAUTH2.value,
             )
 
     async def pending(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[Letter]:

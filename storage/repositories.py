@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Letter, Mailbox, Service, User
+from storage.models import Letter, Mailbox, Service, User, utcnow
 
 
 class UserRepo:
@@ -18,15 +20,38 @@ class UserRepo:
     async def get(self, user_id: int) -> User | None:
         return await self.session.get(User, user_id)
 
-    async def get_or_create(self, user_id: int, *, language: str | None, first_name: str | None) -> User:
+    async def get_or_create(
+        self, user_id: int, *, language: str | None, first_name: str | None, reactivate: bool = True
+    ) -> User:
+        """The user's row, created on first contact. Race-safe: a new user's first updates are
+        handled concurrently (by one instance or several), so the row is inserted with
+        INSERT ... ON CONFLICT DO NOTHING and then read back; whoever inserts second waits for
+        the first transaction and finds its row. A returning user is active again unless
+        ``reactivate`` is false."""
         user = await self.get(user_id)
         if user is None:
-            user = User(id=user_id, language=language, first_name=first_name, is_active=True)
-            self.session.add(user)
-            await self.session.flush()
-        elif not user.is_active:
+            stmt = _insert_for(self.session)(User).values(
+                id=user_id, language=language, first_name=first_name, is_active=True, created_at=utcnow()
+            )
+            await self.session.execute(stmt.on_conflict_do_nothing(index_elements=[User.id]))
+            found = await self.session.execute(
+                select(User).where(User.id == user_id).execution_options(populate_existing=True)
+            )
+            user = found.scalar_one()
+        elif reactivate and not user.is_active:
             user.is_active = True
         return user
+
+    async def set_active(self, user_id: int, active: bool) -> None:
+        """Reachable or not (the user blocked or unblocked the bot)."""
+        await self.session.execute(update(User).where(User.id == user_id).values(is_active=active))
+
+
+def _insert_for(session: AsyncSession) -> Any:
+    """The dialect's INSERT (both have ON CONFLICT DO NOTHING; plain INSERT has not)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return pg_insert
+    return sqlite_insert
 
 
 class ServiceRepo:

@@ -21,6 +21,16 @@ ADMIN = 4242
 UNKNOWN = "I don't know that command"
 STALE = "This button is out of date"
 
+# every button the admin screens (and the broadcast progress message) carry
+ADMIN_BUTTONS = {
+    ("menu", "show"), ("menu", "cancel"),
+    ("svc", "list"), ("svc", "open"), ("svc", "toggle"),
+    ("co", "list"), ("co", "add"), ("co", "open"), ("co", "toggle"), ("co", "edit"), ("co", "test"), ("co", "del"), ("co", "del_yes"),
+    ("flag", "list"), ("flag", "set"),
+    ("status", "show"),
+    ("bc", "new"), ("bc", "stop"), ("bc", "aud"), ("bc", "audpick"), ("bc", "retext"), ("bc", "drop"), ("bc", "go"),
+}
+
 
 def closed_port() -> int:
     with socket.socket() as s:
@@ -60,6 +70,10 @@ async def test_admin_commands_look_unknown_to_everyone_else(harness: BotHarness)
     bogus = await user.press_data("zz:nothing", menu.message_id)
     forged = await user.press_data(AdminCB(section="svc", action="toggle", item=gmail.id).pack(), menu.message_id)
     assert forged.text == bogus.text and forged.text.startswith(STALE)
+    for section, action in sorted(ADMIN_BUTTONS):  # every admin button, forged
+        answer = await user.press_data(AdminCB(section=section, action=action, item=gmail.id, value="all").pack(), menu.message_id)
+        assert answer.text == bogus.text, (section, action)
+    assert user.last().message_id == menu.message_id, "nothing was shown to a non-admin"
     assert (await service_by_code(harness, "gmail")).enabled
     # mid-wizard, /admin is just text for the wizard's step, as any other unknown command
     await user.press("📬 Connect mail")
@@ -71,6 +85,48 @@ async def test_admin_commands_look_unknown_to_everyone_else(harness: BotHarness)
     # the admin gets the menu
     admin = await open_admin(harness)
     assert admin.buttons() == ["📮 Standard services", "🏢 Company servers", "🚩 Feature flags", "📊 Status", "📣 Outage notice"]
+
+
+async def test_admin_router_checks_the_presser_and_has_one_handler_per_button() -> None:
+    """The admin check sits on the router (no handler can forget it) and each button action
+    has a handler of its own; an action nobody knows matches no admin handler at all."""
+    from aiogram.filters.callback_data import CallbackQueryFilter
+    from aiogram.types import CallbackQuery
+    from aiogram.types import User as TgUser
+
+    from handlers import all_routers
+
+    def press(section: str, action: str, who: int = ADMIN) -> CallbackQuery:
+        data = AdminCB(section=section, action=action, item=1, value="name").pack()
+        return CallbackQuery(id="1", from_user=TgUser(id=who, is_bot=False, first_name="A"), chat_instance="c", data=data)
+
+    from bot.config import Settings
+
+    admin_router = next(r for r in all_routers() if r.name == "admin")
+    settings = Settings(bot_token="1:x", admin_ids=[ADMIN])  # type: ignore[call-arg]
+    for observer in (admin_router.message, admin_router.callback_query):
+        for who, expected in ((ADMIN, True), (7003, False)):
+            passed, _ = await observer.check_root_filters(press("svc", "list", who), settings=settings)
+            assert passed is expected, (observer.event_name, who)
+    commands = {
+        c.commands[0] for h in admin_router.message.handlers for f in h.filters or [] for c in [f.callback] if hasattr(c, "commands")
+    }
+    assert {"admin", "oauth_flag", "oauth_client"} <= commands, "every admin command lives under the router's filter"
+
+    async def matching(query: CallbackQuery) -> list[str]:
+        found = []
+        for handler in admin_router.callback_query.handlers:
+            checks = [f.callback for f in handler.filters or [] if isinstance(f.callback, CallbackQueryFilter)]
+            if checks and all([await check(query) for check in checks]):
+                found.append(handler.callback.__name__)
+        return found
+
+    for section, action in sorted(ADMIN_BUTTONS):
+        assert len(await matching(press(section, action))) == 1, (section, action)
+    for section, action in (("svc", "nosuch"), ("co", "explode"), ("bc", "resend"), ("zz", "list")):
+        assert await matching(press(section, action)) == [], (section, action)
+    handlers = [h.callback.__name__ for h in admin_router.callback_query.handlers]
+    assert len(handlers) == len(ADMIN_BUTTONS) == len(set(handlers))
 
 
 def menu_of(h: BotHarness, scope: dict[str, Any], language: str = "") -> list[str]:
@@ -394,3 +450,15 @@ async def test_admin_screens_in_russian(harness: BotHarness) -> None:
         await admin.press("⬅️ Назад")
     await admin.press("📣 Оповещение о сбое")
     assert "Пришлите текст оповещения" in admin.last().text
+
+
+async def test_an_admin_who_never_opened_the_bot_does_not_cost_the_others_their_menu(harness: BotHarness) -> None:
+    ghost, other = 4243, 4244
+    # Telegram answers "chat not found" for an admin who never opened the bot
+    harness.fake.fail("setMyCommands", status=400, description="Bad Request: chat not found", chat_id=ghost, times=None)
+    await harness.start(admin_ids=[ghost, ADMIN, other])
+    everyone = ["start", "inbox", "settings", "cancel", "help"]
+    for admin_id in (ADMIN, other):
+        for language in ("", "ru"):
+            assert menu_of(harness, {"type": "chat", "chat_id": admin_id}, language) == [*everyone, "admin"]
+    assert menu_of(harness, {"type": "chat", "chat_id": ghost}) == []

@@ -12,22 +12,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from openapi_spec_validator import validate
 from pydantic import BaseModel
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.api import (
-    ERRORS,
-    HEALTH,
-    OPERATIONS,
-    ApiContext,
-    AttachmentIn,
-    openapi_document,
-    setup_http,
-    token_index,
-)
-from bot.web import WebServer, create_web_app
 from mail.outbox import (
     FolderInfo,
     choose_sent,
@@ -44,6 +36,13 @@ from tests.harness.mailstack import MailUser
 from tests.harness.plugin_app import BotHarness
 from tests.test_api import TOKEN, Api, error_of
 from tests.test_api import api as api  # noqa: F401 - the fixture
+from web.app import WebServer, create_web_app
+from web.context import WebContext
+from web.errors import ERRORS
+from web.middleware import token_index
+from web.models import ADDRESS_PATTERN, BASE64_PATTERN, AttachmentIn
+from web.ratelimit import MemoryRateLimit
+from web.routes import HEALTH, OPERATIONS, api_document
 
 DOC_PATHS = ("/api/v1", "/health")
 
@@ -76,7 +75,7 @@ def model_fields_match(doc: dict[str, Any], schema: dict[str, Any], model: type[
 async def test_openapi_document_matches_the_served_routes(api: Api) -> None:
     status, doc = await api.call("GET", "/api/v1/openapi.json", token=None)
     assert status == 200
-    assert doc == openapi_document()
+    assert doc == api_document()
     validate(doc)  # a valid OpenAPI 3.1 document
     web_app = api.h.app.extra["web"].app
     served = {
@@ -142,7 +141,7 @@ def _placeholders(path: str) -> set[str]:
 
 async def test_validation_error_fields_are_documented_request_fields(api: Api) -> None:
     """Every field a validation error names is a documented request field (dotted path)."""
-    doc = openapi_document()
+    doc = api_document()
     send = doc["paths"]["/api/v1/mail/send"]["post"]
     root = resolve(doc, send["requestBody"]["content"]["application/json"]["schema"])
     body = {
@@ -166,7 +165,7 @@ async def test_validation_error_fields_are_documented_request_fields(api: Api) -
 
 async def test_documented_errors_of_each_operation(api: Api, mail_user: MailUser) -> None:
     """The codes the handlers answer are the documented ones, operation by operation."""
-    doc = openapi_document()
+    doc = api_document()
 
     def documented(method: str, path: str) -> set[str]:
         responses = doc["paths"][path][method]["responses"]
@@ -234,10 +233,9 @@ def missing_database(db_url: str, tmp: Path) -> str:
 async def test_health_503_when_the_database_is_unreachable(bot_app: BotHarness, tmp_path: Path) -> None:
     app = bot_app.app
     engine = create_async_engine(missing_database(bot_app.db_url, tmp_path))
-    ctx = ApiContext(app.settings, app.sessionmaker, engine, app.deps, app.watchers.states)
-    web_app = create_web_app(None)
-    setup_http(web_app, ctx)
-    server = WebServer(web_app, "127.0.0.1", 0)
+    ctx = WebContext(app.settings, app.sessionmaker, engine, app.deps, app.watchers.states, app.catalog,
+                     MemoryRateLimit(0))
+    server = WebServer(create_web_app(ctx), "127.0.0.1", 0)
     await server.start()
     try:
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{server.port}/health") as resp:
@@ -360,3 +358,12 @@ def test_recipients() -> None:
     assert r is not None and r.address == "ivan@xn--e1afmkfd.xn--p1ai" and r.name == "Иван"
     for bad in ("bob", "bob@", "a@b", "a@b.org, c@d.org", "a@b.org junk", "Ivan <иван@x.org>", "a@b.org\r\nBcc: x@y.org"):
         assert parse_recipient(bad) is None, bad
+
+
+@hypothesis_settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(address=st.from_regex(ADDRESS_PATTERN, fullmatch=True), data=st.from_regex(BASE64_PATTERN, fullmatch=True))
+def test_what_the_schema_patterns_allow_the_validators_accept(address: str, data: str) -> None:
+    """The document's patterns are subsets of what the validators take, so a client that
+    builds requests from the document is never refused for them."""
+    assert parse_recipient(address) is not None, address
+    assert AttachmentIn(filename="a", content_base64=data).data is not None

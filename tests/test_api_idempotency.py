@@ -15,13 +15,14 @@ import pytest
 from multidict import CIMultiDict
 from sqlalchemy import func, select, update
 
-from bot.api import SendRequest, request_fingerprint
 from services.idempotency import KEY_TTL
 from services.outgoing import OutgoingService
 from storage.models import IdempotencyKey, Mailbox
 from tests.harness.mailstack import MailStack, MailUser
 from tests.test_api import SEND, TOKEN, TOKEN2, Api, error_of, mails, new_user
 from tests.test_api import api as api  # noqa: F401 - the fixture
+from web.models import SendRequest
+from web.routes import request_fingerprint
 
 KEY = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"

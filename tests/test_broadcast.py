@@ -385,3 +385,34 @@ async def test_no_answer_is_never_resent_and_a_refusal_is_a_failure(harness: Bot
     assert rows[refused].status == "failed" and "chat not found" in rows[refused].error
     final = await admin.wait_for(lambda m: "Notice sent" in m.text, timeout=10)
     assert "failed: 2" in final.text and "1 of the failed may or may not have arrived" in final.text
+
+
+async def test_a_user_who_blocks_the_bot_is_left_out_before_any_send_fails(harness: BotHarness) -> None:
+    """Telegram tells the bot at once (my_chat_member): the preview counts the user as blocked
+    without a single failed send; once they unblock and write, they count again."""
+    await harness.start(admin_ids=[ADMIN])
+    assert "my_chat_member" in harness.fake.allowed_updates
+    users = [harness.user(uid) for uid in (3_100_001, 3_100_002, 3_100_003)]
+    for user in users:
+        await user.send("/start")
+    leaver = users[0]
+    update_id = harness.fake.block(leaver.chat_id, notify=True)
+    assert update_id is not None
+    await harness.fake.wait_processed(update_id)
+    admin = harness.user(ADMIN)
+    await admin.send("/admin")
+    await admin.press("📊 Status")
+    assert "active 3, blocked the bot 1" in admin.last().text
+    admin = await compose(harness, "Everyone")
+    assert "It goes to 3 user(s); 1 more blocked the bot" in admin.last().text
+    await admin.press("✖️ Discard")
+    assert not [c for c in harness.fake.calls if c.params.get("chat_id") == leaver.chat_id and c.status == 403]
+
+    # back: unblocking is enough to be counted again, and writing keeps them active
+    update_id = harness.fake.unblock(leaver.chat_id, notify=True)
+    assert update_id is not None
+    await harness.fake.wait_processed(update_id)
+    await leaver.send("/start")
+    admin = await compose(harness, "Everyone")
+    assert "It goes to 4 user(s); 0 more blocked the bot" in admin.last().text
+    await admin.press("✖️ Discard")

@@ -287,3 +287,13 @@ async def test_company_server_from_the_database(bot_app: BotHarness, mail_user: 
     await connect(bot_app, user, service="Acme Corp mail", email=mail_user.address, password=mail_user.password)
     box = await stored_mailbox(bot_app, user.id)
     assert box is not None and box.state == "connected" and box.imap_security == "starttls"
+
+
+async def test_a_password_message_that_cannot_be_deleted_is_left_to_the_user(bot_app: BotHarness, mail_user: Any) -> None:
+    user = bot_app.user(1031)
+    await start_wizard(user, "Gmail", mail_user.address)
+    bot_app.fake.fail("deleteMessage", status=400, description="Bad Request: message can't be deleted")
+    sent = await user.send(mail_user.password)
+    assert not user.is_deleted(sent)
+    await user.wait_for_text("Please delete it yourself")
+    await user.wait_for_text("Signed in to IMAP and SMTP")

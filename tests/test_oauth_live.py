@@ -43,11 +43,16 @@ async def test_oauth_mailbox_watched_then_revoked_then_reauthorized(world: World
     assert sum("is broken" in m.text for m in user.messages()) == 1
     box = await world.mailbox(user.id)
     assert box is not None and box.state == "broken"
+    # told to sign in again, not to check a password it never had
+    assert "sign in again" in prompt.text and "password" not in prompt.text and "login" not in prompt.text
 
-    # Reconnect -> Save starts a new authorization
+    # Reconnect -> Sign in again starts a new authorization
     await user.press("🔄 Reconnect", message_id=prompt.message_id)
+    card = user.last()
+    assert card.labels == ["🔐 Sign in again", "✖️ Cancel"], "no New password for an account that has none"
+    assert "signing in at Acme Live, not by a password" in card.text and "If the password" not in card.text
     mark = user.mark()
-    await user.press("💾 Save")
+    await user.press("🔐 Sign in again")
     message = await user.wait_for(lambda m: "🔐 Sign in at Acme Live" in m.labels, since=mark)
     page = await ScriptedBrowser().sign_in(message.button("🔐 Sign in at Acme Live").url or "", mail_user.address, mail_user.password)
     assert page.status == 200

@@ -173,10 +173,11 @@ async def test_device_flow_pending_then_tokens(oauth: OAuthServer, mail_user: Ma
     client = ClientConfig(registered.client_id, registered.client_secret)
     async with OAuthClient(endpoints(oauth), client) as http:
         device = await http.start_device()
-        assert device.user_code and device.verification_uri.startswith(oauth.base_url)
+        assert device.user_code and device.verification_uri.startswith(oauth.page_base_url + "/")
+        assert device.verification_uri.startswith("https://") and (device.verification_uri_complete or "").startswith("https://")
         with pytest.raises(DevicePending):
             await http.poll_device(device)
-        page = await ScriptedBrowser().enter_device_code(
+        page = await oauth.browser().enter_device_code(
             device.verification_uri, device.user_code, mail_user.address, mail_user.password
         )
         assert page.status == 200 and "Signed in" in page.text
@@ -185,12 +186,27 @@ async def test_device_flow_pending_then_tokens(oauth: OAuthServer, mail_user: Ma
         assert oauth.is_active(tokens.access_token) and tokens.refresh_token
 
 
+@pytest.mark.parametrize("where", ["remote", "loopback"])
+async def test_device_link_that_is_not_https_is_refused(oauth: OAuthServer, where: str) -> None:
+    """The link is shown to the person, whose browser is not on the bot's loopback: https only,
+    refused as an OAuthError (which the chat explains), never a stray ValueError."""
+    registered = oauth.add_client(device=True)
+    oauth.device_page_url = "http://idp.example.test/device" if where == "remote" else f"{oauth.base_url}/device"
+    try:
+        async with OAuthClient(endpoints(oauth), ClientConfig(registered.client_id, registered.client_secret)) as http:
+            with pytest.raises(OAuthError) as err:
+                await http.start_device()
+    finally:
+        oauth.device_page_url = None
+    assert err.value.error == "insecure_link"
+
+
 async def test_device_flow_denied(oauth: OAuthServer, mail_user: MailUser) -> None:
     registered = oauth.add_client(device=True)
     client = ClientConfig(registered.client_id, registered.client_secret)
     async with OAuthClient(endpoints(oauth), client) as http:
         device = await http.start_device()
-        await ScriptedBrowser().enter_device_code(
+        await oauth.browser().enter_device_code(
             device.verification_uri, device.user_code, mail_user.address, mail_user.password, allow=False
         )
         with pytest.raises(OAuthError) as err:

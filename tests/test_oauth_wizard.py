@@ -145,6 +145,7 @@ async def test_flag_off_shows_nothing_and_non_admins_get_unknown_command(harness
     world = World(harness, oauth, f"http://127.0.0.1:{port}")
     await world.company("acme-off", "Acme Off")
     await world.configure("acme-off")  # client configured, flag still off
+    assert "users will see Authorize once it is on (/oauth_flag on)" in harness.user(ADMIN).last().text
     user = harness.user(9101)
     await to_password_step(user, "Acme Off", mail_user.address)
     assert not any("Authorize" in label for label in user.buttons()) and "Authorize" not in user.last().text
@@ -167,6 +168,7 @@ async def test_configuration_wins_over_the_admin(harness: BotHarness, mail_stack
     await world.company("acme-cfg", "Acme Cfg")
     await world.configure("acme-cfg")
     admin = harness.user(ADMIN)
+    assert "switched off in the configuration: users will see Authorize once the configuration turns it on" in admin.last().text
     await admin.send("/oauth_flag on")
     assert "configuration" in admin.last().text and "stays off" in admin.last().text
     user = harness.user(9102)
@@ -186,6 +188,7 @@ async def test_admin_client_command_validates(world: World) -> None:
     await admin.send("/oauth_client gmail gid topsecret")  # built-in endpoints
     text = admin.last().text
     assert "Gmail" in text and "sign-in by link" in text and world.callback in text and "topsecret" not in text
+    assert "users will see" not in text, "the flag is on: no word about it"
     async with world.h.session() as s:
         gmail = (await s.execute(select(Service).where(Service.code == "gmail"))).scalar_one()
         assert gmail.oauth2_client_id == "gid" and "topsecret" not in (gmail.oauth2_client_secret_enc or "")
@@ -211,7 +214,7 @@ async def test_authorize_connect_refresh_then_revoked(world: World, mail_user: M
     assert draft is not None and draft.state == "draft"
     async with world.h.session() as s:
         first = OAuthService(s, world.h.app.deps).tokens_of(draft)
-    fsm_data = str(await world.h.app.extra["oauth_flows"].fsm(user.id).get_data())
+    fsm_data = str(await world.h.app.extra["oauth_flows"].notifier.fsm(user.id).get_data())
     assert first.access_token not in fsm_data and str(first.refresh_token) not in fsm_data
     await finish_wizard(user)
     box = await world.mailbox(user.id)
@@ -286,13 +289,42 @@ async def test_device_flow_end_to_end(world: World, mail_user: MailUser) -> None
     prompt = await user.wait_for_text("enter the code")
     code = prompt.text.split("enter the code", 1)[1].split()[0]
     link = prompt.button("🔗 Open Acme Dev").url or ""
-    assert link.startswith(world.oauth.base_url)
-    page = await ScriptedBrowser().enter_device_code(link, code, mail_user.address, mail_user.password)
+    assert link.startswith(world.oauth.page_base_url + "/") and link.startswith("https://")
+    page = await world.oauth.browser().enter_device_code(link, code, mail_user.address, mail_user.password)
     assert page.status == 200
     await user.wait_for_text("Signed in at Acme Dev", timeout=10)
     await finish_wizard(user)
     box = await world.mailbox(user.id)
     assert box is not None and box.state == "connected" and box.auth_kind == "oauth2"
+
+
+@pytest.mark.parametrize("where", ["remote", "loopback"])
+async def test_device_link_that_is_not_https_is_explained(
+    world: World, mail_user: MailUser, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider whose verification link is plain http (on a remote host, or on loopback,
+    where the person's browser is not): a clear message, the password step with Authorize
+    again, no link shown, no traceback."""
+    caplog.set_level(logging.WARNING)
+    code = f"acme-http-{where}"
+    await world.company(code, "Acme HTTP")
+    await world.configure(code, device=True)
+    insecure = "http://idp.example.test/device" if where == "remote" else f"{world.oauth.base_url}/device"
+    world.oauth.device_page_url = insecure
+    try:
+        user = world.h.user(9120 if where == "remote" else 9121)
+        await to_password_step(user, "Acme HTTP", mail_user.address)
+        mark = user.mark()
+        await user.press("🔐 Authorize with Acme HTTP")
+        told = await user.wait_for(lambda m: "not secure" in m.text, since=mark)
+        assert "send the password instead" in told.text and insecure not in told.text
+        step = await user.wait_for(lambda m: "Send the password" in m.text, since=mark)
+        assert "🔐 Authorize with Acme HTTP" in step.labels, "the person can still choose"
+        assert not any(b.url for m in user.messages() for row in m.buttons for b in row), "no link was shown"
+    finally:
+        world.oauth.device_page_url = None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "no traceback in the log"
+    await no_oauth_mailbox(world, user.id)
 
 
 async def test_device_flow_denied(world: World, mail_user: MailUser) -> None:
@@ -303,7 +335,7 @@ async def test_device_flow_denied(world: World, mail_user: MailUser) -> None:
     await user.press("🔐 Authorize with Acme DD")
     prompt = await user.wait_for_text("enter the code")
     code = prompt.text.split("enter the code", 1)[1].split()[0]
-    await ScriptedBrowser().enter_device_code(prompt.button("🔗 Open Acme DD").url or "", code, mail_user.address, mail_user.password, allow=False)
+    await world.oauth.browser().enter_device_code(prompt.button("🔗 Open Acme DD").url or "", code, mail_user.address, mail_user.password, allow=False)
     message = await user.wait_for_text("You declined access", timeout=10)
     assert "🔐 Authorize with Acme DD" in message.labels
     await no_oauth_mailbox(world, user.id)
@@ -334,9 +366,14 @@ async def test_replayed_state_is_refused(world: World, mail_user: MailUser) -> N
     page = await browser.sign_in(await authorize(user, "Acme R"), mail_user.address, mail_user.password)
     assert page.status == 200
     await user.wait_for_text("Signed in to IMAP and SMTP", timeout=10)
+    mark = user.mark()
     replay = await ScriptedBrowser().open(page.url)
-    assert replay.status == 400 and "already used" in replay.text
-    await user.wait_for_text("already used or replaced")
+    assert replay.status == 400 and "already used" in replay.text and "changes nothing" in replay.text
+    told = await user.wait_for(lambda m: "opened again" in m.text, since=mark)
+    assert "changed nothing: your sign-in stands" in told.text and "Nothing was saved" not in told.text
+    assert not any("Nothing was saved" in m.text for m in user.messages()), "the sign-in did save the tokens"
+    box = await world.mailbox(user.id)
+    assert box is not None and box.auth_kind == "oauth2", "the replay took nothing away"
 
 
 async def test_state_of_another_user_is_refused(world: World, mail_user: MailUser, mail_stack: MailStack) -> None:
@@ -415,6 +452,49 @@ async def test_callback_after_the_wizard_was_cancelled_stores_nothing(world: Wor
     await user.wait_for_text("Nothing was saved")
     assert await world.mailbox(user.id) is None
     assert len(world.oauth.revocations) == revoked + 1, "tokens nobody will use are revoked at once"
+    mark = user.mark()
+    replay = await ScriptedBrowser().open(page.url)  # nothing was kept: the replay says so too
+    assert replay.status == 400 and "Nothing was saved" in replay.text
+    told = await user.wait_for(lambda m: "already used" in m.text, since=mark)
+    assert "Nothing was saved" in told.text
+
+
+async def test_callback_finishes_on_another_instance(world: World, mail_user: MailUser) -> None:
+    """Two instances share the database and the FSM storage (Redis in production; here the
+    same storage object): the sign-in starts on this one, the provider's redirect reaches the
+    other, which never saw the sign-in begin, and the wizard goes on from there."""
+    from bot.app import create_bot
+    from bot.i18n import Catalog
+    from handlers.oauth import ChatSignIn
+    from services.oauth_flows import OAuthFlows
+    from storage.db import create_engine, create_sessionmaker
+
+    await world.company("acme-2i", "Acme 2I")
+    await world.configure("acme-2i")
+    user = world.h.user(9122)
+    await to_password_step(user, "Acme 2I", mail_user.address)
+    back = await ScriptedBrowser().sign_in(await authorize(user, "Acme 2I"), mail_user.address, mail_user.password, follow_redirects=False)
+    app = world.h.app
+    engine = create_engine(app.settings.database_url)  # the other instance: its own connections, bot and memory
+    bot = create_bot(app.settings)
+    other = OAuthFlows(
+        settings=app.settings, sessionmaker=create_sessionmaker(engine), deps=app.deps,
+        notifier=ChatSignIn(bot=bot, storage=app.dispatcher.storage, catalog=Catalog(), sessionmaker=create_sessionmaker(engine), deps=app.deps),
+    )
+    try:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(back.url).query).items()}
+        outcome = await other.handle_callback(query)
+        assert outcome.ok and outcome.service == "Acme 2I"
+        await user.wait_for_text("Signed in at Acme 2I")
+        await finish_wizard(user)  # the rest of the wizard runs on the first instance
+        again = await other.handle_callback(query)  # delivered twice: handled once
+        assert not again.ok and again.key == "done_state"
+    finally:
+        await other.close()
+        await bot.session.close()
+        await engine.dispose()
+    box = await world.mailbox(user.id)
+    assert box is not None and box.state == "connected" and box.auth_kind == "oauth2"
 
 
 async def test_callback_page_is_not_cached_and_sends_no_referrer(world: World) -> None:
@@ -474,14 +554,14 @@ async def test_broken_account_signs_in_again_with_a_code(world: World, mail_user
     await user.press("🔐 Authorize with Acme RD")
     prompt = await user.wait_for_text("enter the code")
     code = prompt.text.split("enter the code", 1)[1].split()[0]
-    await ScriptedBrowser().enter_device_code(prompt.button("🔗 Open Acme RD").url or "", code, mail_user.address, mail_user.password)
+    await world.oauth.browser().enter_device_code(prompt.button("🔗 Open Acme RD").url or "", code, mail_user.address, mail_user.password)
     await finish_wizard(user)
     box = await break_account(world, user.id, mail_user)
     mark = user.mark()
     assert await world.h.app.extra["oauth_flows"].start_reauthorization(user.id, box.id)
     prompt = await user.wait_for(lambda m: "enter the code" in m.text, since=mark)
     code = prompt.text.split("enter the code", 1)[1].split()[0]
-    await ScriptedBrowser().enter_device_code(prompt.button("🔗 Open Acme RD").url or "", code, mail_user.address, mail_user.password)
+    await world.oauth.browser().enter_device_code(prompt.button("🔗 Open Acme RD").url or "", code, mail_user.address, mail_user.password)
     await user.wait_for_text("Signed in at Acme RD again", timeout=10)
     await assert_reconnected(world, user.id, mail_user)
 
@@ -500,7 +580,7 @@ async def test_callback_page_speaks_russian(world: World, mail_user: MailUser) -
     page = await ScriptedBrowser().sign_in(message.button("🔐 Войти в Acme RU").url or "", mail_user.address, mail_user.password)
     assert page.status == 200 and "Вход выполнен" in page.text and "Вернуться в Telegram" in page.text
     page = await ScriptedBrowser().open(page.url)  # replayed: the user's language too
-    assert page.status == 400 and "уже использована" in page.text
+    assert page.status == 400 and "уже была использована" in page.text and "ничего не меняет" in page.text
     forged = await ScriptedBrowser().open(world.callback + "?state=nope")
     assert forged.status == 400 and "not valid" in forged.text  # unknown user: the browser's language (none: English)
 
@@ -516,12 +596,12 @@ async def test_device_sign_in_after_cancel_stores_nothing(world: World, mail_use
     prompt = await user.wait_for_text("enter the code")
     code = prompt.text.split("enter the code", 1)[1].split()[0]
     await user.send("/cancel")
-    await ScriptedBrowser().enter_device_code(prompt.button("🔗 Open Acme DC").url or "", code, mail_user.address, mail_user.password)
+    await world.oauth.browser().enter_device_code(prompt.button("🔗 Open Acme DC").url or "", code, mail_user.address, mail_user.password)
     flows = world.h.app.extra["oauth_flows"]
     for _ in range(50):  # the polling notices the cancelled wizard within one interval
-        if user.id not in flows._device_tasks:
+        if not flows.polling(user.id):
             break
         await asyncio.sleep(0.1)
-    assert user.id not in flows._device_tasks
+    assert not flows.polling(user.id)
     assert not any("Signed in at Acme DC" in m.text for m in user.messages())
     assert await world.mailbox(user.id) is None

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from bot.callbacks import AccountCB, ServiceCB
+from bot.server_input import ServerInputRefused, as_update, assign, parse_servers
 from storage.models import Mailbox
 from tests.harness.plugin_app import BotHarness
 from tests.test_connect_wizard import connect
@@ -111,21 +113,72 @@ async def test_forged_service_and_unknown_data(bot_app: BotHarness) -> None:
     assert "Send your e-mail address" in user.last().text
 
 
-async def test_ports_and_hosts_validated(bot_app: BotHarness) -> None:
-    user = bot_app.user(3007)
+async def test_servers_typed_as_host_port_and_bad_input(harness: BotHarness) -> None:
+    await harness.start(allow_private_mail_hosts=False)
+    user = harness.user(3007)
     await to_other_review(user, "person@example.com")
-    await user.press("IMAP port")
-    for bad in ["abc", "0", "65536", "70000", "-1", "99999999999999999999", "9.5"]:
+    review = user.last()
+    await user.press("IMAP server")
+    assert user.last().message_id == review.message_id, "the review itself asks, no new message"
+    assert "host:port" in user.last().text
+    bad_inputs = [
+        ("imap.example.com:99999", "whole number from 1 to 65535"),
+        ("imap.example.com:0", "whole number from 1 to 65535"),
+        ("imap.example.com:", "whole number from 1 to 65535"),
+        (":993", "That is not a server"),
+        ("http://imap.example.com:993", "That is not a server"),
+        ("imap example com", "That is not a server"),
+        ("a" * 300, "That is not a server"),
+        ("<script>:1", "That is not a server"),
+        ("[not-v6]:993", "That is not a server"),
+        ("[::1]:993", "private or local network address"),
+        ("10.1.2.3:993", "private or local network address"),
+        ("a.example.com:1 b.example.com:2 c.example.com:3", "That is not a server"),
+    ]
+    for bad, expected in bad_inputs:
         await user.send(bad)
-        assert "whole number from 1 to 65535" in user.last().text, bad
-    await user.send("1993")
-    assert "1993" in user.last().text and "Server settings" in user.last().text
-    await user.press("SMTP server")
-    for bad in [" ", "a" * 300, "http://smtp.example.com", "smtp example com", "<script>"]:
-        await user.send(bad)
-        assert "That is not a server name" in user.last().text, bad
-    await user.send("smtp.example.com")
-    assert "smtp.example.com:465" in user.last().text
+        assert expected in user.last().text, bad
+        assert "imap.example.com:993" in user.message(review.message_id).text, "nothing changed"
+    # still on the step: a good one is taken, the security follows a well-known port
+    await user.send("mail.example.com:143")
+    assert "mail.example.com:143 · STARTTLS" in user.message(review.message_id).text
+    await user.press("SMTP server", review.message_id)
+    await user.send("smtp.example.com")  # the port stays
+    assert "smtp.example.com:465 · SSL/TLS" in user.message(review.message_id).text
+
+
+async def test_both_servers_in_one_message_edit_the_one_review(bot_app: BotHarness) -> None:
+    user = bot_app.user(3014)
+    await to_other_review(user, "person@corp.example")
+    review = user.last()
+    await user.send("imap.corp.example:993 smtp.corp.example:587")
+    text = user.message(review.message_id).text
+    assert "imap.corp.example:993 · SSL/TLS" in text and "smtp.corp.example:587 · STARTTLS" in text
+    assert "Server settings found via your input" in text
+    # one server alone: the port tells which one it is
+    await user.send("smtp2.corp.example:465")
+    assert "smtp2.corp.example:465 · SSL/TLS" in user.message(review.message_id).text
+    await user.send("mx.corp.example:2525")
+    assert "IMAP or the SMTP server" in user.last().text
+    reviews = [m for m in user.messages() if "Server settings" in m.text]
+    assert [m.message_id for m in reviews] == [review.message_id], "no stale copies of the review"
+    await user.press("✅ These are right", review.message_id)
+    assert "Send the password" in user.last().text
+
+
+async def test_text_at_the_review_may_be_the_password_and_is_deleted(bot_app: BotHarness) -> None:
+    user = bot_app.user(3015)
+    await to_other_review(user, "person@example.com")
+    review = user.last()
+    pasted = await user.send("hunter2-Secret")  # the password, a moment before «These are right»
+    assert user.is_deleted(pasted)
+    assert "I deleted your message" in user.last().text
+    assert "imap.example.com:993" in user.message(review.message_id).text, "the review is unchanged"
+    # Telegram refuses the deletion: the user is asked to delete it themselves
+    bot_app.fake.fail("deleteMessage", status=400, description="Bad Request: message can't be deleted")
+    kept = await user.send("another secret")
+    assert not user.is_deleted(kept)
+    assert any("Please delete it yourself" in m.text for m in user.messages()[-3:])
 
 
 async def test_security_toggle_follows_standard_ports(bot_app: BotHarness) -> None:
@@ -190,3 +243,44 @@ async def test_unknown_command_outside_wizard(bot_app: BotHarness) -> None:
     assert "don't know that command" in user.last().text
     await user.send("hello")
     assert "don't know that command" in user.last().text
+
+
+@pytest.mark.parametrize(
+    ("typed", "strict", "expected"),
+    [
+        ("imap.corp.ru:993", True, [("imap.corp.ru", 993)]),
+        ("imap.corp.ru:993 smtp.corp.ru:465", True, [("imap.corp.ru", 993), ("smtp.corp.ru", 465)]),
+        ("IMAP.Corp.RU", False, [("imap.corp.ru", None)]),
+        ("[2a00:1450:4010:c0e::6c]:993", True, [("2a00:1450:4010:c0e::6c", 993)]),
+        ("почта.рф:993", True, [("xn--80a1acny.xn--p1ai", 993)]),
+        ("imap.corp.ru", True, "error.bad_server"),  # at the review a port is needed
+        ("hunter2:993", True, "error.bad_server"),  # a single word there may be a password
+        ("hunter2", False, [("hunter2", None)]),  # when asked for a server, a short name is one
+        ("host.example:99999", False, "error.bad_port"),
+        ("host.example:", False, "error.bad_port"),
+        (":993", False, "error.bad_server"),
+        ("[::1]:993", False, "error.private_host"),
+        ("[zz]:993", False, "error.bad_server"),
+        ("a.example:1 b.example:2 c.example:3", False, "error.bad_server"),
+        ("", False, "error.bad_server"),
+    ],
+)
+def test_typed_servers_parsed(typed: str, strict: bool, expected: Any) -> None:
+    try:
+        found = parse_servers(typed, allow_private=False, strict=strict)
+    except ServerInputRefused as refused:
+        assert refused.key == expected
+    else:
+        assert found == expected
+
+
+def test_one_typed_server_is_told_apart_by_port_or_name() -> None:
+    assert assign([("mail.corp.ru", 587)], None) == {"smtp": ("mail.corp.ru", 587)}
+    assert assign([("imap.corp.ru", 1143)], None) == {"imap": ("imap.corp.ru", 1143)}
+    assert assign([("mail.corp.ru", 2525)], "smtp") == {"smtp": ("mail.corp.ru", 2525)}
+    with pytest.raises(ServerInputRefused) as refused:
+        assign([("mail.corp.ru", 2525)], None)
+    assert refused.value.key == "error.which_server"
+    assert as_update({"imap": ("h.example", 143), "smtp": ("s.example", 2525)}) == {
+        "imap_host": "h.example", "imap_port": 143, "imap_sec": "starttls", "smtp_host": "s.example", "smtp_port": 2525,
+    }

@@ -111,20 +111,24 @@ async def test_host_not_found_then_fix_the_host(harness: BotHarness, autoconfig:
     await harness.start()
     user = harness.user(4005)
     await other_until_review(user, mail_user.address)
-    await set_field(user, "IMAP server", "no-such-host.invalid")
-    await set_field(user, "SMTP server", "localhost")
-    await set_field(user, "SMTP port", str(stack.smtp_ssl_port))
+    await set_field(user, "IMAP server", "no-such-host.invalid")  # the port stays 993
+    await set_field(user, "SMTP server", f"localhost:{stack.smtp_ssl_port}")
     await user.press("✅ These are right")
     await user.send(mail_user.password)
     failure = await user.wait_for_text("server name was not found")
     assert failure.text.startswith("❌ IMAP")
-    # fix only the IMAP host and port: the password is not asked again
+    # no server said anything: the local failure in plain words, naming the server tried
+    assert "The server said" not in failure.text and "Errno" not in failure.text
+    assert "Name or service" not in failure.text
+    assert "IMAP server tried: no-such-host.invalid:993" in failure.text
+    # fix only the IMAP server: the password is not asked again
     await user.press("Change IMAP server")
     await user.send("localhost")
-    await user.wait_for_text("connection", timeout=10)  # port 993 is closed here: refused
-    assert "refused the connection" in user.last().text
-    await user.press("Change IMAP port")
-    await user.send(str(stack.imap_ssl_port))
+    refused = await user.wait_for_text("refused the connection", timeout=10)  # port 993 is closed here
+    assert "The server said" not in refused.text and "Errno" not in refused.text
+    assert "IMAP server tried: localhost:993" in refused.text
+    await user.press("Change IMAP server")
+    await user.send(f"localhost:{stack.imap_ssl_port}")
     await user.wait_for_text("Signed in to IMAP and SMTP")
 
 
@@ -163,7 +167,11 @@ async def test_private_address_refused_by_default(harness: BotHarness, mail_user
     await harness.start(allow_private_mail_hosts=False)
     user = harness.user(4009)
     await start_gmail(user, mail_user.address, mail_user.password)
-    await user.wait_for_text("private or local network address")
+    failure = await user.wait_for_text("private or local network address")
+    # both servers are private: both are named at once, not one after the other
+    assert failure.text.startswith("❌ IMAP") and "❌ SMTP" in failure.text
+    assert "IMAP server tried: localhost:" in failure.text and "SMTP server tried: localhost:" in failure.text
+    assert "The server said" not in failure.text
     assert await stored_mailbox(harness, user.id) is not None  # the draft, not connected
     assert (await stored_mailbox(harness, user.id)).state == "draft"  # type: ignore[union-attr]
 
@@ -222,3 +230,15 @@ async def test_smtp_refusal_named_as_smtp(harness: BotHarness, mail_user: Any) -
         await start_gmail(user, mail_user.address, mail_user.password)
         failure = await user.wait_for_text("needs an app password")
     assert failure.text.startswith("❌ SMTP")
+
+
+async def test_text_after_a_failed_check_may_be_the_password_and_is_deleted(harness: BotHarness, mail_user: Any) -> None:
+    harness.overrides = {"gmail": {"imap": {"host": "localhost", "port": closed_port(), "security": "ssl"}}}
+    await harness.start()
+    user = harness.user(4011)
+    await start_gmail(user, mail_user.address, mail_user.password)
+    await user.wait_for_text("refused the connection")
+    again = await user.send(mail_user.password)  # typed again instead of pressing a button
+    assert user.is_deleted(again)
+    assert "I deleted your message" in user.last().text
+    assert "🔄 Try again" in user.buttons(), "the failure's buttons still work"

@@ -24,9 +24,13 @@ What is modelled (answers shaped like Telegram's, ``{"ok": true, "result": ...}`
 * Fault injection: :meth:`FakeTelegram.fail`, :meth:`FakeTelegram.block`,
   :meth:`FakeTelegram.set_delay` and the opt-in :attr:`FakeTelegram.rate_limit`.
 
-"Processed": the bot under test runs ``dp.start_polling(bot, handle_as_tasks=False, ...)``, so an
-update N has been fully handled once a getUpdates with ``offset > N`` arrives. :meth:`FakeUser.send`
-and :meth:`FakeUser.press` wait for exactly that.
+"Processed": the bot under test runs ``dp.start_polling(bot, handle_as_tasks=True, ...)`` as in
+production, so several updates (of one user, too) are handled concurrently and getUpdates moves on
+before a handler is done. :meth:`FakeTelegram.track_processing` puts an outer update middleware on
+the dispatcher (aiogram's public middleware API) that tells the fake when the handling of an update
+has finished; :meth:`FakeUser.send` and :meth:`FakeUser.press` wait for exactly that. Without
+tracking, an update counts as processed once a getUpdates with ``offset > N`` arrives (enough for
+``handle_as_tasks=False``).
 """
 
 from __future__ import annotations
@@ -629,6 +633,8 @@ class _PendingUpdate:
     kind: str
     payload: dict[str, Any]
     confirmed: bool = False
+    delivered: bool = False  # returned by a getUpdates
+    processed: bool = False  # handled to the end (see FakeTelegram.track_processing)
     dropped: str | None = None
 
 
@@ -648,6 +654,11 @@ class ApiError(Exception):
         self.status = status
         self.description = description
         self.parameters = parameters
+
+
+def _scope_chat(params: dict[str, Any]) -> Any:
+    scope = params.get("scope")
+    return scope.get("chat_id") if isinstance(scope, dict) else None
 
 
 def _bad(description: str) -> ApiError:
@@ -958,6 +969,7 @@ class FakeTelegram:
         self._closing = False
         self._pollers: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
+        self._tracking = False
 
     # --- lifecycle ---
     async def start(self) -> None:
@@ -1092,8 +1104,36 @@ class FakeTelegram:
         self._notify()
         return update_id
 
+    def track_processing(self, dp: Any) -> None:
+        """Know when the dispatcher has finished handling each update, so that waits hold with
+        ``handle_as_tasks=True`` (updates handled concurrently, as in production)."""
+        dp.update.outer_middleware(self._processing_middleware)
+        self._tracking = True
+
+    async def _processing_middleware(
+        self, handler: Callable[[Any, dict[str, Any]], Awaitable[Any]], event: Any, data: dict[str, Any]
+    ) -> Any:
+        try:
+            return await handler(event, data)
+        finally:
+            pending = self._all_updates.get(getattr(event, "update_id", -1))
+            if pending is not None:
+                pending.processed = True
+                self._notify()
+
+    async def wait_all_processed(self, timeout: float = 5.0) -> None:
+        """Wait until every update the bot has fetched is handled (nothing in flight)."""
+        if not self._tracking:
+            return
+        await self._wait_until(
+            lambda: all(u.processed or u.dropped for u in self._all_updates.values() if u.delivered),
+            timeout,
+            lambda: f"updates still being handled after {timeout}s",
+        )
+
     async def wait_processed(self, update_id: int, timeout: float | None = None) -> None:
-        """Wait until the bot has confirmed the update (getUpdates with offset > update_id)."""
+        """Wait until the bot has handled the update: to the end when processing is tracked
+        (:meth:`track_processing`), else until confirmed (getUpdates with offset > update_id)."""
         pending = self._all_updates[update_id]
         timeout = self.process_timeout if timeout is None else timeout
 
@@ -1109,15 +1149,17 @@ class FakeTelegram:
                         f"polling stopped before update {update_id} ({pending.kind}) was processed"
                         + (f": {exc!r}" if exc else "")
                     ) from exc
-            return pending.confirmed
+            return pending.processed if self._tracking else pending.confirmed
 
         def describe() -> str:
             polls = self.calls_of("getUpdates")
             last = polls[-1].params if polls else None
+            if pending.confirmed:
+                return f"update {update_id} ({pending.kind}) fetched but not handled within {timeout}s"
             return (
                 f"update {update_id} ({pending.kind}) not processed within {timeout}s: no getUpdates "
                 f"with offset > {update_id} arrived (last getUpdates params: {last}). Is "
-                "dp.start_polling(bot, handle_as_tasks=False, ...) running against this fake?"
+                "dp.start_polling(bot, ...) running against this fake?"
             )
 
         await self._wait_until(check, timeout, describe)
@@ -1159,7 +1201,11 @@ class FakeTelegram:
                 "chat": user.chat_api(),
                 "from": user.to_api(),
                 "date": int(time.time()),
-                "old_chat_member": {"status": old, "user": self.bot_user()},
+                "old_chat_member": {
+                    "status": old,
+                    "user": self.bot_user(),
+                    **({"until_date": 0} if old == "kicked" else {}),
+                },
                 "new_chat_member": {
                     "status": new,
                     "user": self.bot_user(),
@@ -1416,7 +1462,10 @@ class FakeTelegram:
                 continue
             if fault.method is not None and fault.method.lower() != method.lower():
                 continue
-            if fault.chat_id is not None and params.get("chat_id") != fault.chat_id:
+            if fault.chat_id is not None and fault.chat_id not in (
+                params.get("chat_id"),
+                _scope_chat(params),  # setMyCommands for one chat
+            ):
                 continue
             if fault.remaining is not None:
                 fault.remaining -= 1
@@ -1647,6 +1696,8 @@ class FakeTelegram:
         finally:
             if idle:
                 self._idle_polls -= 1
+        for pending in self._updates[:limit]:
+            pending.delivered = True
         batch = [u.payload for u in self._updates[:limit]]
         if not batch:
             self._empty_polls += 1
@@ -1960,15 +2011,20 @@ async def run_polling(
     ready_timeout: float = 5.0,
     **kwargs: Any,
 ) -> AsyncIterator[asyncio.Task[Any]]:
-    """Run ``dp.start_polling(bot, handle_as_tasks=False, handle_signals=False)`` as a task.
+    """Run ``dp.start_polling(bot, handle_signals=False)`` as a task, updates handled as tasks
+    (concurrently) as in production unless ``handle_as_tasks=False`` is passed.
 
-    With ``fake``, waits until the bot is idle in getUpdates before yielding and lets
-    send/press fail fast if polling dies. On exit: ``dp.stop_polling()`` and the task awaited
-    (its exception, if any, propagates)."""
+    With ``fake``, waits until the bot is idle in getUpdates before yielding, tracks when each
+    update is handled (send/press wait for it) and lets send/press fail fast if polling dies.
+    On exit: the updates in flight finish, ``dp.stop_polling()`` and the task awaited (its
+    exception, if any, propagates)."""
+    handle_as_tasks = kwargs.pop("handle_as_tasks", True)
+    if fake is not None and handle_as_tasks:
+        fake.track_processing(dp)
     task = asyncio.create_task(
         dp.start_polling(
             bot,
-            handle_as_tasks=False,
+            handle_as_tasks=handle_as_tasks,
             handle_signals=False,
             polling_timeout=polling_timeout,
             **kwargs,
@@ -1987,6 +2043,9 @@ async def run_polling(
         yield task
     finally:
         try:
+            if fake is not None and not task.done():
+                with contextlib.suppress(AssertionError):
+                    await fake.wait_all_processed()
             if not task.done():
                 await dp.stop_polling()
             await task

@@ -674,7 +674,7 @@ class MailStack:
         there with their mailbox password."""
         if self._oauth is None:
             assert self._services is not None and self._oauth_sock is not None
-            server = OAuthServer(self.check_password)
+            server = OAuthServer(self.check_password, tls=self.server_ssl_context(), browser_tls=self.client_ssl_context())
             await self._services.run(server.open(self._oauth_sock))
             self._oauth = server
         return self._oauth

@@ -29,6 +29,7 @@ import itertools
 import json
 import secrets
 import socket
+import ssl
 import threading
 import time
 from collections import defaultdict
@@ -401,7 +402,7 @@ class _DeviceEndpoint(DeviceAuthorizationEndpoint):
         return self.server.owner  # type: ignore[no-any-return]
 
     def get_verification_uri(self) -> str:
-        return f"{self.owner.base_url}/device"
+        return self.owner.device_page_url or f"{self.owner.page_base_url}/device"
 
     def save_device_credential(self, client_id: str, scope: str | None, data: dict[str, Any]) -> None:
         item = DeviceCredentialDict(
@@ -477,8 +478,22 @@ def _hidden(name: str, value: str) -> str:
 class OAuthServer:
     """The provider. ``check_password(user, password)`` decides who may sign in."""
 
-    def __init__(self, check_password: Callable[[str, str], bool]) -> None:
+    def __init__(
+        self,
+        check_password: Callable[[str, str], bool],
+        *,
+        tls: ssl.SSLContext | None = None,
+        browser_tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """`tls` (a certificate for 127.0.0.1 from the test CA): the pages a person opens are
+        also served over https (`page_base_url`), as the device flow's link must be; the bot
+        itself talks to the loopback http endpoints. `browser_tls` trusts that CA
+        (`browser()`)."""
         self.check_password = check_password
+        self.tls = tls
+        self.browser_tls = browser_tls
+        self.page_base_url = ""  # https when `tls` is given, else base_url
+        self.device_page_url: str | None = None  # a test may hand out another verification link
         self.lock = threading.RLock()
         self.clients: dict[str, TestClient] = {}
         self.codes: dict[str, AuthCode] = {}
@@ -658,6 +673,16 @@ class OAuthServer:
         self._runner = web.AppRunner(self.make_app(), access_log=None)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
+        self.page_base_url = self.base_url
+        if self.tls is not None:
+            secure = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            secure.bind((host, 0))
+            await web.SockSite(self._runner, secure, ssl_context=self.tls).start()
+            self.page_base_url = f"https://{host}:{secure.getsockname()[1]}"
+
+    def browser(self) -> ScriptedBrowser:
+        """A person's browser that trusts this server's https pages."""
+        return ScriptedBrowser(self.browser_tls)
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -767,8 +792,12 @@ class ScriptedBrowser:
     """A person at a browser: opens the sign-in page, types, presses Allow or Deny, follows the
     redirects (to the bot's callback page, for the code flow)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.history: list[str] = []
+        self.tls = tls  # trusted CAs for https pages (None: the system's)
+
+    def _session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.tls) if self.tls is not None else None)
 
     async def _submit_form(
         self,
@@ -790,7 +819,7 @@ class ScriptedBrowser:
             return BrowserPage(response.status, str(response.url), await response.text())
 
     async def open(self, url: str) -> BrowserPage:
-        async with aiohttp.ClientSession() as session, session.get(url) as response:
+        async with self._session() as session, session.get(url) as response:
             self.history += [str(r.url) for r in response.history] + [str(response.url)]
             return BrowserPage(response.status, str(response.url), await response.text())
 
@@ -799,7 +828,7 @@ class ScriptedBrowser:
     ) -> BrowserPage:
         """Open the authorization URL, sign in, consent (or not); return where it ends (with
         follow_redirects=False: the provider's redirect, its Location as `url`)."""
-        async with aiohttp.ClientSession() as session:
+        async with self._session() as session:
             async with session.get(authorize_url) as response:
                 page = BrowserPage(response.status, str(response.url), await response.text())
             if page.status != 200:
@@ -815,7 +844,7 @@ class ScriptedBrowser:
     async def enter_device_code(
         self, verification_uri: str, user_code: str, username: str, password: str, *, allow: bool = True
     ) -> BrowserPage:
-        async with aiohttp.ClientSession() as session:
+        async with self._session() as session:
             async with session.get(verification_uri) as response:
                 page = BrowserPage(response.status, str(response.url), await response.text())
             return await self._submit_form(

@@ -84,18 +84,25 @@ class BotHarness:
         from bot.app import build_app, run_polling
 
         self.app = await build_app(self.settings(**extra), discovery_env=self.discovery_env)
-        self._task = asyncio.create_task(run_polling(self.app, handle_as_tasks=False, handle_signals=False))
+        # updates handled concurrently, as in production; the fake learns when each one is done
+        self.fake.track_processing(self.app.dispatcher)
+        self._task = asyncio.create_task(run_polling(self.app, handle_signals=False))
+        self.fake.attach_poller(self._task)
         await self.fake.wait_polling()
         return self.app
 
     async def stop(self) -> None:
         if self.app is None:
             return
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(AssertionError):  # let the updates in flight finish
+                await self.fake.wait_all_processed()
         with contextlib.suppress(RuntimeError):
             await self.app.dispatcher.stop_polling()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._task, 10)
+            self.fake.detach_poller(self._task)
         await self.app.close()
         self.app = None
 
