@@ -248,6 +248,7 @@ class FleetWatcher:
         start_rate: float = 50.0,
         on_gained: GainedHook | None = None,
         owns_store: bool = False,
+        call_later: Callable[[float, Callable[[], None]], asyncio.TimerHandle] | None = None,
     ) -> None:
         self.leases = leases
         self.owns_store = owns_store  # close() disposes of the leases' engine
@@ -260,6 +261,13 @@ class FleetWatcher:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        # the fence: when a renewal is late, stop watching before the leases can have run out
+        # in the database (they are valid until at least the renewal's start + ttl)
+        self._fence: asyncio.TimerHandle | None = None
+        self._fencing: asyncio.Task[None] | None = None
+        # when the fence's timer fires (tests fire it themselves)
+        self._call_later = call_later or (lambda delay, callback: asyncio.get_running_loop().call_later(delay, callback))
+        self.fenced = 0  # how often the fence stopped the watchers (logged, for tests)
 
     @property
     def instance_id(self) -> str:
@@ -336,6 +344,7 @@ class FleetWatcher:
         async with self._lock:
             if self._closed:
                 return
+            started = asyncio.get_running_loop().time()
             try:
                 now, live = await self.leases.heartbeat()
                 held = await self.leases.renew(now)
@@ -345,6 +354,7 @@ class FleetWatcher:
                 await self._stop_all()
                 return
             self._live = live
+            self._set_fence(started)
             lost = [m for m in self._held if m not in held]
             if lost:
                 log.info("leases lost (ran out, taken over or account gone), watchers stop: %s", lost)
@@ -389,6 +399,26 @@ class FleetWatcher:
         if to_start:
             await self.pool.start_many(to_start, per_second=self.start_rate)
 
+    def _set_fence(self, renewed_from: float) -> None:
+        """The leases just renewed run until at least `renewed_from` + ttl (the database's
+        `now` is later than the moment the renewal was sent). If no renewal succeeds before
+        then, less a margin for the logouts, every watcher is stopped: a stalled instance (a
+        starved event loop, a slow database) must not keep a session the next holder opens."""
+        if self._fence is not None:
+            self._fence.cancel()
+        ttl = self.leases.ttl.total_seconds()
+        margin = min(self.renew_every, ttl / 4)
+        delay = renewed_from + ttl - margin - asyncio.get_running_loop().time()
+        self._fence = self._call_later(max(0.0, delay), self._fence_hit)
+
+    def _fence_hit(self) -> None:
+        self._fence = None
+        if self._closed or not self._held:
+            return
+        self.fenced += 1
+        log.warning("lease renewal is late: stopping %d watchers before their leases can run out", len(self._held))
+        self._fencing = asyncio.ensure_future(self._stop_all())
+
     async def _stop(self, mailbox_ids: list[int]) -> None:
         """Stop these watchers, all at once (each logs out, bounded by the pool)."""
         for mailbox_id in mailbox_ids:
@@ -402,6 +432,8 @@ class FleetWatcher:
         """A graceful stop: no more passes, every watcher logs out, then the leases are released
         so the other instances take them at once."""
         self._closed = True
+        if self._fence is not None:
+            self._fence.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

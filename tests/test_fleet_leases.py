@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -255,3 +256,45 @@ async def test_a_failed_renewal_stops_every_watcher_at_once(world: World) -> Non
     fleet.leases.sessionmaker = working  # back: its leases had not run out, it watches again
     await world.tick("a")
     assert len(world.pool("a").watching) == 3
+
+
+class Timers:
+    """The fence's timer, fired by the test instead of waiting."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, Any]] = []
+
+    def __call__(self, delay: float, callback: Any) -> asyncio.TimerHandle:
+        handle = asyncio.get_running_loop().call_later(3600, lambda: None)  # cancellable, never due
+        self.pending.append((delay, (handle, callback)))
+        return handle
+
+    def fire_due(self) -> int:
+        fired = 0
+        for _delay, (handle, callback) in self.pending:
+            if not handle.cancelled():
+                handle.cancel()
+                callback()
+                fired += 1
+        self.pending.clear()
+        return fired
+
+
+async def test_a_late_renewal_stops_the_watchers_before_the_leases_can_run_out(world: World) -> None:
+    await world.add_mailboxes(3)
+    timers = Timers()
+    fleet = FleetWatcher(LeaseStore(world.sessionmaker, "a", ttl=TTL, clock=world.clock), RecordingPool(),
+                         renew_every=5.0, call_later=timers)
+    world.fleet["a"] = fleet
+    await fleet.tick()
+    assert len(world.pool("a").watching) == 3
+    [(delay, _)] = timers.pending
+    assert TTL - 5.0 - 1.0 < delay <= TTL - 5.0  # before the lease's end, less a margin for the logouts
+    await fleet.tick()  # renewed in time: the earlier fence is cancelled, a new one set
+    assert timers.fire_due() == 1 and fleet.fenced == 1  # ... which fires only if no renewal follows
+    for _ in range(20):  # the stop runs as a task of its own: let it run (no time passes)
+        await asyncio.sleep(0)
+    assert world.pool("a").watching == set() and fleet.held() == set()
+    await fleet.tick()  # renewed again (the leases had not run out): watched again
+    assert len(world.pool("a").watching) == 3
+    await fleet.close()

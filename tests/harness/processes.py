@@ -216,7 +216,6 @@ def bot_env(fake: Any, stack: Any, db_url: str, key: str, **extra: Any) -> dict[
         "ALLOW_PRIVATE_MAIL_HOSTS": "true",
         "MAIL_CA_FILE": str(stack.ca_file),
         "MAIL_TIMEOUT": "5",
-        "WATCH_START_RATE": "500",
         "LOG_LEVEL": "INFO",
     }
     env.update({k.upper(): str(v) for k, v in extra.items()})
