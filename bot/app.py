@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import ssl
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -21,11 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.db_checkpoint import install_commit_before_telegram
+from bot.fleet import InstanceGuard, PollingLeader, new_instance_id, redis_key
 from bot.i18n import Catalog
 from bot.middlewares import ContextMiddleware
 from bot.notifications import ChatNotifier
 from bot.sender import TelegramSender
 from bot.telegram_limits import LimitConfig, install_limiter
+from bot.webhook import mount_webhook
 from handlers import all_routers
 from handlers.oauth import ChatSignIn
 from mail.discovery import DiscoveryEnv, RealDiscoveryEnv
@@ -34,11 +39,13 @@ from mail.tls import make_ssl_context
 from mail.watcher import WatchConfig, WatcherPool
 from services.catalog import seed_services
 from services.deps import MailDeps, WatchControl
-from services.fleet import FleetWatcher, LeaseStore, new_instance_id
+from services.fleet import FleetWatcher, LeaseStore
 from services.oauth_flows import OAuthFlows
 from services.watching import AlertData, DbWatchStore
 from storage.crypto import SecretBox, load_or_create_keys
 from storage.db import create_engine, create_sessionmaker, migrate
+from storage.keys import check_keys, stored_secrets
+from storage.locks import is_postgres, lock_key, xact_lock
 from web.app import WebServer, create_web_app
 from web.context import WebContext
 from web.middleware import check_tokens
@@ -62,10 +69,8 @@ class App:
     notifier: ChatNotifier
     fleet: FleetWatcher
     extra: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def instance_id(self) -> str:
-        return self.fleet.instance_id
+    instance_id: str = ""
+    guard: InstanceGuard | None = None
 
     async def start_watching(self) -> None:
         """Sends a previous life of this instance left unanswered become uncertain; then this
@@ -80,7 +85,7 @@ class App:
         recorded (at most SHUTDOWN_GRACE seconds) while the watchers log out and the leases
         are handed back; then the connections close."""
         # broadcasts first: their requests in flight finish while the bot session is open
-        for part in ("broadcasts", "web", "api_rate", "oauth_flows"):  # + web server, its limiter, device polling
+        for part in ("broadcasts", "web", "webhook", "api_rate", "oauth_flows"):  # + web server, webhook, API limiter, device polling
             closer = self.extra.pop(part, None)
             if closer is not None:
                 await closer.close()  # type: ignore[attr-defined]
@@ -90,6 +95,9 @@ class App:
         await self.bot.session.close()
         await self.dispatcher.storage.close()
         await self.engine.dispose()
+        if self.guard is not None:  # last: another instance may take over from here
+            await self.guard.close()
+            self.guard = None
 
 
 def create_bot(settings: Settings) -> Bot:
@@ -107,11 +115,23 @@ def create_bot(settings: Settings) -> Bot:
     return bot
 
 
-def create_storage(settings: Settings) -> BaseStorage:
-    if settings.redis_url:
-        from aiogram.fsm.storage.redis import RedisStorage
+FSM_TTL = timedelta(days=30)  # a conversation left alone that long is forgotten (Redis only)
 
-        return RedisStorage.from_url(settings.redis_url)
+
+def create_storage(settings: Settings) -> BaseStorage:
+    """Conversation state: Redis with REDIS_URL (shared by the fleet, survives a restart),
+    else this process's memory (one instance only: bot/fleet.py refuses a second)."""
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
+
+        from bot.fleet import create_redis
+
+        return RedisStorage(
+            create_redis(settings),
+            key_builder=DefaultKeyBuilder(prefix=redis_key(settings, "fsm"), with_bot_id=True),
+            state_ttl=FSM_TTL,
+            data_ttl=FSM_TTL,
+        )
     return MemoryStorage()
 
 
@@ -124,7 +144,15 @@ def create_dispatcher(
     sender: TelegramSender | None = None,
     storage: BaseStorage | None = None,
 ) -> Dispatcher:
-    dp = Dispatcher(storage=storage or create_storage(settings), catalog=catalog, settings=settings, mail_deps=deps)
+    storage = storage or create_storage(settings)
+    # with Redis, one user's updates are handled one at a time across every instance (two quick
+    # presses landing on two instances never interleave); in memory, as before
+    from aiogram.fsm.storage.redis import RedisStorage
+
+    from bot.fleet import RenewedRedisIsolation
+
+    isolation = RenewedRedisIsolation(storage.redis, storage.key_builder) if isinstance(storage, RedisStorage) else None
+    dp = Dispatcher(storage=storage, events_isolation=isolation, catalog=catalog, settings=settings, mail_deps=deps)
     middleware = ContextMiddleware(sessionmaker, catalog, deps, on_user_returned=sender.unblock if sender else None)
     dp.message.outer_middleware(middleware)
     dp.callback_query.outer_middleware(middleware)
@@ -156,24 +184,37 @@ def create_mail_deps(
 async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = None) -> App:
     """Migrate the database, seed the service list and wire bot + dispatcher."""
     check_tokens(settings.api_token_list)  # weak API tokens stop the start (no token is printed)
-    await migrate(settings.database_url)
+    instance_id = settings.instance_id or new_instance_id()
+    instance_guard = InstanceGuard(settings, instance_id)
+    await instance_guard.acquire()  # AnotherInstance: this one must not run next to those running
+    try:
+        return await _build(settings, discovery_env, instance_id, instance_guard)
+    except BaseException:
+        await instance_guard.close()
+        raise
+
+
+async def _build(
+    settings: Settings, discovery_env: DiscoveryEnv | None, instance_id: str, instance_guard: InstanceGuard
+) -> App:
+    if settings.redis_url:
+        from bot.fleet import check_redis
+
+        await check_redis(settings)
+    await migrate(settings.database_url)  # instances started together take turns (storage/db.py)
     engine = create_engine(settings.database_url)
     sessionmaker = create_sessionmaker(engine)
-    async with sessionmaker() as session:
-        await seed_services(session, settings.mail_provider_overrides)
-        await session.commit()
-    keys = load_or_create_keys(
-        settings.encryption_keys.get_secret_value() if settings.encryption_keys else None, settings.encryption_key_file
-    )
+    try:
+        secrets = await _seed_and_keys(settings, engine, sessionmaker)
+    except BaseException:
+        await engine.dispose()
+        raise
     catalog = Catalog()
-    secrets = SecretBox(keys)
     guard = HostGuard(allow_private=settings.allow_private_mail_hosts)
     ssl_context = make_ssl_context(str(settings.mail_ca_file) if settings.mail_ca_file else None)
     bot = create_bot(settings)
     alert_data = AlertData(sessionmaker)
     sender = TelegramSender(bot, on_blocked=alert_data.deactivate_user)
-    instance_id = settings.instance_id or new_instance_id()
-    log.info("instance %s", instance_id)
     notifier = ChatNotifier(
         alert_data, sender, catalog, instance_id=instance_id,
         grace=settings.shutdown_grace, retry_every=settings.alert_retry_interval,
@@ -205,10 +246,46 @@ async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = 
     dispatcher = create_dispatcher(
         sessionmaker=sessionmaker, catalog=catalog, deps=deps, settings=settings, sender=sender
     )
-    app = App(settings, engine, sessionmaker, catalog, deps, bot, dispatcher, sender, watchers, store, notifier, fleet)
+    app = App(
+        settings, engine, sessionmaker, catalog, deps, bot, dispatcher, sender, watchers, store, notifier, fleet,
+        instance_id=instance_id, guard=instance_guard,
+    )
     await _start_oauth(app)
     _start_broadcasts(app)
     return app
+
+
+SEED_LOCK = lock_key("mailbridge:seed")
+
+
+async def _seed_and_keys(
+    settings: Settings, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> SecretBox:
+    """Seed the service list (instances take turns on PostgreSQL), then settle the keys: a new
+    key file only on SQLite with no secret stored yet (KeyConfigError otherwise), and the keys
+    must read the stored secrets (KeysDoNotMatch otherwise)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if is_postgres(engine):
+            await stack.enter_async_context(xact_lock(engine, SEED_LOCK))
+        async with sessionmaker() as session:
+            await seed_services(session, settings.mail_provider_overrides)
+            await session.commit()
+    async with sessionmaker() as session:
+        stored = await stored_secrets(session)
+    refuse = None
+    if stored:
+        refuse = f"the database already holds {stored} encrypted secret(s), which a new key could never read"
+    elif not settings.is_sqlite:
+        refuse = "the database is PostgreSQL, which instances on several hosts may share, and a key file lives on one host"
+    keys = load_or_create_keys(
+        settings.encryption_keys.get_secret_value() if settings.encryption_keys else None,
+        settings.encryption_key_file,
+        refuse_new=refuse,
+    )
+    box = SecretBox(keys)
+    async with sessionmaker() as session:
+        await check_keys(session, box)
+    return box
 
 
 def _start_broadcasts(app: App) -> None:
@@ -242,7 +319,10 @@ async def _start_oauth(app: App) -> None:
             oauth=flows if settings.public_url else None,
         )
         app.extra["api_rate"] = ctx.rate_limit
-        web = WebServer(create_web_app(ctx), settings.web_host, settings.web_port)
+        web_app = create_web_app(ctx)
+        if settings.webhook_url:
+            app.extra["webhook"] = mount_webhook(web_app, app.dispatcher, app.bot, settings)
+        web = WebServer(web_app, settings.web_host, settings.web_port)
         await web.start()
         app.extra["web"] = web
 
@@ -251,7 +331,9 @@ def create_api_rate_limit(settings: Settings) -> RateLimit:
     """API_RATE_PER_MINUTE per token: shared by every instance through Redis when REDIS_URL is
     set, else kept in this process (one instance)."""
     if settings.redis_url:
-        return RedisRateLimit.from_url(settings.redis_url, settings.api_rate_per_minute)
+        return RedisRateLimit.from_url(
+            settings.redis_url, settings.api_rate_per_minute, prefix=redis_key(settings, "api-rate") + ":"
+        )
     return MemoryRateLimit(settings.api_rate_per_minute)
 
 
@@ -292,35 +374,134 @@ async def wait_for_telegram(bot: Bot, *, max_delay: float = 60.0) -> None:
             delay = min(delay * 2, max_delay)
 
 
-def allowed_updates(dp: Dispatcher) -> list[str]:
-    """The update types to ask Telegram for, in polling AND in a webhook's setWebhook: those the
-    routers handle; my_chat_member among them (a user blocking the bot is known at once)."""
-    types = dp.resolve_used_update_types()
-    if "my_chat_member" not in types:  # pragma: no cover - the membership router handles it
-        raise RuntimeError("my_chat_member updates are not handled: blocked users would go unnoticed")
-    return types
+def allowed_updates(dispatcher: Dispatcher) -> list[str]:
+    """What Telegram sends us: what the handlers use, plus my_chat_member (a user blocking or
+    unblocking the bot)."""
+    return sorted(set(dispatcher.resolve_used_update_types()) | {"my_chat_member"})
 
 
-async def run_polling(app: App, *, handle_as_tasks: bool = True, handle_signals: bool = True) -> None:
-    await wait_for_telegram(app.bot)
-    try:
-        await app.bot.delete_webhook(drop_pending_updates=False)
-        await set_commands(app)
-    except TelegramNetworkError as exc:  # polling retries by itself; the menu can wait
-        log.warning("Telegram is not reachable yet (%s); polling will keep trying", exc)
+async def _start_background(app: App) -> asyncio.Task[None]:
     watching = asyncio.create_task(app.start_watching())
     broadcasts = app.extra.get("broadcasts")
     if broadcasts is not None:  # broadcasts a stop interrupted go on where they stopped
         await broadcasts.resume()  # type: ignore[attr-defined]
+    return watching
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event, enabled: bool) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM) if enabled else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await app.dispatcher.start_polling(
-            app.bot,
-            handle_as_tasks=handle_as_tasks,
-            handle_signals=handle_signals,
-            close_bot_session=False,
-            allowed_updates=allowed_updates(app.dispatcher),
-        )
+        yield
     finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def run(app: App, *, handle_signals: bool = True) -> None:
+    """Take updates until stopped: from WEBHOOK_URL when set, else by polling."""
+    if app.settings.webhook_url:
+        await run_webhook(app, handle_signals=handle_signals)
+    else:
+        await run_polling(app, handle_signals=handle_signals)
+
+
+async def run_webhook(app: App, *, handle_signals: bool = True, stop: asyncio.Event | None = None) -> None:
+    """Webhook mode: register the webhook (each instance, idempotently), then serve until
+    SIGTERM / SIGINT (or `stop`). Updates arrive on the web server (bot/webhook.py)."""
+    from bot.webhook import register_webhook
+
+    stop = stop or asyncio.Event()
+    with _stop_on_signals(stop, handle_signals):
+        await wait_for_telegram(app.bot)
+        await register_webhook(app.bot, app.settings, allowed_updates(app.dispatcher))
+        try:
+            await set_commands(app)
+        except TelegramNetworkError as exc:
+            log.warning("Telegram is not reachable (%s); the command menu is not set", exc)
+        watching = await _start_background(app)
+        log.info("instance %s running: updates by webhook", app.instance_id)
+        try:
+            await stop.wait()
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+
+
+async def run_polling(app: App, *, handle_as_tasks: bool = True, handle_signals: bool = True) -> None:
+    """Polling mode. On PostgreSQL only the leader polls (bot/fleet.py PollingLeader): the
+    others wait and take over when it stops or dies; every instance watches mailboxes and
+    serves its web server meanwhile. Stops on SIGTERM / SIGINT or `dispatcher.stop_polling()`."""
+    await wait_for_telegram(app.bot)
+    try:
+        await set_commands(app)
+    except TelegramNetworkError as exc:  # polling retries by itself; the menu can wait
+        log.warning("Telegram is not reachable yet (%s); polling will keep trying", exc)
+    watching = await _start_background(app)
+    stop = asyncio.Event()
+    leader = None
+    if is_postgres(app.engine):
+        leader = PollingLeader(app.settings.database_url, app.instance_id, app.bot.id)
+        app.extra["leader"] = leader
+    log.info("instance %s running: updates by polling%s", app.instance_id, " (one instance polls)" if leader else "")
+    try:
+        with _stop_on_signals(stop, handle_signals):
+            while not stop.is_set():
+                if leader is None:
+                    log.info("instance %s polls Telegram", app.instance_id)
+                elif not await _first(leader.acquire(), stop):
+                    return
+                try:
+                    await app.bot.delete_webhook(drop_pending_updates=False)
+                except TelegramNetworkError as exc:
+                    log.warning("Telegram is not reachable yet (%s); polling will keep trying", exc)
+                polling = asyncio.create_task(app.dispatcher.start_polling(
+                    app.bot,
+                    handle_as_tasks=handle_as_tasks,
+                    handle_signals=False,
+                    close_bot_session=False,
+                    allowed_updates=allowed_updates(app.dispatcher),
+                ))
+                lost = asyncio.create_task(leader.lost() if leader is not None else asyncio.Event().wait())
+                stopping = asyncio.create_task(stop.wait())
+                try:
+                    await asyncio.wait({polling, lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    lost.cancel()
+                    stopping.cancel()
+                    if not polling.done():
+                        try:
+                            await app.dispatcher.stop_polling()
+                        except RuntimeError:  # asked to stop before polling even began
+                            polling.cancel()
+                    await asyncio.wait({polling})
+                    if not polling.cancelled():
+                        polling.result()  # an error of the polling loop goes up
+                if not lost.done() or lost.cancelled():  # polling ended or stop: not a lost lead
+                    return
+    finally:
+        if leader is not None:
+            app.extra.pop("leader", None)
+            await leader.release()
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watching
+
+
+async def _first(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Run `work` until it is done (True) or `stop` is set first (False)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return task.done() and not task.cancelled() and task.exception() is None

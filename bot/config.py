@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,7 +19,9 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/mailbridge.sqlite3"
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True,
+        # a validation error never repeats the value: URLs carry passwords, secrets are secrets
+        hide_input_in_errors=True,
     )
 
     bot_token: SecretStr | None = None
@@ -52,7 +58,14 @@ class Settings(BaseSettings):
     alert_retry_interval: float = Field(default=30.0, gt=0, le=3600)
     # on SIGTERM: how long sends already on their way may take before the process exits
     shutdown_grace: float = Field(default=10.0, ge=0, le=120)
+    # several instances (README "Running several instances"): Redis for conversation state and
+    # per-user locking; every key starts with REDIS_PREFIX
     redis_url: str | None = None
+    redis_prefix: str = Field(default="mailbridge", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    # Telegram delivers updates to this HTTPS URL (any instance takes any update) instead of
+    # one instance polling; the path is served by the bot's web server on WEB_HOST:WEB_PORT
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None  # empty: derived from BOT_TOKEN (see webhook_secret_token)
     log_level: str = "INFO"
 
     @model_validator(mode="before")
@@ -66,8 +79,8 @@ class Settings(BaseSettings):
         return data
 
     @field_validator(
-        "bot_token", "encryption_keys", "mail_ca_file", "redis_url", "public_url", "api_tokens", "instance_id",
-        mode="before",
+        "bot_token", "encryption_keys", "mail_ca_file", "redis_url", "public_url", "api_tokens",
+        "webhook_url", "webhook_secret", "instance_id", mode="before"
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -106,6 +119,24 @@ class Settings(BaseSettings):
             raise ValueError("PUBLIC_URL must be an http(s) URL without query or fragment")
         return value
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.startswith("https://") or "#" in value:
+            raise ValueError("WEBHOOK_URL must be an https:// URL (Telegram delivers only over HTTPS)")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """Telegram's rule for secret_token: 1-256 of A-Z a-z 0-9 _ - (the value is not echoed)."""
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
     @field_validator("api_tokens")
     @classmethod
     def _api_tokens(cls, value: SecretStr | None) -> SecretStr | None:
@@ -130,13 +161,33 @@ class Settings(BaseSettings):
     @property
     def web_enabled(self) -> bool:
         """The web server runs for the OAuth2 callback (PUBLIC_URL) or the API (API_TOKENS)."""
-        return bool(self.public_url or self.api_tokens)
+        return bool(self.public_url or self.api_tokens or self.webhook_url)
+
+    @property
+    def webhook_path(self) -> str:
+        """The path of WEBHOOK_URL, where the web server takes Telegram's POSTs."""
+        return urlsplit(self.webhook_url or "").path or "/"
+
+    def webhook_secret_token(self) -> str:
+        """What Telegram sends back in X-Telegram-Bot-Api-Secret-Token: WEBHOOK_SECRET, or else
+        HMAC-SHA256 of a fixed label keyed with BOT_TOKEN, so every instance agrees on it without
+        one more setting and nobody without the token can forge updates."""
+        if self.webhook_secret is not None:
+            return self.webhook_secret.get_secret_value()
+        token = self.bot_token.get_secret_value() if self.bot_token else ""
+        return hmac.new(token.encode(), b"mailbridge-webhook-secret", hashlib.sha256).hexdigest()
 
     @property
     def oauth_flag_configured(self) -> bool:
         """True when configuration sets enablePostmanOauth2 (then it wins over the admin's
         /oauth_flag, whose value is kept in the database)."""
         return "enable_postman_oauth2" in self.model_fields_set
+
+    @property
+    def fleet(self) -> bool:
+        """Several instances may share the database: PostgreSQL and Redis (README "Running
+        several instances"). Otherwise exactly one instance runs (bot/fleet.py enforces it)."""
+        return bool(self.redis_url) and not self.is_sqlite
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,9 +1,9 @@
 """HTML mail to readable plain text, and plain text tidied for a chat.
 
-`mime.html_to_text` keeps the HTML source's own line breaks and indentation; a letter read in
-full needs what a browser would show: whitespace collapsed outside <pre>, paragraphs and
-table rows on their own lines, list bullets, link targets kept, scripts/styles/head dropped,
-entities decoded. Never raises; output is bounded.
+The one HTML converter of the project (a letter read in full, snippets of imported letters,
+the plain alternative of an outgoing HTML letter): what a browser would show, whitespace
+collapsed outside <pre>, paragraphs and table rows on their own lines, list bullets, link
+targets kept, scripts/styles/head dropped, entities decoded. Never raises; output is bounded.
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufeff\u200b\u00ad]")
 
 
 class _Converter(HTMLParser):
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, links: bool = True) -> None:
         super().__init__(convert_charrefs=True)
+        self.show_links = links
         self.out: list[str] = []
         self.size = 0
         self.limit = limit
@@ -162,7 +163,7 @@ class _Converter(HTMLParser):
             self._break(2)
         elif tag in _LINE:
             self._break(1)
-        elif tag == "a":
+        elif tag == "a" and self.show_links:
             self.links.append((a.get("href", "").strip(), len(self.out)))
         elif tag == "img":
             alt = _HTML_WS.sub(" ", a.get("alt", "")).strip()
@@ -245,11 +246,12 @@ class _Converter(HTMLParser):
         self.space = trail
 
 
-def html_to_text(markup: str, *, limit: int = MAX_OUTPUT_CHARS) -> str:
-    """Readable text of an HTML document or fragment (see the module docstring)."""
+def html_to_text(markup: str, *, limit: int = MAX_OUTPUT_CHARS, links: bool = True) -> str:
+    """Readable text of an HTML document or fragment (see the module docstring).
+    ``links=False`` leaves out link targets (a snippet has no room for them)."""
     if not markup:
         return ""
-    parser = _Converter(limit)
+    parser = _Converter(limit, links)
     try:
         parser.feed(markup[:MAX_INPUT_CHARS])
         parser.close()

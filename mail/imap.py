@@ -35,7 +35,7 @@ from typing import Any
 import aioimaplib
 
 from mail import sasl
-from mail.netguard import HostGuard, as_mail_error, classify_auth_text, classify_imap_login
+from mail.netguard import HostGuard, as_mail_error, classify_imap_login, require_ok
 from mail.types import Credentials, FailureKind, MailCheckError, Protocol, Security, ServerSettings
 from mail.validate import parse_host
 
@@ -516,9 +516,4 @@ async def select_inbox(client: Any, timeout: float = 15.0) -> Any:  # noqa: ASYN
         raise
     except Exception as exc:
         raise as_mail_error(IMAP, exc) from None
-    if response.result != "OK":
-        lines = [_text(x) if isinstance(x, bytes | bytearray) else str(x) for x in response.lines]
-        lines = [line for line in lines if line.strip()]
-        detail = lines[-1] if lines else f"SELECT INBOX answered {response.result}"
-        raise MailCheckError(IMAP, classify_auth_text(detail) or FailureKind.PROTOCOL, detail, server_said=bool(lines))
-    return response
+    return require_ok(response, "SELECT INBOX")

@@ -24,11 +24,12 @@ import email.policy
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mail import mime
-from mail.netguard import as_mail_error
+from mail.netguard import as_mail_error, require_ok
+from mail.structure import Structure, TextPart, analyse_structure
 from mail.types import FailureKind, ImportResult, LetterSummary, MailCheckError, Protocol
 
 log = logging.getLogger(__name__)
@@ -202,97 +203,6 @@ def _str(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-# --------------------------------------------------------------------------- BODYSTRUCTURE
-@dataclass(slots=True)
-class TextPart:
-    section: str
-    subtype: str  # "plain" | "html"
-    charset: str | None
-    encoding: str | None
-
-
-@dataclass(slots=True)
-class Structure:
-    text_parts: list[TextPart] = field(default_factory=list)
-    has_attachments: bool = False
-
-    def best(self) -> TextPart | None:
-        for sub in ("plain", "html"):
-            for part in self.text_parts:
-                if part.subtype == sub:
-                    return part
-        return None
-
-
-def _params(value: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if isinstance(value, list):
-        for i in range(0, len(value) - 1, 2):
-            out[_str(value[i]).lower()] = _str(value[i + 1])
-    return out
-
-
-def _disposition(ext: list[Any]) -> tuple[str, dict[str, str]]:
-    for item in ext:
-        if isinstance(item, list) and item and isinstance(item[0], bytes):
-            return _str(item[0]).lower(), _params(item[1] if len(item) > 1 else None)
-    return "", {}
-
-
-def analyse_structure(bs: Any) -> Structure:
-    out = Structure()
-    try:
-        _walk(bs, "", "", out, top=True)
-    except Exception as exc:  # noqa: BLE001 - a strange structure only loses the snippet
-        log.info("unusual BODYSTRUCTURE: %s", exc)
-    return out
-
-
-def _walk(node: Any, section: str, parent: str, out: Structure, *, top: bool = False) -> None:
-    if not isinstance(node, list) or not node:
-        return
-    if isinstance(node[0], list):  # multipart: parts..., subtype, [ext...]
-        subtype = next((_str(x).lower() for x in node if not isinstance(x, list)), "mixed")
-        idx = 0
-        for item in node:
-            if not isinstance(item, list):
-                break
-            idx += 1
-            _walk(item, f"{section}.{idx}" if section else str(idx), subtype, out)
-        return
-    mtype = _str(node[0]).lower()
-    subtype = _str(node[1]).lower() if len(node) > 1 else ""
-    params = _params(node[2]) if len(node) > 2 else {}
-    encoding = _str(node[5]).lower() if len(node) > 5 else None
-    # extension data follows the basic fields (text: +lines; message/rfc822: +env, body, lines)
-    basic = 7
-    if mtype == "text":
-        basic = 8
-    elif mtype == "message" and subtype in ("rfc822", "global"):
-        basic = 10
-    disp, dparams = _disposition(node[basic:]) if len(node) > basic else ("", {})
-    filename = (
-        dparams.get("filename")
-        or dparams.get("filename*")
-        or params.get("name")
-        or params.get("name*")
-    )
-    own_section = section or "1"
-    if disp == "attachment":
-        out.has_attachments = True
-        return
-    if mtype == "text":
-        if subtype in ("plain", "html") and not (filename and disp != "inline"):
-            out.text_parts.append(TextPart(own_section, subtype, params.get("charset"), encoding))
-        elif filename and disp != "inline":
-            out.has_attachments = True
-        return
-    if parent == "related" and mtype == "image":
-        return  # pictures shown inside an HTML body
-    if mtype in ("application", "audio", "video", "model", "message", "image") or filename:
-        out.has_attachments = True
-
-
 # --------------------------------------------------------------------------- letters
 @dataclass(slots=True)
 class _Pending:
@@ -448,13 +358,6 @@ async def run_command(client: Any, coro: Any, timeout: float = COMMAND_TIMEOUT) 
         if not task.done():
             task.cancel()
 
-def _ok(response: Any, what: str) -> None:
-    if getattr(response, "result", None) != "OK":
-        lines = [x for x in getattr(response, "lines", []) if isinstance(x, bytes | bytearray)]
-        text = bytes(lines[-1]).decode("utf-8", "replace") if lines else ""
-        raise MailCheckError(Protocol.IMAP, FailureKind.PROTOCOL, f"{what}: {text}".strip())
-
-
 _SUMMARY_ITEMS = (
     f"(UID RFC822.SIZE INTERNALDATE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])"
 )
@@ -468,7 +371,7 @@ async def _fetch_summaries(
         response = await counter.run(client.uid("fetch", message_set, _SUMMARY_ITEMS))
     else:
         response = await counter.run(client.fetch(message_set, _SUMMARY_ITEMS))
-    _ok(response, "FETCH")
+    require_ok(response, "FETCH")
     pending: dict[int, _Pending] = {}
     for record in parse_fetch(response.lines):
         try:
@@ -551,7 +454,7 @@ async def import_recent(client: Any, limit: int = 50) -> ImportResult:
     """The newest `limit` letters of INBOX (newest first) on a logged-in aioimaplib client."""
     counter = _Counter(client)
     response = await counter.run(client.select("INBOX"))
-    _ok(response, "SELECT INBOX")
+    require_ok(response, "SELECT INBOX")
     info = parse_select(response.lines)
     uidvalidity = info["uidvalidity"] or 0
     uidnext = info["uidnext"]
@@ -616,7 +519,7 @@ async def fetch_new(
     response = await counter.run(
         client.uid_search("UID", f"{after_uid + 1}:*", charset=None)
     )
-    _ok(response, "UID SEARCH")
+    require_ok(response, "UID SEARCH")
     # "n:*" with n above the highest UID still matches the last letter: filter
     uids = sorted({u for u in parse_search(response.lines) if u > after_uid})
     if limit <= 0 or not uids:

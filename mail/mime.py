@@ -11,13 +11,14 @@ import base64
 import binascii
 import codecs
 import email.utils
-import html
 import re
 from datetime import UTC, datetime
-from html.parser import HTMLParser
+
+from mail.html2text import html_to_text
 
 MAX_HEADER_CHARS = 998  # storage limit for subject / names / message id
 SNIPPET_CHARS = 200
+SNIPPET_HTML_CHARS = 4 * SNIPPET_CHARS  # text an HTML body is turned into for a snippet
 
 _CHARSET_ALIASES = {
     "utf8": "utf-8",
@@ -93,6 +94,74 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
         if text is not None:
             return text
     return data.decode(codec or "utf-8", "replace")
+
+
+_CYRILLIC_CODECS = frozenset({"cp1251", "koi8-r", "koi8-u", "iso8859-5", "cp866", "mac-cyrillic"})
+
+
+def _single_byte(codec: str) -> bool:
+    return (
+        codec in _CYRILLIC_CODECS
+        or codec.startswith(("iso8859-", "cp125", "latin", "mac-", "koi8", "cp4", "cp8"))
+        or codec in ("ascii", "utf-8")
+    )
+
+
+def _case(text: str) -> tuple[int, int]:
+    lower = upper = 0
+    for ch in text:
+        if "а" <= ch <= "я" or ch == "ё":
+            lower += 1
+        elif "А" <= ch <= "Я" or ch == "Ё":
+            upper += 1
+    return lower, upper
+
+
+def _cyrillic_guess(data: bytes, prefer: str | None = None) -> str | None:
+    """windows-1251 or koi8-r text, whichever reads like Russian (mostly lower-case letters),
+    or None when neither looks Cyrillic."""
+    best: tuple[int, str] | None = None
+    for codec in dict.fromkeys(c for c in (prefer, "cp1251", "koi8-r") if c):
+        text = data.decode(codec, "replace")
+        lower, upper = _case(text)
+        high = sum(1 for b in data if b >= 0x80)
+        if lower + upper < max(1, high // 2) or lower < upper:
+            continue
+        score = lower - upper + (1 if codec == prefer else 0)
+        if best is None or score > best[0]:
+            best = (score, text)
+    return best[1] if best else None
+
+
+def decode_text(data: bytes, charset: str | None) -> str:
+    """Bytes of a text part or header in the charset the bytes are really in: the declared
+    one unless the bytes say otherwise (valid UTF-8 wins over a single-byte label; koi8-r vs
+    windows-1251 confusion is settled by letter case). Used for snippets and for a letter read
+    in full alike. Never raises."""
+    if not data:
+        return ""
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        pass
+    codec = lookup_charset(charset)
+    if codec and not _single_byte(codec):  # utf-16, shift_jis, gb18030, ...: trust the label
+        text = strict_decode(data, codec)
+        if text is not None:
+            return text
+    text = strict_decode(data, "utf-8")
+    if text is not None:
+        return text
+    if codec in _CYRILLIC_CODECS:
+        return _cyrillic_guess(data, codec) or data.decode(codec, "replace")
+    if codec and codec not in ("ascii", "utf-8"):
+        declared = data.decode(codec, "replace")
+        letters = [ch for ch in declared if ch.isalpha()]
+        foreign = sum(1 for ch in letters if not ch.isascii())
+        if foreign >= 4 and foreign * 2 > len(letters):  # Latin label on Cyrillic bytes?
+            return _cyrillic_guess(data) or declared
+        return declared
+    return _cyrillic_guess(data) or data.decode("cp1252", "replace")
 
 
 # --------------------------------------------------------------------------- RFC 2047
@@ -325,75 +394,6 @@ def decode_transfer(data: bytes, encoding: str | None) -> bytes:
     return data
 
 
-class _TextExtractor(HTMLParser):
-    _SKIP = {"script", "style", "head", "title", "noscript", "template", "svg", "xml"}
-    _BLOCK = {
-        "p",
-        "div",
-        "br",
-        "tr",
-        "li",
-        "ul",
-        "ol",
-        "table",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "blockquote",
-        "section",
-        "article",
-        "header",
-        "footer",
-        "hr",
-        "pre",
-        "td",
-        "th",
-    }
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skip_depth = 0
-        self.size = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self.skip_depth += 1
-        elif tag in self._BLOCK:
-            self.parts.append("\n")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._BLOCK:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
-            self.skip_depth = max(0, self.skip_depth - 1)
-        elif tag in self._BLOCK:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skip_depth and self.size < 200_000:
-            self.parts.append(data)
-            self.size += len(data)
-
-
-def html_to_text(markup: str) -> str:
-    """Readable text of an HTML fragment (scripts/styles dropped, entities decoded)."""
-    if not markup:
-        return ""
-    parser = _TextExtractor()
-    try:
-        parser.feed(markup[:500_000])
-        parser.close()
-    except Exception:  # noqa: BLE001 - HTMLParser is lenient, but be sure
-        return html.unescape(re.sub(r"<[^>]*>", " ", markup))
-    return "".join(parser.parts)
-
-
 def make_snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     """First ~limit characters of readable text, whitespace collapsed, cut at a word."""
     text = _CONTROL.sub("", text or "").replace("\ufffd", "")
@@ -412,7 +412,7 @@ def body_text(data: bytes, *, subtype: str, charset: str | None, encoding: str |
     raw = decode_transfer(data, encoding)
     if not raw:
         return ""
-    text = decode_bytes(raw, charset)
+    text = decode_text(raw, charset)
     if subtype.lower() == "html":
-        text = html_to_text(text)
+        text = html_to_text(text, limit=SNIPPET_HTML_CHARS, links=False)
     return text

@@ -16,6 +16,7 @@ import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from mail.tls import tls_detail, tls_failure_kind
 from mail.types import FailureKind, MailCheckError, Protocol
@@ -301,3 +302,27 @@ def classify_smtp_auth(code: int, text: str) -> FailureKind:
     if code == 535 or 500 <= code < 600:
         return FailureKind.AUTH_FAILED
     return FailureKind.PROTOCOL
+
+
+def imap_status_text(response: Any) -> str:
+    """The server's words in an IMAP response: its last non-blank line (at most 300 chars)."""
+    lines = [
+        bytes(x).decode("utf-8", "replace").strip() if isinstance(x, bytes | bytearray) else ""
+        for x in getattr(response, "lines", None) or []
+    ]
+    lines = [line for line in lines if line]
+    return lines[-1][:300] if lines else ""
+
+
+def require_ok(response: Any, what: str) -> Any:
+    """The IMAP command's response if it is OK; else MailCheckError with the server's words,
+    classified like a login refusal when they say why (IMAP switched off, app password
+    needed, TLS required) and PROTOCOL otherwise. The one "was it OK" check of mail/."""
+    result = getattr(response, "result", None)
+    if result == "OK":
+        return response
+    said = imap_status_text(response)
+    detail = said or f"answered {result or 'nothing'}"
+    kind = classify_auth_text(detail) or FailureKind.PROTOCOL
+    # "the server said" only when these are the server's words
+    raise MailCheckError(Protocol.IMAP, kind, f"{what}: {detail}", server_said=bool(said))

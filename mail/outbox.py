@@ -33,9 +33,9 @@ import aiosmtplib
 
 from mail.html2text import html_to_text
 from mail.importer import parse_search, parse_select
-from mail.netguard import as_mail_error
+from mail.netguard import as_mail_error, require_ok
 from mail.smtp import smtp_error
-from mail.types import FailureKind, MailCheckError, Protocol
+from mail.types import MailCheckError, Protocol
 from mail.validate import parse_email
 
 IMAP = Protocol.IMAP
@@ -344,13 +344,6 @@ def choose_sent(folders: Sequence[FolderInfo]) -> str | None:
     return None
 
 
-def _ok(response: Any, what: str) -> None:
-    if getattr(response, "result", None) != "OK":
-        lines = [x for x in getattr(response, "lines", []) if isinstance(x, bytes | bytearray)]
-        text = bytes(lines[-1]).decode("utf-8", "replace") if lines else ""
-        raise MailCheckError(IMAP, FailureKind.PROTOCOL, f"{what}: {text}".strip()[:500])
-
-
 async def _run(aw: Any, timeout: float) -> Any:  # noqa: ASYNC109
     try:
         return await asyncio.wait_for(aw, timeout)
@@ -369,7 +362,7 @@ async def find_sent_folder(client: Any, *, timeout: float = 15.0) -> str | None:
             if found is not None:
                 return found
     response = await _run(client.list('""', '"*"'), timeout)
-    _ok(response, "LIST")
+    require_ok(response, "LIST")
     return choose_sent(parse_list(response.lines))
 
 
@@ -389,14 +382,14 @@ async def append_sent(
     """APPEND (\\Seen) to `folder`; the new UID from APPENDUID, else by searching the folder
     for the Message-ID (None when the server tells neither)."""
     response = await _run(client.append(data, mailbox=quote_mailbox(folder), flags="(\\Seen)"), timeout)
-    _ok(response, "APPEND")
+    require_ok(response, "APPEND")
     for line in response.lines:
         if isinstance(line, bytes | bytearray):
             m = _APPENDUID.search(bytes(line))
             if m:
                 return Appended(folder, int(m.group(1)), int(m.group(2)))
     selected = await _run(client.select(quote_mailbox(folder)), timeout)
-    _ok(selected, "SELECT")
+    require_ok(selected, "SELECT")
     uidvalidity = parse_select(selected.lines)["uidvalidity"]
     quoted_id = '"' + message_id.replace("\\", "\\\\").replace('"', '\\"') + '"'
     found = await _run(client.uid_search("HEADER", "Message-ID", quoted_id, charset=None), timeout)

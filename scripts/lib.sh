@@ -32,3 +32,14 @@ ensure_venv() {
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
   fi
 }
+
+# Redis on 127.0.0.1:6379 for the tests of several instances (started when nothing answers there).
+ensure_redis() {
+  if (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then return 0; fi
+  local dir="${MAILBRIDGE_REDIS_DIR:-/var/lib/redis}" logdir="${MAILBRIDGE_REDIS_LOGDIR:-/var/log/redis}"
+  if [ ! -w "$(dirname "$dir")" ] && [ ! -w "$dir" ]; then dir="${TMPDIR:-/tmp}/mailbridge-redis"; logdir="$dir"; fi
+  mkdir -p "$dir" "$logdir"
+  echo "Starting Redis on 127.0.0.1:6379"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir "$dir" --logfile "$logdir/ci.log"
+}

@@ -33,9 +33,9 @@ hand-over.
 Several instances: correct by construction (all shared state is in the database; the only
 memory is which leases this instance holds and the epoch its watchers started with).
 
-Instance ids (:func:`new_instance_id`): ``<host>:<pid>:<8 hex>`` unless ``INSTANCE_ID`` is
-set; a restarted process is a new instance (its predecessor's leases run out or were
-released).
+Instance ids (bot.fleet.new_instance_id, at most 64 characters): ``<host>:<pid>:<6 hex>``
+unless ``INSTANCE_ID`` is set; a restarted process is a new instance (its predecessor's leases
+run out or were released).
 """
 
 from __future__ import annotations
@@ -44,9 +44,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
-import secrets
-import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,11 +61,6 @@ WATCHED_STATES = (MailboxState.CONNECTED.value, MailboxState.RECONNECTING.value)
 FORGET_AFTER = 10  # lease lifetimes after which a silent instance's row is deleted
 
 Clock = Callable[[], datetime]
-
-
-def new_instance_id() -> str:
-    """``<host>:<pid>:<random>``: unique per process, readable in logs and in the database."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True, slots=True)

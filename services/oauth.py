@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING
 from typing import Protocol as TypingProtocol
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from mail.oauth2 import (
     ClientConfig,
@@ -56,6 +57,7 @@ from mail.oauth2 import (
 from mail.types import Credentials, FailureKind, MailCheckError, Protocol
 from services.deps import MailDeps
 from services.hooks import checkpoint
+from storage.locks import is_postgres, lock_key, xact_lock
 from storage.models import (
     AuthKind,
     FeatureFlag,
@@ -78,6 +80,9 @@ CALLBACK_PATH = "/oauth/callback"
 STATE_TTL = timedelta(minutes=10)
 STATE_KEEP = timedelta(days=1)  # expired rows stay a while so a late click is told "expired"
 REFRESH_MARGIN = 60.0
+# tokens another instance got a moment ago are used while they have this long left (a provider
+# handing out tokens shorter-lived than REFRESH_MARGIN would otherwise get one refresh per instance)
+SHARED_REFRESH_MARGIN = 10.0
 MAX_STATE_LEN = 200
 BROKEN_ERROR = "oauth:invalid_grant"
 
@@ -146,7 +151,8 @@ def _aware(moment: datetime) -> datetime:
 
 class _RefreshCoordinator:
     """One refresh at a time per mailbox in this process, and a refresh done by one task is
-    reused by the others that raced it with the same (now rotated) refresh token."""
+    reused by the others that raced it with the same (now rotated) refresh token. Across
+    instances (PostgreSQL), `OAuthService._refresh_shared` adds an advisory lock per mailbox."""
 
     def __init__(self, keep: int = 512) -> None:
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -194,11 +200,13 @@ class OAuthService:
         settings: Settings | None = None,
         *,
         refresh_margin: float = REFRESH_MARGIN,
+        refreshes: _RefreshCoordinator | None = None,
     ) -> None:
         self.session = session
         self.deps = deps
         self.settings = settings
         self.refresh_margin = refresh_margin
+        self.refreshes = refreshes or _refreshes  # one per process (tests give each "instance" its own)
         self.services = ServiceRepo(session)
 
     # ---- the feature flag ------------------------------------------------------------------
@@ -458,19 +466,62 @@ class OAuthService:
         tokens = self.tokens_of(mailbox)
         if not tokens.expires_within(self.refresh_margin) or not tokens.refresh_token:
             return Credentials(mailbox.login, oauth2_token=tokens.access_token)
-        async with _refreshes.lock(mailbox.id):
+        async with self.refreshes.lock(mailbox.id):
             tokens = self.tokens_of(mailbox)
             old_refresh = tokens.refresh_token
             if tokens.expires_within(self.refresh_margin) and old_refresh:
-                done = _refreshes.recent(mailbox.id, old_refresh)
+                done = self.refreshes.recent(mailbox.id, old_refresh)
                 if done is not None and not done.expires_within(self.refresh_margin):
                     tokens = done
+                    self.store_tokens(mailbox, tokens)
+                    await self.session.flush()
+                elif self._shared_engine() is not None:
+                    tokens = await self._refresh_shared(mailbox, old_refresh)
+                    self.refreshes.remember(mailbox.id, old_refresh, tokens)
                 else:
                     tokens = await self._refresh(mailbox, old_refresh)
-                    _refreshes.remember(mailbox.id, old_refresh, tokens)
-                self.store_tokens(mailbox, tokens)
-                await self.session.flush()
+                    self.refreshes.remember(mailbox.id, old_refresh, tokens)
+                    self.store_tokens(mailbox, tokens)
+                    await self.session.flush()
         return Credentials(mailbox.login, oauth2_token=tokens.access_token)
+
+    def _shared_engine(self) -> AsyncEngine | None:
+        """The engine when the database is PostgreSQL (several instances may refresh the same
+        mailbox); None on SQLite, where one instance runs (bot/fleet.py)."""
+        bind = self.session.bind
+        return bind if isinstance(bind, AsyncEngine) and is_postgres(bind) else None
+
+    async def _refresh_shared(self, mailbox: Mailbox, refresh_token: str) -> TokenSet:
+        """A refresh serialised across instances, so a rotated refresh token is used once.
+
+        Under an advisory lock per mailbox (a transaction on a connection of its own, nothing
+        else locked): read the stored tokens again; when another instance refreshed meanwhile,
+        use its tokens (or refresh with its new refresh token); else refresh. The new tokens are
+        written through the lock's connection and committed as the lock is released, so the
+        next instance to get the lock reads them. The session's copy is set as already stored:
+        its later commit never writes back an older token."""
+        engine = self._shared_engine()
+        assert engine is not None
+        await checkpoint(self.session)  # the session holds nothing the lock's transaction writes
+        key = lock_key(f"mailbridge:oauth-refresh:{mailbox.id}")
+        async with xact_lock(engine, key, wait=2 * self.deps.timeout + 5) as conn:
+            stored = (await conn.execute(select(Mailbox.secret_enc).where(Mailbox.id == mailbox.id))).scalar_one_or_none()
+            if stored is None:
+                raise MailCheckError(Protocol.IMAP, FailureKind.PROTOCOL, "the account was deleted")
+            current = TokenSet.from_json(self.deps.secrets.decrypt(stored))
+            if current.refresh_token != refresh_token:  # another instance refreshed first
+                log.info("mailbox %s: tokens refreshed by another instance meanwhile", mailbox.id)
+                if not current.expires_within(SHARED_REFRESH_MARGIN) or not current.refresh_token:
+                    set_committed_value(mailbox, "secret_enc", stored)
+                    return current
+                refresh_token = current.refresh_token
+            tokens = await self._refresh(mailbox, refresh_token)
+            new = self.deps.secrets.encrypt(tokens.to_json())
+            await conn.execute(
+                update(Mailbox).where(Mailbox.id == mailbox.id).values(secret_enc=new, auth_kind=AuthKind.OAUTH2.value)
+            )
+        set_committed_value(mailbox, "secret_enc", new)
+        return tokens
 
     async def _refresh(self, mailbox: Mailbox, refresh_token: str) -> TokenSet:
         service = await self.services.get(mailbox.service_id)

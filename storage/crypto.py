@@ -39,14 +39,30 @@ def parse_keys(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
-def load_or_create_keys(configured: str | None, key_file: Path) -> list[str]:
-    """Keys from configuration; else from the key file; else a new key file (mode 0600)."""
+class KeyConfigError(Exception):
+    """The keys can't be settled without the operator (the message says what to do)."""
+
+
+HOW_TO_MAKE_A_KEY = (
+    'make one with: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+)
+
+
+def load_or_create_keys(configured: str | None, key_file: Path, *, refuse_new: str | None = None) -> list[str]:
+    """Keys from configuration; else from the key file; else a new key file (mode 0600), unless
+    `refuse_new` says why a fresh key would be wrong (secrets already stored under another key,
+    or a database shared by several instances): then KeyConfigError with that reason."""
     if configured:
         return parse_keys(configured)
     if key_file.exists():
         keys = parse_keys(key_file.read_text(encoding="ascii"))
         if keys:
             return keys
+    if refuse_new:
+        raise KeyConfigError(
+            f"ENCRYPTION_KEYS is not set and {key_file} does not exist, and a new key would be wrong: "
+            f"{refuse_new}. Set ENCRYPTION_KEYS (the same on every instance; {HOW_TO_MAKE_A_KEY})."
+        )
     key_file.parent.mkdir(parents=True, exist_ok=True)
     key = Fernet.generate_key().decode("ascii")
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
+
+from storage.locks import lock_key, xact_lock
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -65,8 +68,24 @@ def _upgrade(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
+MIGRATIONS_LOCK = lock_key("mailbridge:migrations")
+
+
 async def migrate(url: str) -> None:
-    """Apply migrations up to head (runs Alembic in a worker thread with its own loop)."""
+    """Apply migrations up to head (runs Alembic in a worker thread with its own loop).
+
+    On PostgreSQL under an advisory lock on a connection of its own: instances started together
+    on an empty database take turns, the first migrates and the others find the schema at head
+    (without it they raced on creating `alembic_version`). A killed migrator's lock goes with
+    its connection. On SQLite one process holds the database (bot/fleet.py)."""
     ensure_sqlite_folder(url)
-    await asyncio.to_thread(_upgrade, url)
+    if make_url(url).get_backend_name() != "postgresql":
+        await asyncio.to_thread(_upgrade, url)
+    else:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with xact_lock(engine, MIGRATIONS_LOCK):
+                await asyncio.to_thread(_upgrade, url)
+        finally:
+            await engine.dispose()
     log.info("database schema is up to date")

@@ -367,3 +367,17 @@ def test_what_the_schema_patterns_allow_the_validators_accept(address: str, data
     builds requests from the document is never refused for them."""
     assert parse_recipient(address) is not None, address
     assert AttachmentIn(filename="a", content_base64=data).data is not None
+
+
+def test_not_blank_means_the_same_to_the_schema_and_the_server() -> None:
+    """Schemathesis found a body of U+0085 alone: not blank to JSON Schema's \\S (ECMA-262), blank
+    to Python's, so a schema-valid request was refused. The pattern spells whitespace out."""
+    import re
+
+    from web.models import NOT_BLANK, _blank
+
+    ecma_whitespace = "\t\n\v\f\r \u00a0\u1680\u2000\u2005\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+    for ch in ecma_whitespace:
+        assert _blank(ch) and re.search(NOT_BLANK, ch) is None, repr(ch)
+    for ch in "\x85\x1c\x1fa\u044f":
+        assert not _blank(ch), repr(ch)

@@ -56,7 +56,7 @@ def _fuzz_operation(base: str, operation: Any, session: requests.Session, sent: 
 
     @given(case=operation.as_strategy())
     @hypothesis_settings(
-        max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+        max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, derandomize=True,
         phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
     )
     def run(case: Any) -> None:

@@ -142,8 +142,8 @@ async def test_notice_to_the_users_of_one_service(harness: BotHarness) -> None:
     confirm = admin.last()
     assert confirm.message_id == picker.message_id, "one message per step: the picker becomes the preview"
     assert "Preview" in confirm.text and "Notice from the administrator\n\n" + NOTICE in confirm.text
-    assert "Send it to Users of Gmail?" in confirm.text and "4 user(s); 1 more blocked the bot" in confirm.text
-    await admin.press("📣 Send to 4")
+    assert "Send it to Users of Gmail?" in confirm.text and "It goes to 4 users; 1 more blocked the bot and is skipped." in confirm.text
+    await admin.press("📣 Send to 4 users")
     await wait_state(harness, "done")
     final = await admin.wait_for(lambda m: "Notice sent" in m.text, timeout=10)
     assert final.message_id == confirm.message_id, "the progress is the confirm message, edited in place"
@@ -154,7 +154,7 @@ async def test_notice_to_the_users_of_one_service(harness: BotHarness) -> None:
     ru_text = next(c.params["text"] for c in harness.fake.calls_of("sendMessage") if c.params.get("chat_id") == ru_user)
     assert "Сообщение администратора" in ru_text
     # a second press of Send (an old button) sends nothing more
-    again = await admin.press_data(confirm.button("📣 Send to 4").callback_data or "", confirm.message_id)
+    again = await admin.press_data(confirm.button("📣 Send to 4 users").callback_data or "", confirm.message_id)
     assert "already sent" in (again.text or "")
     assert notice_calls(harness) == got
 
@@ -203,10 +203,10 @@ async def test_600_users_429_and_403_everyone_reachable_gets_exactly_one(harness
     reachable = set(ids) - inactive - blocked
     admin = await compose(harness, "Everyone")
     confirm = admin.last()
-    assert f"It goes to {600 - len(inactive) + 1} user(s); {len(inactive)} more blocked the bot" in confirm.text
+    assert f"It goes to {600 - len(inactive) + 1} users; {len(inactive)} more blocked the bot" in confirm.text
     harness.fake.fail("sendMessage", status=429, retry_after=1, times=3)  # flood control, thrice
     started = time.monotonic()
-    await admin.press(f"📣 Send to {600 - len(inactive) + 1}")
+    await admin.press(f"📣 Send to {600 - len(inactive) + 1} users")
     await wait_state(harness, "done", timeout=120)  # ~10 s, ~25 s on a loaded machine
     elapsed = time.monotonic() - started
 
@@ -243,7 +243,7 @@ async def test_crash_in_the_middle_then_restart_sends_nobody_twice(harness: BotH
     admin = await compose(harness, "Everyone")
     confirm = admin.last()
     harness.fake.set_delay("sendMessage", 0.05)  # Telegram takes a while to answer: requests are in flight
-    await admin.press("📣 Send to 601")
+    await admin.press("📣 Send to 601 users")
     await wait_sent(harness, 200)
     # a crash: the broadcast's tasks die where they are (requests in flight included), no
     # clean-up, then the process goes away
@@ -282,7 +282,7 @@ async def test_stop_and_restart_finish_the_job_exactly_once(harness: BotHarness)
     harness.fake.rate_limit = (110, 1)
     ids = await add_users(harness, 600)
     admin = await compose(harness, "Everyone")
-    await admin.press("📣 Send to 601")
+    await admin.press("📣 Send to 601 users")
     await wait_sent(harness, 150)
     await harness.stop()  # a normal stop (SIGTERM): requests in flight finish, the rest waits
     await harness.start(admin_ids=[ADMIN], telegram_global_rate=100)
@@ -302,7 +302,7 @@ async def test_stop_button_stops_sending(harness: BotHarness) -> None:
     await add_users(harness, 600)
     admin = await compose(harness, "Everyone")
     confirm = admin.last()
-    await admin.press("📣 Send to 601")
+    await admin.press("📣 Send to 601 users")
     await wait_sent(harness, 100)
     await admin.press("⏹ Stop sending", message_id=confirm.message_id)
     await wait_state(harness, "cancelled")
@@ -324,7 +324,7 @@ async def test_alerts_and_replies_go_before_the_broadcast(harness: BotHarness) -
     harness.fake.rate_limit = (30, 1)
     await add_users(harness, 300)
     admin = await compose(harness, "Everyone")
-    await admin.press("📣 Send to 301")
+    await admin.press("📣 Send to 301 users")
     someone = harness.user(77)
     # known from now on: its /start below then writes nothing to the database (on SQLite an
     # open write would hold up the broadcast's own writes, and with them its requests)
@@ -373,7 +373,7 @@ async def test_no_answer_is_never_resent_and_a_refusal_is_a_failure(harness: Bot
     admin = await compose(harness, "Everyone")
     harness.fake.fail("sendMessage", status=502, chat_id=unsure, times=None)
     harness.fake.fail("sendMessage", status=400, description="Bad Request: chat not found", chat_id=refused, times=None)
-    await admin.press("📣 Send to 7")
+    await admin.press("📣 Send to 7 users")
     await wait_state(harness, "done")
     tried = attempts_per_chat(harness)
     assert tried[unsure] == 1 and tried[refused] == 1, "neither is sent twice"
@@ -384,7 +384,7 @@ async def test_no_answer_is_never_resent_and_a_refusal_is_a_failure(harness: Bot
     assert rows[unsure].status == "failed" and rows[unsure].error.startswith("uncertain: TelegramServerError")
     assert rows[refused].status == "failed" and "chat not found" in rows[refused].error
     final = await admin.wait_for(lambda m: "Notice sent" in m.text, timeout=10)
-    assert "failed: 2" in final.text and "1 of the failed may or may not have arrived" in final.text
+    assert "failed: 2" in final.text and "1 of the failed messages may or may not have arrived" in final.text
 
 
 async def test_a_user_who_blocks_the_bot_is_left_out_before_any_send_fails(harness: BotHarness) -> None:
@@ -402,9 +402,9 @@ async def test_a_user_who_blocks_the_bot_is_left_out_before_any_send_fails(harne
     admin = harness.user(ADMIN)
     await admin.send("/admin")
     await admin.press("📊 Status")
-    assert "active 3, blocked the bot 1" in admin.last().text
+    assert "(3 active, 1 blocked the bot)" in admin.last().text
     admin = await compose(harness, "Everyone")
-    assert "It goes to 3 user(s); 1 more blocked the bot" in admin.last().text
+    assert "It goes to 3 users; 1 more blocked the bot and is skipped" in admin.last().text
     await admin.press("✖️ Discard")
     assert not [c for c in harness.fake.calls if c.params.get("chat_id") == leaver.chat_id and c.status == 403]
 
@@ -414,5 +414,5 @@ async def test_a_user_who_blocks_the_bot_is_left_out_before_any_send_fails(harne
     await harness.fake.wait_processed(update_id)
     await leaver.send("/start")
     admin = await compose(harness, "Everyone")
-    assert "It goes to 4 user(s); 0 more blocked the bot" in admin.last().text
+    assert "It goes to 4 users; nobody has blocked the bot" in admin.last().text
     await admin.press("✖️ Discard")

@@ -106,3 +106,26 @@ def test_fleet_settings(monkeypatch) -> None:
     monkeypatch.setenv("WATCH_LEASE_RENEW", "5")  # renewing later than half the lease: refused
     with pytest.raises(ValidationError, match="WATCH_LEASE_RENEW"):
         Settings(_env_file=None)
+
+
+def test_webhook_settings(monkeypatch) -> None:
+    """WEBHOOK_URL must be https (Telegram's rule); the secret follows Telegram's alphabet and is
+    derived from the token when not set, so every instance agrees on it; neither is echoed."""
+    import pytest
+    from pydantic import ValidationError
+
+    s = Settings(_env_file=None, bot_token="1:abc", webhook_url="https://bot.example.com/tg/hook")
+    assert s.webhook_path == "/tg/hook" and s.web_enabled
+    derived = s.webhook_secret_token()
+    assert derived == Settings(_env_file=None, bot_token="1:abc").webhook_secret_token()
+    assert derived != Settings(_env_file=None, bot_token="2:abc").webhook_secret_token()
+    assert "1:abc" not in derived and len(derived) == 64
+    assert Settings(_env_file=None, bot_token="1:abc", webhook_secret="s3cret_-X").webhook_secret_token() == "s3cret_-X"
+    with pytest.raises(ValidationError, match="https"):
+        Settings(_env_file=None, webhook_url="http://bot.example.com/hook")
+    with pytest.raises(ValidationError) as err:
+        Settings(_env_file=None, webhook_secret="bad secret!")
+    assert "bad secret!" not in str(err.value)
+    assert not Settings(_env_file=None, database_url="postgresql+asyncpg://x/y").fleet
+    assert Settings(_env_file=None, database_url="postgresql+asyncpg://x/y", redis_url="redis://r").fleet
+    assert not Settings(_env_file=None, redis_url="redis://r").fleet  # SQLite: one instance anyway

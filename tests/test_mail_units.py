@@ -9,8 +9,9 @@ import ssl
 import pytest
 
 from mail import mime
+from mail.html2text import html_to_text
 from mail.importer import _uid_set, analyse_structure, parse_fetch, parse_select
-from mail.netguard import HostGuard, classify_imap_login, classify_smtp_auth
+from mail.netguard import HostGuard, classify_imap_login, classify_smtp_auth, require_ok
 from mail.providers import load_providers, provider_by_id, provider_for_domain, provider_for_mx
 from mail.tls import make_ssl_context
 from mail.types import FailureKind, MailCheckError, Protocol, Security
@@ -376,12 +377,43 @@ def test_header_text_truncates_huge_subject() -> None:
 
 def test_snippet_and_html() -> None:
     html = "<html><head><title>T</title><style>.a{}</style></head><body><div>Hi&nbsp;<b>there</b></div><p>line&amp;two</p><script>evil()</script></body></html>"
-    assert mime.make_snippet(mime.html_to_text(html)) == "Hi there line&two"
+    assert mime.make_snippet(html_to_text(html)) == "Hi there line&two"
     long = "word " * 100
     snip = mime.make_snippet(long)
     assert len(snip) <= 201 and snip.endswith("…")
     assert mime.make_snippet("a\x00b\tc\n\nd") == "ab c d"
-    assert mime.html_to_text("<p>unclosed <b>tags").strip() == "unclosed tags"
+    assert html_to_text("<p>unclosed <b>tags").strip() == "unclosed tags"
+
+
+def test_snippet_of_html_body_uses_the_one_converter() -> None:
+    markup = (
+        '<table><tr><td>Name</td><td>Value</td></tr></table><img alt="Logo">'
+        '<p><a href="https://example.org/track?id=1">Open</a></p>'
+    )
+    text = mime.body_text(markup.encode(), subtype="html", charset="utf-8", encoding="7bit")
+    assert mime.make_snippet(text) == "Name | Value Logo Open"  # no link target in a snippet
+    assert "(https://example.org/track?id=1)" in html_to_text(markup)  # the letter keeps it
+    # the declared charset loses to bytes that are plainly UTF-8 (as when reading in full)
+    latin1_label = "Привет".encode()
+    assert mime.body_text(latin1_label, subtype="plain", charset="iso-8859-1", encoding="") == "Привет"
+
+
+def test_require_ok_reports_the_server_words() -> None:
+    class Response:
+        def __init__(self, result: str, lines: list[object]) -> None:
+            self.result, self.lines = result, lines
+
+    ok = Response("OK", [b"done"])
+    assert require_ok(ok, "FETCH") is ok
+    with pytest.raises(MailCheckError) as exc:
+        require_ok(Response("NO", [b"* 1 EXISTS", b"[SERVERBUG] broken  ", b""]), "FETCH")
+    assert exc.value.kind is FailureKind.PROTOCOL and exc.value.detail == "FETCH: [SERVERBUG] broken"
+    with pytest.raises(MailCheckError) as exc:
+        require_ok(Response("NO", [b"IMAP access is disabled for your account"]), "SELECT INBOX")
+    assert exc.value.kind is FailureKind.IMAP_DISABLED
+    with pytest.raises(MailCheckError) as exc:
+        require_ok(Response("BAD", []), "LIST")
+    assert exc.value.detail == "LIST: answered BAD"
 
 
 def test_decode_transfer_and_bytes() -> None:
@@ -495,3 +527,22 @@ def test_structure_single_part_and_garbage() -> None:
         )
     )
     assert forwarded.has_attachments and forwarded.best().section == "1"  # type: ignore[union-attr]
+
+
+def test_structure_signature_and_calendar_as_the_reader_sees_them() -> None:
+    signed = analyse_structure(
+        _parse_bs(
+            b'(("text" "plain" NIL NIL NIL "7bit" 5 1 NIL NIL NIL NIL)'
+            b'("application" "pgp-signature" ("name" "signature.asc") NIL NIL "7bit" 100 NIL NIL NIL NIL)'
+            b' "signed" ("protocol" "application/pgp-signature") NIL NIL NIL)'
+        )
+    )
+    assert signed.best().section == "1" and not signed.has_attachments  # type: ignore[union-attr]
+    invite = analyse_structure(
+        _parse_bs(
+            b'(("text" "plain" NIL NIL NIL "7bit" 5 1 NIL NIL NIL NIL)'
+            b'("text" "calendar" ("method" "REQUEST") NIL NIL "7bit" 50 2 NIL NIL NIL NIL)'
+            b' "alternative" NIL NIL NIL)'
+        )
+    )
+    assert invite.best().section == "1" and invite.has_attachments  # type: ignore[union-attr]

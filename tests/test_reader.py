@@ -18,8 +18,10 @@ import pytest_asyncio
 
 from bot.i18n import Catalog, Translator
 from bot.letter_view import MAX_MESSAGE, render_alert, render_letter, utf16_len
+from mail import mime
 from mail.html2text import html_to_text, tidy_text, unflow
 from mail.imap import close_imap, open_imap
+from mail.importer import import_recent
 from mail.netguard import HostGuard
 from mail.reader import (
     AttachmentGone,
@@ -155,6 +157,30 @@ async def test_corpus_letter_reads_and_renders(corpus: Corpus, name: str) -> Non
         assert letter.text in joined  # nothing of the text lost, nothing changed
         for item in letter.attachments:
             assert item.filename in joined
+
+
+async def test_importer_and_reader_agree_on_every_letter(corpus: Corpus) -> None:
+    """One BODYSTRUCTURE walk: the paper-clip in the list (importer) and the attachment list of
+    the open letter (reader) never disagree, and the snippet is taken from the text shown."""
+    client = await corpus.box.client()
+    try:
+        result = await import_recent(client, limit=len(CORPUS))
+    finally:
+        await close_imap(client)
+    by_uid = {letter.uid: letter for letter in result.letters}
+    assert set(by_uid) == set(corpus.uids.values())
+    for name, uid in corpus.uids.items():
+        letter = await fetch_letter(corpus.client, uid, mark_seen=False)
+        assert letter is not None
+        summary = by_uid[uid]
+        assert summary.has_attachments == bool(letter.attachments), name
+        if letter.text.strip() and name not in ("blank_plain", "long_subject"):
+            first_words = mime.make_snippet(letter.text, 20).rstrip("…").split()[:2]
+            assert first_words and summary.snippet.startswith(" ".join(first_words)), (
+                name,
+                summary.snippet,
+                letter.text[:80],
+            )
 
 
 async def test_nested_letter_details(corpus: Corpus) -> None:
@@ -397,7 +423,7 @@ def test_attachment_list_sizes_and_too_large_note() -> None:
     ]
     (chunk,) = render_letter(EN, make_letter(attachments=attachments))
     text = visible(chunk)
-    assert "📎 Attachments: 4" in text
+    assert "📎 4 attachments" in text
     assert "1. small.txt — 512 B" in text
     assert "2. photo <1>.jpg — 3.3 MB" in text
     assert "3. film.mkv — 60 MB ⚠️ too large to send here" in text
@@ -405,7 +431,7 @@ def test_attachment_list_sizes_and_too_large_note() -> None:
     assert "4. huge.iso — 3.0 GB ⚠️" in text
     (ru,) = render_letter(RU, make_letter(attachments=attachments))
     assert "2. photo <1>.jpg — 3,3 МБ" in visible(ru)
-    assert "слишком большой" in visible(ru)
+    assert "слишком большой" in visible(ru) and "📎 4 вложения" in visible(ru)
 
 
 def test_many_attachments_are_chunked_and_capped() -> None:
@@ -417,7 +443,7 @@ def test_many_attachments_are_chunked_and_capped() -> None:
     texts = check_chunks(chunks)
     joined = "\n".join(texts)
     assert "50. " in joined and "51. " not in joined
-    assert "… and 68 more" in joined
+    assert "… and 68 more attachments" in joined
 
 
 def test_header_values_are_bounded() -> None:

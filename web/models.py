@@ -31,7 +31,9 @@ LETTER_ID_MAX = 2**31 - 1  # INTEGER
 # What the validators refuse, said in JSON Schema (patterns are searched, so no anchors).
 NO_CONTROLS: dict[str, Any] = {"not": {"pattern": "[\\x00-\\x1f\\x7f]"}}
 NO_LINE_BREAKS: dict[str, Any] = {"not": {"pattern": "[\\r\\n\\x00]"}}
-NOT_BLANK = "\\S"
+# "Not blank": one character that is not whitespace, with the whitespace spelled out, since
+# Python's \S and JSON Schema's (ECMA-262) \S disagree (U+0085, U+001C-U+001F)
+NOT_BLANK = "[^\\t\\n\\v\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]"
 # A subset of what parse_recipient accepts (tests/test_api_contract.py checks it): `local@domain`
 # or `Name <local@domain>`, an ASCII local part, Latin or Cyrillic names and domains.
 _LOCAL = r"[A-Za-z0-9_%+-]{1,20}(?:\.[A-Za-z0-9_%+-]{1,20}){0,2}"

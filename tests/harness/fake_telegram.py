@@ -23,6 +23,12 @@ What is modelled (answers shaped like Telegram's, ``{"ok": true, "result": ...}`
   found", editing text without ``reply_markup`` removes the inline keyboard (as Telegram does).
 * Fault injection: :meth:`FakeTelegram.fail`, :meth:`FakeTelegram.block`,
   :meth:`FakeTelegram.set_delay` and the opt-in :attr:`FakeTelegram.rate_limit`.
+* Webhook delivery: once the bot called setWebhook (url, ``secret_token``, ``allowed_updates``
+  are recorded), each queued update is POSTed as Telegram does, with the
+  ``X-Telegram-Bot-Api-Secret-Token`` header, to the next of :attr:`FakeTelegram.webhook_targets`
+  in turn (the local addresses behind the public https URL, as a load balancer spreads them);
+  a 2xx answer confirms the update, anything else is retried a few times.
+  :attr:`FakeTelegram.deliveries` records (update id, target, status).
 
 "Processed": the bot under test runs ``dp.start_polling(bot, handle_as_tasks=True, ...)`` as in
 production, so several updates (of one user, too) are handled concurrently and getUpdates moves on
@@ -944,6 +950,11 @@ class FakeTelegram:
         self.max_upload_bytes = MAX_UPLOAD_BYTES
         self.process_timeout = DEFAULT_PROCESS_TIMEOUT
         self.webhook_url = ""
+        self.webhook_secret: str | None = None
+        self.webhook_targets: list[str] = []
+        self.deliveries: list[tuple[int, str, int | None]] = []
+        self._next_target = 0
+        self._delivering: set[asyncio.Task[Any]] = set()
         self.commands: dict[tuple[str, str], list[dict[str, str]]] = {}
 
         self._chats: dict[int, _Chat] = {}
@@ -992,6 +1003,8 @@ class FakeTelegram:
     async def stop(self) -> None:
         self._closing = True
         self._notify()
+        for task in list(self._delivering):
+            task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -1102,6 +1115,12 @@ class FakeTelegram:
         self._updates.append(pending)
         self._all_updates[update_id] = pending
         self._notify()
+        if self.webhook_url and self.webhook_targets:
+            target = self.webhook_targets[self._next_target % len(self.webhook_targets)]
+            self._next_target += 1
+            task = asyncio.get_running_loop().create_task(self._deliver(pending, target))
+            self._delivering.add(task)
+            task.add_done_callback(self._delivering.discard)
         return update_id
 
     def track_processing(self, dp: Any) -> None:
@@ -1130,6 +1149,35 @@ class FakeTelegram:
             timeout,
             lambda: f"updates still being handled after {timeout}s",
         )
+
+    async def post_update(self, target: str, payload: dict[str, Any], secret: str | None) -> int:
+        """POST one update to a webhook address as Telegram does; return the HTTP status."""
+        import aiohttp
+
+        headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
+        async with aiohttp.ClientSession() as http, http.post(
+            target, json=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+        ) as resp:
+            await resp.read()
+            return resp.status
+
+    async def _deliver(self, pending: _PendingUpdate, target: str, attempts: int = 5) -> None:
+        for attempt in range(attempts):
+            status: int | None = None
+            try:
+                status = await self.post_update(target, pending.payload, self.webhook_secret)
+            except Exception as exc:  # noqa: BLE001 - connection refused etc.: Telegram retries
+                log.debug("webhook delivery of %s to %s failed: %r", pending.update_id, target, exc)
+            self.deliveries.append((pending.update_id, target, status))
+            if status is not None and 200 <= status < 300:
+                pending.confirmed = True
+                with contextlib.suppress(ValueError):
+                    self._updates.remove(pending)
+                self._notify()
+                return
+            await asyncio.sleep(0.2 * (attempt + 1))
+        pending.dropped = f"webhook delivery to {target} failed {attempts} times"
+        self._notify()
 
     async def wait_processed(self, update_id: int, timeout: float | None = None) -> None:
         """Wait until the bot has handled the update: to the end when processing is tracked
@@ -1728,6 +1776,13 @@ class FakeTelegram:
         if url and not str(url).startswith("https://"):
             raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
         self.webhook_url = str(url)
+        secret = p.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            raise _bad("secret token contains unallowed characters")
+        self.webhook_secret = str(secret) if secret else None
+        allowed = p.get("allowed_updates")
+        if isinstance(allowed, list):
+            self._allowed_updates = frozenset(allowed) if allowed else _DEFAULT_UPDATE_TYPES
         if p.get("drop_pending_updates"):
             self._drop_pending("setWebhook(drop_pending_updates=True)")
         self._poll_seq += 1  # a pending getUpdates ends with 409
@@ -1736,6 +1791,7 @@ class FakeTelegram:
 
     async def _m_delete_webhook(self, p: dict[str, Any]) -> Any:
         self.webhook_url = ""
+        self.webhook_secret = None
         if p.get("drop_pending_updates"):
             self._drop_pending("deleteWebhook(drop_pending_updates=True)")
         return True
