@@ -7,7 +7,9 @@ Measures, for N distinct users each watched over its own IDLE connection:
 
 * start-up: seconds until all N are CONNECTED after `start_many` (staggered at
   --per-second), and each account's connect latency (CONNECTED minus its turn);
-* resident memory per watched account: (RSS with all N idling - RSS before) / N;
+* resident memory per watched account: (RSS with all N idling - RSS before) / N (the
+  end-to-end figure; `bench/memory.py` measures the client side alone at 10,000 against a
+  light server in another process, with a breakdown);
 * latency of --letters deliveries to random accounts: from the LMTP delivery completing to
   `new_letters()` being called (p50/p99), split into the server's own IDLE push delay
   (delivery -> the `* n EXISTS` reaching us, `WatcherPool.last_push_at`; Dovecot's is a
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import asyncio.sslproto
 import contextlib
 import gc
 import logging
@@ -42,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mail.imap import MailIMAP, _Wire  # noqa: E402
+from mail.imap import MailIMAP, _Wire, adopt_capabilities  # noqa: E402
 from mail.netguard import HostGuard  # noqa: E402
 from mail.tls import make_ssl_context  # noqa: E402
 from mail.types import (  # noqa: E402
@@ -162,6 +163,7 @@ def plain_opener(stack: MailStack, timeout: float) -> Any:
         if response.result != "OK":
             wire.abort()
             raise MailCheckError(Protocol.IMAP, FailureKind.AUTH_FAILED, "plain login refused")
+        adopt_capabilities(client, response)
         return client
 
     return open_plain
@@ -170,10 +172,6 @@ def plain_opener(stack: MailStack, timeout: float) -> Any:
 async def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     n = args.accounts
-    if args.ssl_buffer_kib:
-        # an experiment on the stdlib class, bench only: how much of the per-connection
-        # memory is asyncio's TLS read buffer (see mail/watcher.py's module doc)
-        asyncio.sslproto.SSLProtocol.max_size = args.ssl_buffer_kib * 1024
     with tempfile.TemporaryDirectory() as tmp:
         stack = await MailStack.start(Path(tmp))
         pool: WatcherPool | None = None
@@ -253,8 +251,6 @@ async def main(args: argparse.Namespace) -> None:
 
             mode = "plain" if args.plain else "tls"
             print()
-            if args.ssl_buffer_kib and not args.plain:
-                mode += f" (TLS read buffer {args.ssl_buffer_kib} KiB)"
             print(f"watch bench: {n} accounts, {mode}, start {args.per_second:g}/s, "
                   f"{args.letters} letters at {args.rate:g}/s")
             rows = [
@@ -290,12 +286,6 @@ if __name__ == "__main__":
     parser.add_argument("--letters", type=int, default=200)
     parser.add_argument("--rate", type=float, default=50.0, help="deliveries per second")
     parser.add_argument("--per-second", type=float, default=50.0, help="start_many pace")
-    parser.add_argument(
-        "--ssl-buffer-kib",
-        type=int,
-        default=0,
-        help="EXPERIMENT: shrink asyncio's per-connection TLS read buffer (256 KiB) to this",
-    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--tls", action="store_true", default=True)
     group.add_argument("--plain", action="store_true")

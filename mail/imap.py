@@ -4,11 +4,12 @@ aioimaplib does the IMAP protocol once a connection exists; the connection itsel
 here, so that
 
 * the TCP connection goes to the address `HostGuard` checked (no second DNS lookup),
+* TLS is `mail.tls.TLSProtocol` (ssl.MemoryBIO over the plain socket transport), not
+  asyncio's TLS transport, whose fixed 256 KiB read buffer per connection was most of the
+  memory of a watched mailbox; aioimaplib's protocol is attached to its transport,
 * STARTTLS works (aioimaplib 2.0.3 has none): the plaintext part (greeting, CAPABILITY,
-  STARTTLS) is spoken on the raw socket, then asyncio runs the TLS handshake on that same
-  socket (`loop.create_connection(sock=..., ssl=...)`, the same machinery as
-  `loop.start_tls`) and aioimaplib's protocol is attached to the TLS transport; it then asks
-  for CAPABILITY again over TLS, as RFC 3501 requires,
+  STARTTLS) is spoken on the raw socket, then the TLS handshake runs on that same socket and
+  aioimaplib asks for CAPABILITY again over TLS, as RFC 3501 requires,
 * an OAuth2 login uses OAUTHBEARER (RFC 7628) when the server lists AUTH=OAUTHBEARER, else
   XOAUTH2 (the SASL messages come from `mail.sasl`). aioimaplib has no AUTHENTICATE for an
   arbitrary mechanism and never answers a `+` continuation, so the command goes through its
@@ -30,12 +31,14 @@ import logging
 import re
 import socket
 import ssl
+import sys
 from typing import Any
 
 import aioimaplib
 
 from mail import sasl
 from mail.netguard import HostGuard, as_mail_error, classify_imap_login, require_ok
+from mail.tls import TLSProtocol
 from mail.types import Credentials, FailureKind, MailCheckError, Protocol, Security, ServerSettings
 from mail.validate import parse_host
 
@@ -63,6 +66,21 @@ quiet_library_log()
 class _Wire(asyncio.Protocol):
     """Sits between the transport and aioimaplib's protocol: passes everything through,
     remembers a BYE text, notices a lost connection, answers SASL continuations."""
+
+    __slots__ = (
+        "inner",
+        "greeting",
+        "transport",
+        "lost",
+        "bye",
+        "bye_seen",
+        "sasl_pending",
+        "sasl_challenge",
+        "_sasl_answers",
+        "_sasl_error_answer",
+        "_sasl_error_answered",
+        "_partial",
+    )
 
     def __init__(self, inner: asyncio.Protocol, greeting: bytes | None) -> None:
         self.inner = inner
@@ -152,6 +170,48 @@ class _Wire(asyncio.Protocol):
             self.transport.abort()
 
 
+class _IdleSink:
+    """Stands in for aioimaplib's IDLE queue (an asyncio.Queue: four deques, 3 KiB per
+    connection) after `MailIMAP.drop_idle_queue()`: the untagged responses aioimaplib
+    collects during IDLE are dropped."""
+
+    __slots__ = ()
+
+    def put_nowait(self, item: Any) -> None:
+        pass
+
+    async def put(self, item: Any) -> None:
+        pass
+
+    def empty(self) -> bool:
+        return True
+
+    def get_nowait(self) -> Any:
+        raise asyncio.QueueEmpty
+
+    async def get(self) -> Any:
+        raise RuntimeError("MailIMAP keeps no IDLE queue: read pushes off the wire")
+
+
+_IDLE_SINK = _IdleSink()
+_SHARED_CAPS: dict[frozenset[str], frozenset[str]] = {}
+_SHARED_CAPS_MAX = 256
+
+
+def shared_capabilities(caps: Any) -> frozenset[str]:
+    """One frozenset per distinct capability list, shared by the connections that announce
+    it (a set of strings per connection is about 1 KiB; thousands of watched mailboxes on a
+    few providers announce a handful of lists). A cache bounded to a few hundred lists,
+    same in every instance (it holds no state of its own)."""
+    key = frozenset(str(c) for c in caps)
+    shared = _SHARED_CAPS.get(key)
+    if shared is None:
+        if len(_SHARED_CAPS) >= _SHARED_CAPS_MAX:
+            _SHARED_CAPS.clear()
+        shared = _SHARED_CAPS[key] = frozenset(sys.intern(c) for c in key)
+    return shared
+
+
 class MailIMAP(aioimaplib.IMAP4):  # type: ignore[misc]
     """aioimaplib's client on a connection made by this module (see the module doc).
 
@@ -180,6 +240,13 @@ class MailIMAP(aioimaplib.IMAP4):  # type: ignore[misc]
 
     async def wait_hello_from_server(self) -> None:
         await asyncio.wait_for(self.protocol.wait("AUTH|NONAUTH"), self.timeout)
+
+    def drop_idle_queue(self) -> None:
+        """Keep no queue of IDLE pushes (3 KiB per connection): for a caller that reads them
+        off the wire instead (the watcher, `mail.watcher._Tap`, because aioimaplib misses
+        those that arrive outside IDLE). `wait_server_push` then raises. Call it before the
+        first IDLE."""
+        self.protocol.idle_queue = _IDLE_SINK
 
     @property
     def closed(self) -> asyncio.Future[BaseException | None]:
@@ -324,20 +391,25 @@ async def _connect_imap(
         except BaseException:
             sock.close()
             raise
+        tls = TLSProtocol(
+            ssl_context,
+            wire,
+            server_hostname=parse_host(server.host) or server.host,
+            handshake_timeout=timeout,
+        )
         # From here asyncio owns the socket: on failure it closes it through the transport
         # (closing it here as well could free the fd under a live transport).
         try:
-            await loop.create_connection(
-                lambda: wire,
-                sock=sock,
-                ssl=ssl_context,
-                server_hostname=parse_host(server.host) or server.host,
-                ssl_handshake_timeout=timeout,
-            )
+            await loop.create_connection(lambda: tls, sock=sock)
+            await tls.handshake
         except (ConnectionError, EOFError) as exc:
+            tls.abort()
             raise MailCheckError(
                 IMAP, FailureKind.TLS_FAILED, "connection closed during the TLS handshake"
             ) from exc
+        except BaseException:
+            tls.abort()
+            raise
         try:
             await _race(wire, client.protocol.wait("AUTH|NONAUTH"))
         except BaseException:
@@ -445,9 +517,16 @@ async def _authenticate(client: MailIMAP, creds: Credentials) -> None:
     # it (a server may offer IDLE, SPECIAL-USE, ... only once logged in, or not at all to this
     # user); aioimaplib's login() only adds to the old list. Without such a list the pre-login
     # one stands (no extra round trip: most servers announce, or do not change theirs).
-    announced = _capabilities_in(response)
-    if announced:
-        client.protocol.capabilities = announced
+    adopt_capabilities(client, response)
+
+
+def adopt_capabilities(client: MailIMAP, login_response: Any) -> None:
+    """The capabilities announced with a login's OK replace the ones from before it; kept as
+    a `shared_capabilities` set."""
+    announced = _capabilities_in(login_response)
+    client.protocol.capabilities = shared_capabilities(
+        announced or client.protocol.capabilities
+    )
 
 
 async def open_imap(

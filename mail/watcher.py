@@ -26,7 +26,8 @@ New-mail announcements are read by a small protocol (`_Tap`) between the transpo
 connection's protocol, not from aioimaplib's IDLE queue: aioimaplib drops an untagged EXISTS
 that arrives while a FETCH or SEARCH runs (it belongs to no pending command), which would
 lose a letter delivered during a catch-up until the next one. The tap also timestamps the
-last server push (`last_push_at`, used by the benchmark).
+last server push (`last_push_at`, used by the benchmark) and runs IDLE / DONE itself (see
+`_Tap`); every other command goes through aioimaplib.
 
 Failures:
 
@@ -45,11 +46,15 @@ All (re)connects of a pool are paced (`connect_rate` per second) so that a mass
 disconnect (our network, a provider restart) doesn't turn into thousands of TLS handshakes in
 the same second; `start_many` staggers the start-up on top of that.
 
-Memory per watched account: a `_Slot` (about 200 bytes) and one asyncio task; the rest is
-the connection: aioimaplib's protocol and its command objects (~10-20 KB) and, with TLS,
-asyncio's SSL protocol, whose read buffer alone is a zero-filled 256 KiB bytearray per
-connection (asyncio.sslproto.SSLProtocol.max_size). No letters are kept: each catch-up round
-is handed to the store and dropped.
+Memory per watched account (bench/memory.py, README): a `_Slot`, one task of ours and the
+tap; an IDLE wait is one bare future (`_Slot.waiter`, woken by the tap) rather than an
+asyncio.Event and a task, and IDLE itself is sent and ended by the tap rather than by
+aioimaplib's idle_start (a task, a command with an Event, a timer): about 5.5 KiB less per
+account. Then aioimaplib's protocol (about 5 KiB with its asyncio objects), the socket and
+its asyncio transport (2.6 KiB) and, with TLS, the SSL object (mostly OpenSSL's memory). TLS
+is `mail.tls.TLSProtocol`, not asyncio's TLS transport, whose fixed 256 KiB read buffer per
+connection was 80 % of it before. tests/test_watch_memory.py pins the totals. No letters are
+kept: each catch-up round is handed to the store and dropped.
 
 No aiogram and no SQLAlchemy here: persistence and alerts come in through WatchStore and
 WatchNotifier, implemented by the service layer. Credentials are never logged.
@@ -70,7 +75,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from mail.imap import close_imap, open_imap, select_inbox
+from mail.imap import LOGOUT_TIMEOUT, close_imap, open_imap, select_inbox
 from mail.importer import fetch_latest, fetch_new, parse_select
 from mail.netguard import HostGuard, as_mail_error
 from mail.types import (
@@ -175,6 +180,7 @@ class _Slot:
         "error",
         "client",
         "hint",
+        "waiter",
         "last_push_at",
         "connected_at",
         "outage_since",
@@ -189,7 +195,10 @@ class _Slot:
         self.state: ConnState | None = None
         self.error: str | None = None
         self.client: Any = None
-        self.hint = asyncio.Event()  # the server announced new mail
+        self.hint = False  # the server announced new mail
+        # while waiting for news: woken by an announcement, a BYE or the connection's end
+        # (a bare future rather than an asyncio.Event and a task per wait: see the module doc)
+        self.waiter: asyncio.Future[None] | None = None
         self.last_push_at: float | None = None  # time.monotonic() of the last announcement
         self.connected_at: float | None = None
         self.outage_since: float | None = None
@@ -200,14 +209,25 @@ class _Slot:
 
 class _Tap(asyncio.Protocol):
     """Between the transport and the connection's own protocol: passes everything through,
-    notes every ``* n EXISTS`` / ``* n RECENT`` the server sends, whatever command runs."""
+    notes every ``* n EXISTS`` / ``* n RECENT`` the server sends, whatever command runs.
 
-    __slots__ = ("inner", "slot", "tail")
+    It also runs the IDLE command itself (`idle()`, `done()`): while IDLE is on, the server's
+    lines stay here (a BYE is still passed on) instead of going to aioimaplib, whose own
+    IDLE costs a task, a command object with an asyncio.Event and a timer per connection
+    (about 3 KiB while idling). aioimaplib has no command pending meanwhile, and its tag
+    counter gives the tag."""
 
-    def __init__(self, inner: asyncio.BaseProtocol, slot: _Slot) -> None:
+    __slots__ = ("inner", "slot", "tail", "transport", "idle_tag", "idle_state", "buf", "reply")
+
+    def __init__(self, inner: asyncio.BaseProtocol, slot: _Slot, transport: Any) -> None:
         self.inner: Any = inner
         self.slot = slot
         self.tail = b""
+        self.transport = transport
+        self.idle_tag = b""
+        self.idle_state = _NOT_IDLE
+        self.buf = b""  # an incomplete line, while IDLE is on
+        self.reply: asyncio.Future[bytes] | None = None  # "+" or the tagged reply, awaited
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # pragma: no cover
         self.inner.connection_made(transport)
@@ -216,11 +236,71 @@ class _Tap(asyncio.Protocol):
         chunk = self.tail + data
         if (b" EXISTS" in chunk or b" RECENT" in chunk) and _NEW_MAIL.search(chunk):
             self.slot.last_push_at = time.monotonic()
-            self.slot.hint.set()
+            self.slot.hint = True
             self.tail = b""
+            _wake(self.slot)
         else:
             self.tail = chunk[-_TAIL:]
-        self.inner.data_received(data)
+        if self.idle_state == _NOT_IDLE:
+            self.inner.data_received(data)
+        else:
+            self._idle_lines(data)
+        if b"BYE" in chunk:  # the connection's protocol noted it (wire.bye_seen)
+            _wake(self.slot)
+
+    # ------------------------------------------------------------------ IDLE
+    async def idle(self, tag: str) -> None:
+        """Send IDLE and wait for the server's "+"; MailCheckError if it refuses."""
+        self.idle_tag = tag.encode("ascii") + b" "
+        self.idle_state = _IDLE_STARTING
+        self.buf = b""
+        self.reply = asyncio.get_running_loop().create_future()
+        self.transport.write(self.idle_tag + b"IDLE\r\n")
+        line = await self.reply
+        if line.startswith(self.idle_tag):
+            raise MailCheckError(
+                IMAP, FailureKind.PROTOCOL, f"IDLE refused: {_line_text(line)}", server_said=True
+            )
+
+    async def done(self) -> None:
+        """Send DONE (unless sent already) and wait for IDLE's tagged reply."""
+        if self.idle_state == _NOT_IDLE:
+            return
+        if self.idle_state == _IDLING:
+            self.idle_state = _IDLE_ENDING
+            self.reply = asyncio.get_running_loop().create_future()
+            self.transport.write(b"DONE\r\n")
+        assert self.reply is not None
+        line = await self.reply
+        if not line[len(self.idle_tag) :].upper().startswith(b"OK"):
+            raise MailCheckError(IMAP, FailureKind.PROTOCOL, f"DONE: {_line_text(line)}")
+
+    def _idle_lines(self, data: bytes) -> None:
+        buf = self.buf + data
+        while True:
+            end = buf.find(b"\n")
+            if end < 0:
+                self.buf = buf[-_MAX_IDLE_LINE:]
+                return
+            line, buf = buf[: end + 1], buf[end + 1 :]
+            if line.startswith(self.idle_tag):  # IDLE's tagged reply: IDLE is over
+                self.idle_state = _NOT_IDLE
+                self.buf = b""
+                self._answer(line.rstrip(b"\r\n"))
+                if buf:
+                    self.inner.data_received(buf)
+                return
+            if line.startswith(b"+") and self.idle_state == _IDLE_STARTING:
+                self.idle_state = _IDLING
+                self._answer(line)
+            elif line[:5].upper() == b"* BYE":
+                self.inner.data_received(line)  # the connection's protocol notes the BYE
+            # other untagged data (EXPUNGE, FETCH flags, ...) doesn't matter to the watcher
+
+    def _answer(self, line: bytes) -> None:
+        reply = self.reply
+        if reply is not None and not reply.done():
+            reply.set_result(line)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received()  # type: ignore[no-any-return]
@@ -233,6 +313,28 @@ class _Tap(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.inner.connection_lost(exc)
+        _wake(self.slot)
+
+
+_NOT_IDLE, _IDLE_STARTING, _IDLING, _IDLE_ENDING = range(4)
+_MAX_IDLE_LINE = 16 * 1024
+
+
+def _line_text(line: bytes) -> str:
+    return line.decode("utf-8", "replace").strip()[:500]
+
+
+def _wake(slot: _Slot) -> None:
+    waiter = slot.waiter
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+def _tap_of(client: Any) -> Any:
+    """The connection's `_Tap` (None before the session installed it)."""
+    transport = getattr(client.protocol, "transport", None)
+    protocol = transport.get_protocol() if transport is not None else None
+    return protocol if isinstance(protocol, _Tap) else None
 
 
 class _StoreFailure(Exception):
@@ -468,8 +570,11 @@ class WatcherPool:
         cfg = self.config
         await self._pace()
         slot.client = client = await self._opener(target)
+        drop_idle_queue = getattr(client, "drop_idle_queue", None)
+        if drop_idle_queue is not None:
+            drop_idle_queue()  # pushes are read by the tap below
         transport = client.protocol.transport
-        transport.set_protocol(_Tap(transport.get_protocol(), slot))
+        transport.set_protocol(_Tap(transport.get_protocol(), slot, transport))
         response = await self._guarded(
             client, select_inbox(client, cfg.command_timeout), "SELECT"
         )
@@ -477,7 +582,8 @@ class WatcherPool:
         uidvalidity = info["uidvalidity"] or 0
         uidnext = info["uidnext"]
         exists = info["exists"] or 0
-        slot.hint.clear()  # SELECT's own EXISTS
+        del response, info  # not kept for the life of the session
+        slot.hint = False  # SELECT's own EXISTS
 
         slot.connected_at = time.monotonic()
         await self._set_state(slot, ConnState.CONNECTED, None)
@@ -508,7 +614,7 @@ class WatcherPool:
 
         idle = slot.idle = "IDLE" in client.protocol.capabilities
         while True:
-            if slot.hint.is_set():
+            if slot.hint:
                 highest = await self._catch_up(slot, client, uidvalidity, highest)
                 continue
             if idle:
@@ -521,35 +627,23 @@ class WatcherPool:
         """IDLE until new mail is announced or idle_refresh passed; DONE. Raises if the
         connection ends or doesn't answer within command_timeout."""
         cfg = self.config
-        idle = await self._guarded(
-            client,
-            client.idle_start(timeout=cfg.idle_refresh + 2 * cfg.command_timeout),
-            "IDLE",
-        )
-        try:
-            await self._wait_news(slot, client, cfg.idle_refresh)
-        except BaseException:
-            idle.cancel()
-            raise
-        client.idle_done()
-        await self._guarded(client, idle, "DONE")
-        # aioimaplib queues every IDLE push; the tap already read them: don't let them pile up
-        queue = client.protocol.idle_queue
-        while not queue.empty():
-            queue.get_nowait()
+        tap = _tap_of(client)
+        await self._guarded(client, tap.idle(client.protocol.new_tag()), "IDLE")
+        await self._wait_news(slot, client, cfg.idle_refresh)
+        await self._guarded(client, tap.done(), "DONE")
 
     async def _wait_news(self, slot: _Slot, client: Any, timeout: float) -> None:  # noqa: ASYNC109
         """Until new mail is announced or `timeout`; raise if the server left."""
-        news = asyncio.ensure_future(slot.hint.wait())
         wire = client.wire
-        try:
-            await asyncio.wait(
-                {news, wire.lost, wire.bye_seen},
-                timeout=timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            news.cancel()
+        if not (slot.hint or wire.lost.done() or wire.bye_seen.done()):
+            loop = asyncio.get_running_loop()
+            waiter = slot.waiter = loop.create_future()
+            timer = loop.call_later(timeout, _wake, slot)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                slot.waiter = None
         if wire.lost.done() or wire.bye_seen.done():
             raise MailCheckError(IMAP, FailureKind.PROTOCOL, wire.bye or "connection lost")
 
@@ -558,7 +652,7 @@ class WatcherPool:
         while they ran; record and alert each round. Returns the new highest UID."""
         cfg = self.config
         while True:
-            slot.hint.clear()  # an announcement from here on means: look again
+            slot.hint = False  # an announcement from here on means: look again
             batch = await fetch_new(client, highest, cfg.fetch_limit, timeout=cfg.command_timeout)
             if batch.letters or batch.highest_uid > highest:
                 new = await self._record(
@@ -569,7 +663,7 @@ class WatcherPool:
                     await self._notify(
                         "new_letters", self.notifier.new_letters(slot.mailbox_id, new)
                     )
-            if not batch.more and not slot.hint.is_set():
+            if not batch.more and not slot.hint:
                 return highest
 
     async def _guarded(self, client: Any, aw: Awaitable[Any], what: str) -> Any:
@@ -650,7 +744,7 @@ class WatcherPool:
         if transport is not None and not (graceful and transport.is_closing()):
             if client.has_pending_idle():
                 # ends aioimaplib's IDLE timer, which would keep the dead client (and its
-                # 256 KiB TLS buffer) alive for idle_refresh; the DONE itself goes nowhere
+                # TLS state) alive for idle_refresh; the DONE itself goes nowhere
                 with contextlib.suppress(Exception):
                     client.idle_done()
             transport.abort()
@@ -668,8 +762,9 @@ class WatcherPool:
         if client is None:
             return
         try:
-            if client.has_pending_idle() and not client.wire.lost.done():
-                client.idle_done()
+            tap = _tap_of(client)
+            if tap is not None and tap.idle_state != _NOT_IDLE and not client.wire.lost.done():
+                await asyncio.wait_for(tap.done(), LOGOUT_TIMEOUT)
             await close_imap(client)
         except Exception:  # noqa: BLE001, S110 - best effort; the socket is closed below
             pass
