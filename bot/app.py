@@ -39,6 +39,7 @@ from mail.tls import make_ssl_context
 from mail.watcher import WatchConfig, WatcherPool
 from services.catalog import seed_services
 from services.deps import MailDeps, WatchControl
+from services.fleet import FleetWatcher, LeaseStore
 from services.oauth_flows import OAuthFlows
 from services.watching import AlertData, DbWatchStore
 from storage.crypto import SecretBox, load_or_create_keys
@@ -66,24 +67,31 @@ class App:
     watchers: WatcherPool
     store: DbWatchStore
     notifier: ChatNotifier
+    fleet: FleetWatcher
     extra: dict[str, object] = field(default_factory=dict)
     instance_id: str = ""
     guard: InstanceGuard | None = None
 
     async def start_watching(self) -> None:
-        """Alerts left unsent by the last stop, then every connected account, staggered."""
-        await self.notifier.resend_pending()
-        ids = await self.store.watched_ids()
-        await self.watchers.start_many(ids, per_second=self.settings.watch_start_rate)
+        """Sends a previous life of this instance left unanswered become uncertain; then this
+        instance's share of the mailboxes (leases), and the timer that resends pending alerts."""
+        await self.notifier.recover(at_start=True)
+        await self.fleet.tick()  # the first share at once; the loop renews from here
+        self.fleet.run_in_background()
+        self.notifier.run_retries()
 
     async def close(self) -> None:
+        """A graceful stop (SIGTERM): no new work; the alerts on their way are answered and
+        recorded (at most SHUTDOWN_GRACE seconds) while the watchers log out and the leases
+        are handed back; then the connections close."""
         # broadcasts first: their requests in flight finish while the bot session is open
         for part in ("broadcasts", "web", "webhook", "api_rate", "oauth_flows"):  # + web server, webhook, API limiter, device polling
             closer = self.extra.pop(part, None)
             if closer is not None:
                 await closer.close()  # type: ignore[attr-defined]
-        await self.watchers.close()
-        await self.notifier.close()
+        for result in await asyncio.gather(self.fleet.close(), self.notifier.close(), return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.error("stopping: %r", result, exc_info=result)
         await self.bot.session.close()
         await close_limiter(self.bot)
         await self.dispatcher.storage.close()
@@ -182,7 +190,7 @@ def create_mail_deps(
 async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = None) -> App:
     """Migrate the database, seed the service list and wire bot + dispatcher."""
     check_tokens(settings.api_token_list)  # weak API tokens stop the start (no token is printed)
-    instance_id = new_instance_id()
+    instance_id = settings.instance_id or new_instance_id()
     instance_guard = InstanceGuard(settings, instance_id)
     await instance_guard.acquire()  # AnotherInstance: this one must not run next to those running
     try:
@@ -213,8 +221,11 @@ async def _build(
     bot = create_bot(settings)
     alert_data = AlertData(sessionmaker)
     sender = TelegramSender(bot, on_blocked=alert_data.deactivate_user)
-    notifier = ChatNotifier(alert_data, sender, catalog)
-    store = DbWatchStore(sessionmaker, on_connected=notifier.recovered)
+    notifier = ChatNotifier(
+        alert_data, sender, catalog, instance_id=instance_id,
+        grace=settings.shutdown_grace, retry_every=settings.alert_retry_interval,
+    )
+    store = DbWatchStore(sessionmaker, on_connected=notifier.recovered, instance_id=instance_id)
     watchers = WatcherPool(
         store,
         notifier,
@@ -226,13 +237,23 @@ async def _build(
             connect_timeout=settings.mail_timeout,
         ),
     )
-    deps = create_mail_deps(settings, secrets, discovery_env, guard=guard, ssl_context=ssl_context, watchers=watchers)
+    # the leases on an engine of their own: a renewal must not wait behind hundreds of
+    # watchers' queries for a connection, or the leases run out under load
+    lease_engine = create_engine(settings.database_url, pool_size=2)
+    leases = LeaseStore(create_sessionmaker(lease_engine), instance_id, ttl=settings.watch_lease_ttl)
+    fleet = FleetWatcher(
+        leases, watchers, renew_every=settings.watch_lease_renew, start_rate=settings.watch_start_rate,
+        on_gained=notifier.pending_for, owns_store=True,
+    )
+    notifier.held = fleet.held
+    notifier.live = leases.live_instances
+    deps = create_mail_deps(settings, secrets, discovery_env, guard=guard, ssl_context=ssl_context, watchers=fleet)
     store.deps = deps
     dispatcher = create_dispatcher(
         sessionmaker=sessionmaker, catalog=catalog, deps=deps, settings=settings, sender=sender
     )
     app = App(
-        settings, engine, sessionmaker, catalog, deps, bot, dispatcher, sender, watchers, store, notifier,
+        settings, engine, sessionmaker, catalog, deps, bot, dispatcher, sender, watchers, store, notifier, fleet,
         instance_id=instance_id, guard=instance_guard,
     )
     await _start_oauth(app)

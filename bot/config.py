@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     watch_outage_notice: float = Field(default=1800.0, ge=1)
     watch_start_rate: float = Field(default=50.0, gt=0)
     telegram_global_rate: float = Field(default=30.0, gt=0, le=1000)
+    # a fleet of instances sharing one database (services/fleet.py): this instance's id
+    # (default <host>:<pid>:<random>), how long a mailbox lease lasts and how often it is renewed
+    instance_id: str | None = Field(default=None, max_length=64)
+    watch_lease_ttl: float = Field(default=20.0, ge=1, le=600)
+    watch_lease_renew: float = Field(default=5.0, gt=0, le=300)
+    # pending alerts (an earlier attempt certainly failed) are sent again this often
+    alert_retry_interval: float = Field(default=30.0, gt=0, le=3600)
+    # on SIGTERM: how long sends already on their way may take before the process exits
+    shutdown_grace: float = Field(default=10.0, ge=0, le=120)
     # several instances (README "Running several instances"): Redis for conversation state and
     # per-user locking; every key starts with REDIS_PREFIX
     redis_url: str | None = None
@@ -71,7 +80,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "bot_token", "encryption_keys", "mail_ca_file", "redis_url", "public_url", "api_tokens",
-        "webhook_url", "webhook_secret", mode="before"
+        "webhook_url", "webhook_secret", "instance_id", mode="before"
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -137,6 +146,12 @@ class Settings(BaseSettings):
             return None
         tokens = [t.strip() for t in value.get_secret_value().split(",") if t.strip()]
         return SecretStr(",".join(tokens)) if tokens else None
+
+    @model_validator(mode="after")
+    def _renew_before_expiry(self) -> Settings:
+        if self.watch_lease_renew * 2 > self.watch_lease_ttl:
+            raise ValueError("WATCH_LEASE_RENEW must be at most half of WATCH_LEASE_TTL (renew well before expiry)")
+        return self
 
     @property
     def api_token_list(self) -> list[str]:

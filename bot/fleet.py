@@ -56,7 +56,8 @@ INSTANCE_LOCK = lock_key("mailbridge:instances")
 
 
 def new_instance_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    # at most 64 characters: it is stored as the owner of leases and alert claims
+    return f"{socket.gethostname()[:48]}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def create_redis(settings: Settings) -> Redis:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mail.types import LetterSummary
-from storage.models import Letter
+from storage.models import AlertState, Letter
 
 
 def letter_row(mailbox_id: int, uidvalidity: int, item: LetterSummary, *, alerted: bool) -> Letter:
@@ -21,6 +21,8 @@ def letter_row(mailbox_id: int, uidvalidity: int, item: LetterSummary, *, alerte
         has_attachments=item.has_attachments,
         size=item.size,
         alerted=alerted,
+        # letters born alerted (the import, our own sent ones) never get an alert
+        alert_state=AlertState.SKIPPED.value if alerted else AlertState.PENDING.value,
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mail.types import LetterSummary
@@ -16,7 +16,12 @@ from mail.watcher import ConnState, WatchTarget
 from services.deps import MailDeps
 from services.letters import letter_row
 from services.mailboxes import MailboxService, servers_of
-from storage.models import AuthKind, ItemLink, Letter, Mailbox, MailboxState, User
+from storage.models import AlertState, AuthKind, ItemLink, Letter, Mailbox, MailboxState, User
+
+ALERT_ERROR_MAX = 300
+# requests that certainly did not go out before an alert is given up: above the limiter's own
+# flood retries in one pass (10), so a long flood pause still leaves the retry timer passes to send it
+MAX_ALERT_ATTEMPTS = 40
 
 log = logging.getLogger(__name__)
 INBOX = "INBOX"
@@ -31,8 +36,13 @@ class DbWatchStore:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         on_connected: Callable[[int], Awaitable[None]] | None = None,
+        *,
+        instance_id: str | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
+        # set in a fleet (services/fleet.py): a watcher (re)connects only while this instance
+        # holds the mailbox's lease, so a watcher that lost it can't open a second session
+        self.instance_id = instance_id
         self.deps: MailDeps | None = None  # set once the dependencies exist (they include the pool)
         # told after every (re)connection; the notifier uses it to say "back" after an outage
         # that was announced before a restart (the watcher only remembers its own announcements)
@@ -43,6 +53,9 @@ class DbWatchStore:
         async with self.sessionmaker() as session:
             mailbox = await session.get(Mailbox, mailbox_id)
             if mailbox is None or mailbox.state == MailboxState.DRAFT.value:
+                return None
+            if self.instance_id is not None and mailbox.lease_owner != self.instance_id:
+                log.info("mailbox %s: leased by %s, not watched here", mailbox_id, mailbox.lease_owner)
                 return None
             creds = await MailboxService(session, self.deps).credentials(mailbox)
             await session.commit()  # a refreshed (rotated) token is stored at once
@@ -147,23 +160,112 @@ class AlertData:
             )
 
     async def pending(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[Letter]:
-        """Letters of this mailbox whose alert has not gone out yet, oldest first."""
+        """Letters of this mailbox whose alert is still to be sent, oldest first (not those
+        another instance is sending right now)."""
         async with self.sessionmaker() as session:
-            stmt = select(Letter).where(Letter.mailbox_id == mailbox_id, Letter.alerted.is_(False))
+            stmt = select(Letter).where(
+                Letter.mailbox_id == mailbox_id,
+                Letter.alerted.is_(False),
+                Letter.alert_state == AlertState.PENDING.value,
+            )
             if uids is not None:
                 stmt = stmt.where(Letter.uid.in_(list(uids)))
             return list((await session.execute(stmt.order_by(Letter.uid))).scalars())
 
     async def mailboxes_with_pending(self) -> list[int]:
         async with self.sessionmaker() as session:
-            stmt = select(Letter.mailbox_id).where(Letter.alerted.is_(False)).distinct()
+            stmt = select(Letter.mailbox_id).where(
+                Letter.alerted.is_(False), Letter.alert_state == AlertState.PENDING.value
+            ).distinct()
             return list((await session.execute(stmt)).scalars())
 
     async def mark_alerted(self, letter_ids: Sequence[int]) -> None:
+        """No alert wanted (alerts off, the user blocked the bot): only pending ones, never one
+        that another instance is sending."""
         if not letter_ids:
             return
         async with self.sessionmaker() as session, session.begin():
-            await session.execute(update(Letter).where(Letter.id.in_(list(letter_ids))).values(alerted=True))
+            await session.execute(
+                update(Letter)
+                .where(Letter.id.in_(list(letter_ids)), Letter.alert_state == AlertState.PENDING.value)
+                .values(alerted=True, alert_state=AlertState.SKIPPED.value)
+            )
+
+    # ---- exactly once: claim before the request leaves, record right after the answer ----
+    async def claim(self, letter_id: int, owner: str) -> bool:
+        """pending -> sending by `owner`, committed before the request leaves. False: it is not
+        pending any more (sent, or claimed by another instance)."""
+        async with self.sessionmaker() as session, session.begin():
+            result = await session.execute(
+                update(Letter)
+                .where(
+                    Letter.id == letter_id,
+                    Letter.alerted.is_(False),
+                    Letter.alert_state == AlertState.PENDING.value,
+                )
+                .values(
+                    alert_state=AlertState.SENDING.value,
+                    alert_owner=owner,
+                    alert_attempts=Letter.alert_attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def finish(self, letter_id: int, owner: str, state: AlertState, error: str | None = None) -> None:
+        """The outcome of a claimed send: sent, uncertain, rejected or skipped (final)."""
+        await self._settle(letter_id, owner, state, error, final=True)
+
+    async def unclaim(self, letter_id: int, owner: str, error: str) -> None:
+        """The request certainly did not go out (429, a connection that never opened, no slot in
+        time, the stop came first): pending again, for the next pass; given up after
+        MAX_ALERT_ATTEMPTS."""
+        async with self.sessionmaker() as session:
+            attempts = (
+                await session.execute(select(Letter.alert_attempts).where(Letter.id == letter_id))
+            ).scalar_one_or_none()
+        if attempts is not None and attempts >= MAX_ALERT_ATTEMPTS:
+            await self._settle(letter_id, owner, AlertState.REJECTED, f"gave up: {error}", final=True)
+        else:
+            await self._settle(letter_id, owner, AlertState.PENDING, error, final=False)
+
+    async def _settle(self, letter_id: int, owner: str, state: AlertState, error: str | None, *, final: bool) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(Letter)
+                .where(
+                    Letter.id == letter_id,
+                    Letter.alert_state == AlertState.SENDING.value,
+                    Letter.alert_owner == owner,
+                )
+                .values(
+                    alert_state=state.value,
+                    alerted=final,
+                    alert_error=None if error is None else error[:ALERT_ERROR_MAX],
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+    async def recover_interrupted(self, live: Sequence[str], *, own: str | None = None) -> list[tuple[int, int]]:
+        """Alerts left `sending` by an instance that is gone (killed, crashed) or by this
+        instance's own earlier life (`own`, at start): the request may have reached Telegram,
+        so they become `uncertain` and are never sent again. Returns (mailbox, letter) ids."""
+        gone = or_(Letter.alert_owner.is_(None), Letter.alert_owner.not_in(list(live)))
+        if own is not None:
+            gone = or_(gone, Letter.alert_owner == own)
+        async with self.sessionmaker() as session, session.begin():
+            stmt = (
+                update(Letter)
+                .where(Letter.alert_state == AlertState.SENDING.value, gone)
+                .values(
+                    alert_state=AlertState.UNCERTAIN.value,
+                    alerted=True,
+                    alert_error="uncertain: the instance stopped while the alert was being sent",
+                )
+                .returning(Letter.mailbox_id, Letter.id)
+                .execution_options(synchronize_session=False)
+            )
+            return [(row[0], row[1]) for row in await session.execute(stmt)]
 
     async def set_outage_notified(self, mailbox_id: int, value: bool) -> None:
         async with self.sessionmaker() as session, session.begin():

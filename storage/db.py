@@ -31,7 +31,9 @@ def ensure_sqlite_folder(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int | None = None) -> AsyncEngine:
+    """pool_size (PostgreSQL): connections kept; a small engine of its own keeps a periodic
+    job (the lease renewal) from queueing behind the busy main pool."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         ensure_sqlite_folder(url)
@@ -46,6 +48,8 @@ def create_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
+    if pool_size is not None:
+        return create_async_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=0)
     return create_async_engine(url, pool_pre_ping=True)
 
 

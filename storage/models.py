@@ -139,6 +139,14 @@ class Mailbox(Base):
     outage_notified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     connected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # which bot instance watches this mailbox, and until when (services/fleet.py): a lease
+    # claimed, renewed and released in the database, so exactly one instance of a fleet
+    # holds the IMAP session; NULL = nobody
+    lease_owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # bumped when the watcher must start over (new credentials, Reconnect): the lease holder,
+    # whichever instance it is, restarts its watcher when it sees a new value
+    watch_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     user: Mapped[User] = relationship(back_populates="mailbox")
     service: Mapped[Service] = relationship(lazy="joined")
@@ -149,7 +157,10 @@ class Letter(Base):
     `folder` is "INBOX" for received mail and the provider's Sent folder for mail the bot sent."""
 
     __tablename__ = "letters"
-    __table_args__ = (UniqueConstraint("mailbox_id", "folder", "uidvalidity", "uid", name="uq_letters_mailbox_folder_uid"),)
+    __table_args__ = (
+        UniqueConstraint("mailbox_id", "folder", "uidvalidity", "uid", name="uq_letters_mailbox_folder_uid"),
+        Index("ix_letters_alert_queue", "alerted", "mailbox_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(
@@ -171,6 +182,34 @@ class Letter(Base):
     # the new-mail alert for this letter went out (or was not wanted); letters of the initial
     # import are born alerted, the watcher's are not until the notifier confirms
     alerted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # the alert's life (AlertState): pending -> sending (claimed by `alert_owner` in its own
+    # committed transaction right before the request leaves) -> sent | pending again (it
+    # certainly did not go out) | uncertain (it may have: never resent) | rejected | skipped.
+    # `alerted` is true once the state is final.
+    alert_state: Mapped[str] = mapped_column(String(16), default="sent", server_default="sent")
+    alert_owner: Mapped[str | None] = mapped_column(String(64))
+    alert_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    alert_error: Mapped[str | None] = mapped_column(String(300))
+
+
+class AlertState(str, enum.Enum):
+    PENDING = "pending"  # to be sent (again: an earlier attempt certainly did not go out)
+    SENDING = "sending"  # claimed; the request is (or was, if its owner died) on its way
+    SENT = "sent"
+    UNCERTAIN = "uncertain"  # the request may have arrived (crash, timeout): never resent
+    REJECTED = "rejected"  # Telegram refused it for good (4xx), or too many attempts
+    SKIPPED = "skipped"  # not wanted: alerts off, or the user blocked the bot
+
+
+class Instance(Base):
+    """A running bot process of the fleet, with its heartbeat (services/fleet.py). Mailboxes
+    are balanced across the instances seen within a lease's lifetime."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class ItemLink(Base):

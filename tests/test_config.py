@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from bot.config import DEFAULT_DATABASE_URL, DEFAULT_TELEGRAM_API_URL, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +93,19 @@ async def test_python_m_bot_starts_polls_and_stops(tmp_path: Path, fake_telegram
     assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
     assert str(key_file.resolve()) in err.decode()  # the log says where the new key is
     assert fake_telegram.calls_of("setMyCommands")
+
+
+def test_fleet_settings(monkeypatch) -> None:
+    s = Settings(_env_file=None)
+    assert (s.watch_lease_ttl, s.watch_lease_renew, s.alert_retry_interval, s.shutdown_grace) == (20, 5, 30, 10)
+    monkeypatch.setenv("INSTANCE_ID", "web-1")
+    monkeypatch.setenv("WATCH_LEASE_TTL", "8")
+    monkeypatch.setenv("WATCH_LEASE_RENEW", "2")
+    s = Settings(_env_file=None)
+    assert (s.instance_id, s.watch_lease_ttl, s.watch_lease_renew) == ("web-1", 8, 2)
+    monkeypatch.setenv("WATCH_LEASE_RENEW", "5")  # renewing later than half the lease: refused
+    with pytest.raises(ValidationError, match="WATCH_LEASE_RENEW"):
+        Settings(_env_file=None)
 
 
 def test_webhook_settings(monkeypatch) -> None:

@@ -487,6 +487,27 @@ async def test_delay(fake_telegram: FakeTelegram, bot: Bot) -> None:
     assert time.monotonic() - started < 5  # ~0.005 s; 30 s with the delay
 
 
+async def test_hold_delivers_at_once_and_answers_late(fake_telegram: FakeTelegram, bot: Bot) -> None:
+    user, other = fake_telegram.user(USER_ID), fake_telegram.user(USER_ID + 1)
+    fake_telegram.hold("sendMessage", 30, chat_id=user.chat_id)
+    sending = asyncio.create_task(bot.send_message(user.chat_id, "on its way"))
+    # in the chat long before the answer (30 s) comes back
+    await user.wait_for(lambda m: m.text == "on its way", timeout=5)
+    assert not sending.done()
+    started = time.monotonic()
+    await bot.send_message(other.chat_id, "other chats are not held")
+    assert time.monotonic() - started < 5
+    sending.cancel()  # the client hangs up: the message stays delivered
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    await asyncio.sleep(0.1)
+    assert [m.text for m in user.messages()] == ["on its way"]
+    fake_telegram.hold("sendMessage", 0, chat_id=user.chat_id)
+    started = time.monotonic()
+    await bot.send_message(user.chat_id, "answered at once again")
+    assert time.monotonic() - started < 5  # ~0.005 s; 30 s if the hold were left
+
+
 async def test_upload_limit(fake_telegram: FakeTelegram, bot: Bot) -> None:
     user = fake_telegram.user(USER_ID)
     with pytest.raises(TelegramEntityTooLarge):

@@ -19,8 +19,20 @@ def backend() -> str:
     return make_url(url).get_backend_name() if url else "sqlite"
 
 
-async def create_database(tmp: Path) -> str:
-    base = os.environ.get("TEST_DATABASE_URL")
+# the suite's PostgreSQL (CI starts it): tests that need several processes on one database use
+# it even when the run is on SQLite
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_base() -> str:
+    url = os.environ.get("TEST_DATABASE_URL", "")
+    return url if url and make_url(url).get_backend_name() == "postgresql" else DEFAULT_POSTGRES_URL
+
+
+async def create_database(tmp: Path, *, base: str | None = None) -> str:
+    """A new empty database: on `base` (a PostgreSQL URL), else on TEST_DATABASE_URL's server,
+    else an SQLite file in `tmp`."""
+    base = base or os.environ.get("TEST_DATABASE_URL")
     if not base:
         return f"sqlite+aiosqlite:///{tmp / 'mailbridge-test.sqlite3'}"
     url = make_url(base)
@@ -36,8 +48,7 @@ async def drop_database(db_url: str) -> None:
     url = make_url(db_url)
     if url.get_backend_name() == "sqlite":
         return
-    base = make_url(os.environ["TEST_DATABASE_URL"])
-    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    admin = create_async_engine(url.set(database=make_url(postgres_base()).database), isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
     await admin.dispose()

@@ -967,6 +967,7 @@ class FakeTelegram:
         self._allowed_updates: frozenset[str] = _DEFAULT_UPDATE_TYPES
         self._faults: list[_Fault] = []
         self._delays: dict[str | None, float] = {}
+        self._holds: dict[tuple[str, Any], float] = {}
         self._buckets: dict[Any, list[float]] = {}
         self._files: dict[str, Document] = {}
         self._file_paths: dict[str, Document] = {}
@@ -1085,6 +1086,17 @@ class FakeTelegram:
             self._delays.pop(method, None)
         else:
             self._delays[method] = seconds
+
+    def hold(self, method: str, seconds: float, *, chat_id: int | None = None) -> None:
+        """Carry out ``method`` (for ``chat_id`` only, if given) at once, as Telegram does when
+        the request arrives, but send the answer ``seconds`` later; 0 removes it. The client
+        waits with its request "on its way"; if it hangs up meanwhile, the message was
+        delivered all the same (unlike :meth:`set_delay`, which delays before anything is
+        done)."""
+        if seconds <= 0:
+            self._holds.pop((method, chat_id), None)
+        else:
+            self._holds[(method, chat_id)] = seconds
 
     # --- updates ---
     def queue_update(self, body: dict[str, Any]) -> int:
@@ -1389,6 +1401,9 @@ class FakeTelegram:
             self._check_rate(method, call.params)
             result = await entry[1](self, call.params)
             status, body = 200, {"ok": True, "result": result}
+            hold = self._holds.get((method, call.params.get("chat_id"))) or self._holds.get((method, None))
+            if hold:
+                await asyncio.sleep(hold)  # the message is in the chat; only the answer is late
         except ApiError as exc:
             status = exc.status
             body = {"ok": False, "error_code": exc.status, "description": exc.description}

@@ -777,6 +777,20 @@ class MailStack:
         ).stdout
         return sorted(int(line.split()[1]) for line in out.splitlines() if line.strip())
 
+    def who(self) -> dict[str, int]:
+        """IMAP sessions now open per user (`doveadm who -1`: one line per connection, as
+        Dovecot's anvil counts them). Users without a session are absent."""
+        out = subprocess.run(
+            [DOVEADM, "-c", str(self.conf_file), "-f", "tab", "who", "-1"],
+            check=True, capture_output=True, text=True, timeout=15,
+        ).stdout
+        sessions: dict[str, int] = {}
+        for line in out.splitlines()[1:]:  # a header, then username, proto, pid, ip
+            fields = line.split("\t")
+            if len(fields) >= 2 and fields[1] == "imap":
+                sessions[fields[0]] = sessions.get(fields[0], 0) + 1
+        return sessions
+
     async def kick(self, address: str) -> None:
         """Disconnect every IMAP session of this user now (`doveadm kick`), as a server
         restart or an admin would: clients must log in again."""

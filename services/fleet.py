@@ -1,0 +1,441 @@
+"""Several bot instances share the mailboxes: each mailbox is watched by exactly one of them.
+
+Ownership is a lease in the database (`mailboxes.lease_owner`, `mailboxes.lease_until`), kept
+by :class:`LeaseStore` and driven by :class:`FleetWatcher`, once per `renew_every` seconds:
+
+1. **Heartbeat**: the instance's row in `instances` gets `last_seen = now`. Instances seen
+   within one lease lifetime (`ttl`) are *live*; rows older than ten lifetimes are deleted.
+2. **Renew**: every lease this instance holds and that has not run out is extended to
+   `now + ttl`. A mailbox whose lease could not be renewed (it ran out, another instance took
+   it, the account was deleted) is stopped at once. If the renewal itself fails (the
+   database is unreachable) every watcher of this instance stops at once: its leases will run
+   out and another instance must be free to take them without a second IMAP session.
+3. **Balance**: the fair share is ``ceil(mailboxes / live instances)``. An instance above it
+   releases the surplus (its watchers log out first, then the lease is cleared so another
+   instance can take it at its next pass); one below it claims free or expired leases, up to
+   its share. On PostgreSQL the claim is
+   ``UPDATE mailboxes ... WHERE id IN (SELECT id ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING``,
+   so instances claiming at the same moment never take the same row; SQLite runs the same
+   statement without the lock clause (it has one writer, and one instance).
+4. **Start**: every held mailbox that is connected or reconnecting gets its watcher; one whose
+   `watch_epoch` changed (new credentials, Reconnect, on whichever instance the user was
+   served) is restarted. Held broken mailboxes wait for the user.
+
+Times come from the database server's clock (``now()`` on PostgreSQL), so hosts with skewed
+clocks agree on when a lease ends; SQLite (one host) uses this process's clock. Tests drive
+their own clock (`clock=`) and call :meth:`FleetWatcher.tick` instead of waiting.
+
+Failover: a dead instance's leases run out after at most `ttl` seconds; the others take them
+at their next pass, so its mailboxes are watched again within ``ttl + renew_every`` (25 s with
+the defaults). A graceful stop releases its leases (after logging out) for an immediate
+hand-over.
+
+Several instances: correct by construction (all shared state is in the database; the only
+memory is which leases this instance holds and the epoch its watchers started with).
+
+Instance ids (bot.fleet.new_instance_id, at most 64 characters): ``<host>:<pid>:<6 hex>``
+unless ``INSTANCE_ID`` is set; a restarted process is a new instance (its predecessor's leases
+run out or were released).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mail.watcher import ConnState
+from storage.models import Instance, Mailbox, MailboxState, utcnow
+
+log = logging.getLogger(__name__)
+
+WATCHED_STATES = (MailboxState.CONNECTED.value, MailboxState.RECONNECTING.value)
+FORGET_AFTER = 10  # lease lifetimes after which a silent instance's row is deleted
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A lease this instance holds: the mailbox's watch epoch and state when last renewed."""
+
+    epoch: int
+    state: str
+
+
+class LeaseStore:
+    """The SQL side of the leases; one short transaction per call."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        instance_id: str,
+        *,
+        ttl: float = 20.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.instance_id = instance_id
+        self.ttl = timedelta(seconds=ttl)
+        self.clock = clock
+
+    async def close(self) -> None:
+        """Dispose of the engine behind the sessionmaker (when it is the leases' own)."""
+        bind = self.sessionmaker.kw.get("bind")
+        if bind is not None:
+            await bind.dispose()
+
+    @staticmethod
+    def _postgres(session: AsyncSession) -> bool:
+        return session.get_bind().dialect.name == "postgresql"
+
+    async def _now(self, session: AsyncSession) -> datetime:
+        if self.clock is not None:
+            return self.clock()
+        if self._postgres(session):
+            return (await session.execute(select(func.now()))).scalar_one()  # type: ignore[no-any-return]
+        return utcnow()
+
+    async def now(self) -> datetime:
+        async with self.sessionmaker() as session:
+            return await self._now(session)
+
+    async def heartbeat(self) -> tuple[datetime, list[str]]:
+        """Say this instance is alive; returns the database's time and the live instances."""
+        async with self.sessionmaker() as session, session.begin():
+            now = await self._now(session)
+            result = await session.execute(
+                update(Instance).where(Instance.id == self.instance_id).values(last_seen=now)
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                session.add(Instance(id=self.instance_id, started_at=now, last_seen=now))
+                await session.flush()
+            await session.execute(delete(Instance).where(Instance.last_seen < now - FORGET_AFTER * self.ttl))
+            live = (
+                await session.execute(select(Instance.id).where(Instance.last_seen > now - self.ttl))
+            ).scalars()
+            return now, sorted(set(live) | {self.instance_id})
+
+    async def live_instances(self) -> list[str]:
+        async with self.sessionmaker() as session:
+            now = await self._now(session)
+            stmt = select(Instance.id).where(Instance.last_seen > now - self.ttl)
+            return list((await session.execute(stmt)).scalars())
+
+    async def leave(self) -> None:
+        """A graceful stop: release every lease and forget this instance."""
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(Mailbox)
+                .where(Mailbox.lease_owner == self.instance_id)
+                .values(lease_owner=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+            await session.execute(delete(Instance).where(Instance.id == self.instance_id))
+
+    async def renew(self, now: datetime) -> dict[int, Held]:
+        """Extend every lease held and not run out; returns them."""
+        async with self.sessionmaker() as session, session.begin():
+            stmt = (
+                update(Mailbox)
+                .where(Mailbox.lease_owner == self.instance_id, Mailbox.lease_until > now)
+                .values(lease_until=now + self.ttl)
+                .returning(Mailbox.id, Mailbox.watch_epoch, Mailbox.state)
+                .execution_options(synchronize_session=False)
+            )
+            return {row.id: Held(row.watch_epoch, row.state) for row in await session.execute(stmt)}
+
+    async def count(self) -> int:
+        """Mailboxes to share out (every account past the wizard)."""
+        async with self.sessionmaker() as session:
+            stmt = select(func.count()).select_from(Mailbox).where(Mailbox.state != MailboxState.DRAFT.value)
+            return int((await session.execute(stmt)).scalar_one())
+
+    def _free(self, now: datetime):  # type: ignore[no-untyped-def]
+        return or_(Mailbox.lease_until.is_(None), Mailbox.lease_until < now)
+
+    async def claim(self, limit: int, now: datetime, *, only: int | None = None) -> dict[int, Held]:
+        """Take up to `limit` free or expired leases (or just mailbox `only`, also when this
+        instance holds it already)."""
+        if limit <= 0:
+            return {}
+        async with self.sessionmaker() as session, session.begin():
+            free = self._free(now)
+            if only is not None:
+                free = or_(free, Mailbox.lease_owner == self.instance_id)
+            pick = select(Mailbox.id).where(Mailbox.state != MailboxState.DRAFT.value, free)
+            if only is not None:
+                pick = pick.where(Mailbox.id == only)
+            pick = pick.order_by(Mailbox.id).limit(limit)
+            if self._postgres(session):
+                pick = pick.with_for_update(skip_locked=True)
+            stmt = (
+                update(Mailbox)
+                .where(Mailbox.id.in_(pick.scalar_subquery()), free)
+                .values(lease_owner=self.instance_id, lease_until=now + self.ttl)
+                .returning(Mailbox.id, Mailbox.watch_epoch, Mailbox.state)
+                .execution_options(synchronize_session=False)
+            )
+            return {row.id: Held(row.watch_epoch, row.state) for row in await session.execute(stmt)}
+
+    async def release(self, mailbox_ids: Iterable[int]) -> None:
+        ids = list(mailbox_ids)
+        if not ids:
+            return
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(Mailbox)
+                .where(Mailbox.lease_owner == self.instance_id, Mailbox.id.in_(ids))
+                .values(lease_owner=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def bump(self, mailbox_id: int) -> tuple[int, str | None, datetime | None] | None:
+        """Ask the lease holder to start the watcher over; returns (epoch, owner, lease_until)."""
+        async with self.sessionmaker() as session, session.begin():
+            stmt = (
+                update(Mailbox)
+                .where(Mailbox.id == mailbox_id)
+                .values(watch_epoch=Mailbox.watch_epoch + 1)
+                .returning(Mailbox.watch_epoch, Mailbox.lease_owner, Mailbox.lease_until)
+                .execution_options(synchronize_session=False)
+            )
+            row = (await session.execute(stmt)).first()
+            return None if row is None else (row[0], row[1], row[2])
+
+
+class Pool(Protocol):
+    """What the fleet needs of mail.watcher.WatcherPool."""
+
+    async def start(self, mailbox_id: int) -> None: ...
+    async def start_many(self, mailbox_ids: Iterable[int], *, per_second: float = ...) -> None: ...
+    async def stop(self, mailbox_id: int) -> None: ...
+    async def restart(self, mailbox_id: int) -> None: ...
+    async def close(self) -> None: ...
+    def running(self, mailbox_id: int) -> bool: ...
+    def states(self) -> dict[int, ConnState]: ...
+
+
+GainedHook = Callable[[list[int]], Awaitable[None]]
+
+
+class FleetWatcher:
+    """This instance's share of the mailboxes (see the module doc). Implements
+    services.deps.WatchControl, so the use cases start, stop and restart watchers through it."""
+
+    def __init__(
+        self,
+        leases: LeaseStore,
+        pool: Pool,
+        *,
+        renew_every: float = 5.0,
+        start_rate: float = 50.0,
+        on_gained: GainedHook | None = None,
+        owns_store: bool = False,
+        call_later: Callable[[float, Callable[[], None]], asyncio.TimerHandle] | None = None,
+    ) -> None:
+        self.leases = leases
+        self.owns_store = owns_store  # close() disposes of the leases' engine
+        self.pool = pool
+        self.renew_every = renew_every
+        self.start_rate = start_rate
+        self.on_gained = on_gained  # the notifier sends alerts a previous holder left pending
+        self._held: dict[int, int] = {}  # mailbox id -> the epoch its watcher started with
+        self._live: list[str] = [leases.instance_id]
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+        # the fence: when a renewal is late, stop watching before the leases can have run out
+        # in the database (they are valid until at least the renewal's start + ttl)
+        self._fence: asyncio.TimerHandle | None = None
+        self._fencing: asyncio.Task[None] | None = None
+        # when the fence's timer fires (tests fire it themselves)
+        self._call_later = call_later or (lambda delay, callback: asyncio.get_running_loop().call_later(delay, callback))
+        self.fenced = 0  # how often the fence stopped the watchers (logged, for tests)
+
+    @property
+    def instance_id(self) -> str:
+        return self.leases.instance_id
+
+    def held(self) -> set[int]:
+        """Mailboxes whose lease this instance holds (as of the last pass)."""
+        return set(self._held)
+
+    def live_instances(self) -> list[str]:
+        """The instances alive at the last heartbeat (this one included)."""
+        return list(self._live)
+
+    # ------------------------------------------------------------------ WatchControl
+    async def start(self, mailbox_id: int) -> None:
+        """A mailbox was just connected here: take its lease now (if free) and watch it. The
+        next pass evens the shares out again."""
+        async with self._lock:
+            if self._closed:
+                return
+            claimed = await self.leases.claim(1, await self.leases.now(), only=mailbox_id)
+            lease = claimed.get(mailbox_id)
+            if lease is None:
+                return  # another instance holds it (and watches it)
+            self._held[mailbox_id] = lease.epoch
+            if lease.state in WATCHED_STATES:
+                await self.pool.start(mailbox_id)
+
+    async def stop(self, mailbox_id: int) -> None:
+        """The account is being deleted: stop watching here. (If another instance holds it,
+        its next pass finds the lease gone with the row and stops.)"""
+        async with self._lock:
+            await self.pool.stop(mailbox_id)
+            if self._held.pop(mailbox_id, None) is not None:
+                await self.leases.release([mailbox_id])
+
+    async def restart(self, mailbox_id: int) -> None:
+        """Start over with fresh credentials, on whichever instance holds the lease: here at
+        once, elsewhere at the holder's next pass (it sees the epoch move); a free lease is
+        taken here."""
+        async with self._lock:
+            if self._closed:
+                return
+            bumped = await self.leases.bump(mailbox_id)
+            if bumped is None:
+                return
+            epoch, owner, _until = bumped
+            if owner != self.instance_id:
+                claimed = await self.leases.claim(1, await self.leases.now(), only=mailbox_id)
+                if mailbox_id not in claimed:
+                    return  # the holder restarts it
+                epoch = claimed[mailbox_id].epoch
+            self._held[mailbox_id] = epoch
+            await self.pool.restart(mailbox_id)
+
+    # ------------------------------------------------------------------ the loop
+    def run_in_background(self) -> asyncio.Task[None]:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="fleet-leases")
+        return self._task
+
+    async def _run(self) -> None:
+        while not self._closed:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("lease pass failed")
+            await asyncio.sleep(self.renew_every)
+
+    async def tick(self) -> None:
+        """One pass: heartbeat, renew, balance, start. Never holds a transaction across them."""
+        async with self._lock:
+            if self._closed:
+                return
+            started = asyncio.get_running_loop().time()
+            try:
+                now, live = await self.leases.heartbeat()
+                held = await self.leases.renew(now)
+            except Exception as exc:  # noqa: BLE001 - leases may be running out: stop watching
+                if self._held:
+                    log.warning("lease renewal failed (%r): stopping all %d watchers", exc, len(self._held))
+                await self._stop_all()
+                return
+            self._live = live
+            self._set_fence(started)
+            lost = [m for m in self._held if m not in held]
+            if lost:
+                log.info("leases lost (ran out, taken over or account gone), watchers stop: %s", lost)
+                await self._stop(lost)
+            share = math.ceil(await self.leases.count() / max(1, len(live)))
+            gained: list[int] = []
+            if len(held) > share:
+                surplus = sorted(held)[share:]
+                await self._stop(surplus)  # log out before another instance can log in
+                for mailbox_id in surplus:
+                    held.pop(mailbox_id)
+                await self.leases.release(surplus)
+                log.info("released %d mailboxes to the fleet (%d live instances)", len(surplus), len(live))
+            elif len(held) < share:
+                claimed = await self.leases.claim(share - len(held), now)
+                held.update(claimed)
+                gained = sorted(claimed)
+                if claimed:
+                    log.info("claimed %d mailboxes (%d live instances)", len(claimed), len(live))
+            await self._apply(held)
+        if gained and self.on_gained is not None:
+            try:
+                await self.on_gained(gained)
+            except Exception:
+                log.exception("on_gained failed")
+
+    async def _apply(self, held: dict[int, Held]) -> None:
+        """Start the watchers of held mailboxes that should run; restart those whose epoch moved."""
+        to_start: list[int] = []
+        states = self.pool.states()
+        for mailbox_id, lease in sorted(held.items()):
+            known = self._held.get(mailbox_id)
+            self._held[mailbox_id] = lease.epoch
+            if lease.state not in WATCHED_STATES:
+                continue
+            if known is None:
+                to_start.append(mailbox_id)
+            elif known != lease.epoch:
+                await self.pool.restart(mailbox_id)
+            elif not self.pool.running(mailbox_id) and states.get(mailbox_id) is not ConnState.BROKEN:
+                to_start.append(mailbox_id)
+        if to_start:
+            await self.pool.start_many(to_start, per_second=self.start_rate)
+
+    def _set_fence(self, renewed_from: float) -> None:
+        """The leases just renewed run until at least `renewed_from` + ttl (the database's
+        `now` is later than the moment the renewal was sent). If no renewal succeeds before
+        then, less a margin for the logouts, every watcher is stopped: a stalled instance (a
+        starved event loop, a slow database) must not keep a session the next holder opens."""
+        if self._fence is not None:
+            self._fence.cancel()
+        ttl = self.leases.ttl.total_seconds()
+        margin = min(self.renew_every, ttl / 4)
+        delay = renewed_from + ttl - margin - asyncio.get_running_loop().time()
+        self._fence = self._call_later(max(0.0, delay), self._fence_hit)
+
+    def _fence_hit(self) -> None:
+        self._fence = None
+        if self._closed or not self._held:
+            return
+        self.fenced += 1
+        log.warning("lease renewal is late: stopping %d watchers before their leases can run out", len(self._held))
+        self._fencing = asyncio.ensure_future(self._stop_all())
+
+    async def _stop(self, mailbox_ids: list[int]) -> None:
+        """Stop these watchers, all at once (each logs out, bounded by the pool)."""
+        for mailbox_id in mailbox_ids:
+            self._held.pop(mailbox_id, None)
+        await asyncio.gather(*(self.pool.stop(m) for m in mailbox_ids))
+
+    async def _stop_all(self) -> None:
+        await self._stop(list(self._held))
+
+    async def close(self) -> None:
+        """A graceful stop: no more passes, every watcher logs out, then the leases are released
+        so the other instances take them at once."""
+        self._closed = True
+        if self._fence is not None:
+            self._fence.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        async with self._lock:
+            self._held.clear()
+            await self.pool.close()
+            try:
+                await self.leases.leave()
+            except Exception:  # noqa: BLE001 - the leases run out by themselves
+                log.warning("could not release the leases; they run out in %s", self.leases.ttl, exc_info=True)
+        if self.owns_store:
+            await self.leases.close()
