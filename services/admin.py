@@ -19,7 +19,7 @@ import re
 import ssl
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,14 +28,11 @@ from mail.imap import close_imap, connect_imap
 from mail.smtp import close_smtp, connect_smtp, smtp_error
 from mail.types import FailureKind, MailCheckError, Protocol, Security, ServerSettings
 from mail.validate import email_domain, parse_email, parse_host, parse_port
-from services.deps import MailDeps
+from services.deps import MailDeps, OAuthSettings
 from services.oauth import FLAG as OAUTH_FLAG
 from services.oauth import OAuthService
 from storage.models import FeatureFlag, Mailbox, MailboxState, Service, ServiceKind, User
 from storage.repositories import ServiceRepo
-
-if TYPE_CHECKING:
-    from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +267,7 @@ async def probe(
 
 
 class AdminService:
-    def __init__(self, session: AsyncSession, deps: MailDeps, settings: Settings | None) -> None:
+    def __init__(self, session: AsyncSession, deps: MailDeps, settings: OAuthSettings | None) -> None:
         self.session = session
         self.deps = deps
         self.settings = settings

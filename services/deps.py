@@ -42,3 +42,17 @@ class MailDeps:
     import_limit: int = 50
     watchers: WatchControl = NoWatchers()
     attachment_limit: int = 50 * 1024 * 1024  # Telegram's upload limit for bots
+
+
+class OAuthSettings(Protocol):
+    """What the use cases read from the configuration (bot/config.py `Settings` has it): typed
+    here so that services/ imports nothing from bot/."""
+
+    @property
+    def oauth_flag_configured(self) -> bool: ...
+
+    @property
+    def enable_postman_oauth2(self) -> bool: ...
+
+    @property
+    def public_url(self) -> str | None: ...

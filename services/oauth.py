@@ -36,7 +36,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 from typing import Protocol as TypingProtocol
 
 from sqlalchemy import delete, select, update
@@ -55,7 +54,7 @@ from mail.oauth2 import (
     new_code_verifier,
 )
 from mail.types import Credentials, FailureKind, MailCheckError, Protocol
-from services.deps import MailDeps
+from services.deps import MailDeps, OAuthSettings
 from services.hooks import checkpoint
 from storage.locks import is_postgres, lock_key, xact_lock
 from storage.models import (
@@ -69,9 +68,6 @@ from storage.models import (
     utcnow,
 )
 from storage.repositories import ServiceRepo
-
-if TYPE_CHECKING:
-    from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +179,7 @@ class _UseCase(TypingProtocol):
     deps: MailDeps
 
 
-async def wizard_flow(mailboxes: _UseCase, settings: Settings | None, service: Service) -> str | None:
+async def wizard_flow(mailboxes: _UseCase, settings: OAuthSettings | None, service: Service) -> str | None:
     """The sign-in flow the connect wizard offers for `service` ("code" / "device"), or None
     (flag off, no client, no usable flow). Nothing about OAuth2 shows when this is None."""
     if settings is None:
@@ -197,7 +193,7 @@ class OAuthService:
         self,
         session: AsyncSession,
         deps: MailDeps,
-        settings: Settings | None = None,
+        settings: OAuthSettings | None = None,
         *,
         refresh_margin: float = REFRESH_MARGIN,
         refreshes: _RefreshCoordinator | None = None,

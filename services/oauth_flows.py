@@ -36,7 +36,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -44,13 +44,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mail.check import check_account
 from mail.oauth2 import DeviceAuthorization, DevicePending, OAuthError, TokenSet
 from mail.types import MailCheckError
-from services.deps import MailDeps
+from services.deps import MailDeps, OAuthSettings
 from services.mailboxes import AccountInput, AlreadyConnected, MailboxService, servers_of
 from services.oauth import STATE_TTL, OAuthProblem, OAuthService, ServiceOAuth
 from storage.models import Mailbox, MailboxState, OAuthState, Service, User, utcnow
-
-if TYPE_CHECKING:
-    from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +184,7 @@ class OAuthFlows:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: OAuthSettings,
         sessionmaker: async_sessionmaker[AsyncSession],
         deps: MailDeps,
         notifier: SignInNotifier,
