@@ -227,7 +227,8 @@ async def test_poller_whose_lock_connection_drops_stops_and_polls_again(
             engine = create_async_engine(db)
             async with engine.connect() as conn:
                 killed = (await conn.execute(text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE '%poller'"
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name LIKE '%poller' AND datname = current_database()"
                 ))).scalar()
             await engine.dispose()
             assert killed == 1
@@ -256,14 +257,16 @@ async def test_instance_lock_is_taken_again_when_postgres_drops_its_connection()
             engine = create_async_engine(db, isolation_level="AUTOCOMMIT")  # pg_stat_activity: fresh each time
             async with engine.connect() as conn:
                 killed = (await conn.execute(text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'mailbridge first-one'"
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'mailbridge first-one' AND datname = current_database()"
                 ))).scalar()
                 assert killed == 1
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + 15
                 while not (await conn.execute(text(
                     "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                    " WHERE a.application_name = 'mailbridge first-one' AND l.locktype = 'advisory' AND l.granted"
+                    " WHERE a.application_name = 'mailbridge first-one' AND a.datname = current_database()"
+                    " AND l.locktype = 'advisory' AND l.granted"
                 ))).scalar():
                     assert loop.time() < deadline, "the lock was not taken again"
                     await asyncio.sleep(0.1)
