@@ -21,8 +21,10 @@ or as a process of its own, so that its memory does not mix with the client's::
     python bench/idle_server.py --port 0 [--tls-cert cert.pem --tls-key key.pem]
 
 prints ``READY <port>`` on stdout, then reads commands on stdin, one per line:
-``DELIVER <user> <subject>`` (answers ``OK <uid>``), ``STATS`` (``OK <connections>
-<idling> <rss KiB>``), ``QUIT``. `spawn()` does that from Python.
+``DELIVER <user> <subject>`` (answers ``OK <uid> <push>``, push: the server's
+time.monotonic() when ``* n EXISTS`` was written to an IDLE session, ``-`` if none idled),
+``STATS`` (``OK <connections> <idling> <rss KiB>``), ``USERS`` (``OK <users idling>
+<users with more than one session>``), ``QUIT``. `spawn()` does that from Python.
 
 TLS: the server side uses the same small-buffer TLS layer as the client (`mail.tls`), so
 10,000 TLS sessions fit in a few hundred MiB here too (asyncio's own TLS transport would hold
@@ -351,6 +353,7 @@ class IdleServer:
         self.host = ""
         self.port = 0
         self._uidvalidity = int(time.time())
+        self.last_push: float | None = None  # time.monotonic() of the last deliver()'s push
 
     def check(self, user: str, password: str) -> bool:
         return self.passwords is None or self.passwords.get(user) == password
@@ -378,9 +381,11 @@ class IdleServer:
             "Content-Transfer-Encoding: 8bit\r\n"
         ).encode()
         box.letters.append(Letter(uid, header, body.encode(), now))
+        self.last_push = None
         for session in list(box.sessions):
             if session.idle_tag is not None:
                 session.tell_exists()
+                self.last_push = time.monotonic()  # `* n EXISTS` written to the socket
         return uid
 
     def kick(self, user: str) -> int:
@@ -394,6 +399,16 @@ class IdleServer:
 
     def idling(self) -> int:
         return sum(1 for s in self.sessions if s.idle_tag is not None)
+
+    def users(self) -> tuple[int, int]:
+        """(users with at least one session in IDLE, users with more than one session)."""
+        idle = multi = 0
+        for box in self.mailboxes.values():
+            if any(s.idle_tag is not None for s in box.sessions):
+                idle += 1
+            if len(box.sessions) > 1:
+                multi += 1
+        return idle, multi
 
     def _protocol(self) -> asyncio.Protocol:
         session = Session(self)
@@ -472,7 +487,19 @@ class Spawned:
         return answer[2:].strip()
 
     async def deliver(self, user: str, subject: str) -> int:
-        return int(await self._ask(f"DELIVER {user} {subject}"))
+        return int((await self._ask(f"DELIVER {user} {subject}")).split()[0])
+
+    async def deliver_timed(self, user: str, subject: str) -> tuple[int, float | None]:
+        """Deliver; (UID, time.monotonic() in the server when `* n EXISTS` went to an IDLE
+        session of the user, or None when none was idling). CLOCK_MONOTONIC is one clock for
+        every process of the machine, so the time compares with the caller's."""
+        uid, pushed = (await self._ask(f"DELIVER {user} {subject}")).split()
+        return int(uid), (float(pushed) if pushed != "-" else None)
+
+    async def users(self) -> tuple[int, int]:
+        """(users with a session in IDLE, users with more than one session)."""
+        idle, multi = (int(x) for x in (await self._ask("USERS")).split())
+        return idle, multi
 
     async def stats(self) -> tuple[int, int, int]:
         conns, idling, rss = (int(x) for x in (await self._ask("STATS")).split())
@@ -521,9 +548,14 @@ async def _serve(args: argparse.Namespace) -> None:
             verb, _, rest = line.partition(" ")
             if verb == "DELIVER":
                 user, _, subject = rest.partition(" ")
-                print(f"OK {server.deliver(user, subject or 'bench')}", flush=True)
+                uid = server.deliver(user, subject or "bench")
+                pushed = "-" if server.last_push is None else repr(server.last_push)
+                print(f"OK {uid} {pushed}", flush=True)
             elif verb == "STATS":
                 print(f"OK {len(server.sessions)} {server.idling()} {rss_kib()}", flush=True)
+            elif verb == "USERS":
+                idle, multi = server.users()
+                print(f"OK {idle} {multi}", flush=True)
             elif verb == "QUIT":
                 print("OK", flush=True)
                 break
