@@ -379,6 +379,9 @@ async def test_status_counts(harness: BotHarness) -> None:
                 user_id=uid, service_id=service.id, email=f"u{n}@status.test", login=f"u{n}", secret_enc="x",
                 imap_host="localhost", imap_port=1, imap_security="ssl", smtp_host="localhost", smtp_port=1,
                 smtp_security="ssl", state=state, last_error=error, state_since=now - timedelta(minutes=n),
+                # watched by another instance of the fleet: this one's lease pass leaves them be
+                # (else it would try localhost:1 and move them to reconnecting mid-test)
+                lease_owner="another-instance", lease_until=now + timedelta(days=1),
             ))
         s.add(User(id=7599, language="ru", is_active=False))
         await s.commit()
