@@ -4,7 +4,7 @@ delivery rows (services/broadcasts.py) through the bot's one rate-limited sender
 * Every notice goes through :class:`~bot.sender.TelegramSender` at ``Priority.BULK`` and
   per-chat pacing (the job's context is not interactive), so the limiter keeps the bot under
   Telegram's limits and serves new-mail alerts and replies first.
-* :class:`DeliveryGuard`, a session request middleware registered *after* the limiter, runs
+* :class:`bot.claim_guard.ClaimGuard` (for ``_attempt``), a session request middleware registered *after* the limiter, runs
   right before the HTTP request leaves, i.e. once the limiter has granted the slot. For a
   broadcast message it commits the row as ``sending`` there (not while the request waits
   for a slot, which can take seconds), so a row is ``sending`` only while its request is in
@@ -45,7 +45,7 @@ from typing import Any
 
 import aiohttp
 from aiogram import Bot
-from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
@@ -58,6 +58,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.callbacks import AdminCB
+from bot.claim_guard import install_claim_guard
 from bot.i18n import Catalog, Html, Translator
 from bot.sender import SendStatus, TelegramSender
 from bot.telegram_limits import Clock, Priority, SystemClock, interactive, priority
@@ -148,23 +149,6 @@ class _Attempt:
         self.uncertain_reason = f"{type(exc).__name__}: {exc.message}"
 
 
-class DeliveryGuard(BaseRequestMiddleware):
-    """Inner session middleware: only acts on requests made for a broadcast delivery."""
-
-    async def __call__(self, make_request: NextRequestMiddlewareType[Any], bot: Bot, method: TelegramMethod[Any]) -> Any:
-        attempt = _attempt.get()
-        if attempt is None or method.__api_method__ != "sendMessage":
-            return await make_request(bot, method)
-        return await attempt.around(make_request, bot, method)
-
-
-def install_guard(bot: Bot) -> DeliveryGuard:
-    for middleware in bot.session.middleware:
-        if isinstance(middleware, DeliveryGuard):
-            return middleware
-    guard = DeliveryGuard()
-    bot.session.middleware(guard)  # after the limiter: called once a slot is granted
-    return guard
 
 
 def notice_text(t: Translator, text: str) -> str:
@@ -469,7 +453,7 @@ class BroadcastRunner:
         self._jobs: dict[int, _Job] = {}
         self._watch: asyncio.Task[None] | None = None
         self.checks = 0  # periodic take-over checks done (tests wait for the next one)
-        install_guard(sender.bot)
+        install_claim_guard(sender.bot, _attempt)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:

@@ -6,7 +6,7 @@ mobile; none when alerts are off (the letter is still imported).
 Exactly once, across restarts and a fleet of instances (the letter row's `alert_state`, see
 storage.models.AlertState):
 
-* :class:`AlertGuard`, a session request middleware registered *after* the limiter, runs right
+* :class:`bot.claim_guard.ClaimGuard` (for ``_alert``), a session request middleware registered *after* the limiter, runs right
   before the HTTP request leaves (the limiter has granted the slot). It claims the letter
   (pending -> sending, with this instance's id) in its own committed transaction; a letter
   that is not pending any more (sent, or claimed by another instance) is not sent. Right
@@ -39,7 +39,7 @@ from datetime import datetime
 from typing import Any
 
 from aiogram import Bot
-from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
+from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramNetworkError,
@@ -49,6 +49,7 @@ from aiogram.exceptions import (
 from aiogram.methods import TelegramMethod
 
 from bot import keyboards as kb
+from bot.claim_guard import install_claim_guard
 from bot.i18n import Catalog, Html
 from bot.letter_view import render_alert
 from bot.render import failure_reason, when
@@ -126,23 +127,6 @@ class _AlertAttempt:
         await self.data.unclaim(self.letter_id, self.owner, reason)
 
 
-class AlertGuard(BaseRequestMiddleware):
-    """Inner session middleware: only acts on sendMessage requests made for a letter's alert."""
-
-    async def __call__(self, make_request: NextRequestMiddlewareType[Any], bot: Bot, method: TelegramMethod[Any]) -> Any:
-        attempt = _alert.get()
-        if attempt is None or method.__api_method__ != "sendMessage":
-            return await make_request(bot, method)
-        return await attempt.around(make_request, bot, method)
-
-
-def install_alert_guard(bot: Bot) -> AlertGuard:
-    for middleware in bot.session.middleware:
-        if isinstance(middleware, AlertGuard):
-            return middleware
-    guard = AlertGuard()
-    bot.session.middleware(guard)  # after the limiter: called once a slot is granted
-    return guard
 
 
 class ChatNotifier:
@@ -173,7 +157,7 @@ class ChatNotifier:
         self._attempts: dict[int, _AlertAttempt] = {}  # mailbox id -> its send under way
         self._stopping = False
         self._retries: asyncio.Task[None] | None = None
-        install_alert_guard(sender.bot)
+        install_claim_guard(sender.bot, _alert)
 
     async def new_letters(self, mailbox_id: int, letters: list[LetterSummary]) -> None:
         """Queue the alerts and return at once: the watcher goes back to IDLE while the
