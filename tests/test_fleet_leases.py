@@ -298,3 +298,48 @@ async def test_a_late_renewal_stops_the_watchers_before_the_leases_can_run_out(w
     await fleet.tick()  # renewed again (the leases had not run out): watched again
     assert len(world.pool("a").watching) == 3
     await fleet.close()
+
+
+async def test_instances_started_together_hand_nothing_back(world: World) -> None:
+    """The first of three instances started at once does not take every mailbox (starting its
+    watchers) only to log two thirds out again when it sees the others: it claims at most what
+    it can start in a few passes, and by its second pass the others are there."""
+    await world.add_mailboxes(300)
+    names = ("a", "b", "c")
+    for name in names:
+        store = LeaseStore(world.sessionmaker, name, ttl=TTL, clock=world.clock)
+        # 4 passes at 5/s and 5 s: at most 100 leases a pass
+        world.fleet[name] = FleetWatcher(store, StopCountingPool(), renew_every=5.0, start_rate=5.0)
+    await world.tick("a")  # the first one up is alone for its first pass
+    assert len(world.pool("a").watching) == 100
+    await world.tick("b", "c")  # the others' first passes, a moment later
+    for _ in range(3):
+        await world.tick(*names)
+        world.clock.advance(5)
+    assert sorted(len(world.pool(n).watching) for n in names) == [100, 100, 100]
+    await world.agrees()
+    assert all(_stops(world, n) == 0 for n in names), {n: _stops(world, n) for n in names}
+
+    # a dies: b and c take its 100 (one pass each) once its leases ran out
+    for _ in range(5):
+        await world.tick("b", "c")
+        world.clock.advance(5)
+    owners = await world.owners()
+    assert set(owners.values()) == {"b", "c"}
+    assert sorted(len(world.pool(n).watching) for n in ("b", "c")) == [150, 150]
+
+
+class StopCountingPool(RecordingPool):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stops = 0
+
+    async def stop(self, mailbox_id: int) -> None:
+        self.stops += 1
+        await super().stop(mailbox_id)
+
+
+def _stops(world: World, name: str) -> int:
+    pool = world.fleet[name].pool
+    assert isinstance(pool, StopCountingPool)
+    return pool.stops
