@@ -187,10 +187,15 @@ class _Slot:
         "outage_wall",
         "outage_sent",
         "idle",
+        "stopped",
     )
 
     def __init__(self, mailbox_id: int) -> None:
         self.mailbox_id = mailbox_id
+        # set before the task is cancelled: a cancellation can be lost (Python 3.11's wait_for
+        # returns an inner result that completed at the same moment), and a task that lost it
+        # must not go on to open (or keep) a session nobody watches: it checks this flag
+        self.stopped = False
         self.task: asyncio.Task[None] | None = None
         self.state: ConnState | None = None
         self.error: str | None = None
@@ -350,6 +355,16 @@ def is_auth_failure(exc: MailCheckError) -> bool:
     return exc.kind in AUTH_KINDS and not _TEMPORARY.search(exc.detail or "")
 
 
+class _Superseded(Exception):
+    """This task's session is not wanted any more (see _superseded)."""
+
+
+def _superseded(slot: _Slot) -> bool:
+    """The running task was told to stop, or another task has taken the slot over (a restart
+    while this one was still finishing): it must end without a session of its own."""
+    return slot.stopped or slot.task is not asyncio.current_task()
+
+
 class WatcherPool:
     """One supervised IDLE task per account. See the module doc for the behaviour."""
 
@@ -432,6 +447,7 @@ class WatcherPool:
             slot = self._slots[mailbox_id] = _Slot(mailbox_id)
         elif slot.task is not None and not slot.task.done():
             return
+        slot.stopped = False
         slot.task = asyncio.create_task(self._run(slot, delay), name=f"watch-{mailbox_id}")
         slot.task.add_done_callback(self._task_done)
 
@@ -440,6 +456,7 @@ class WatcherPool:
             log.error("watcher task %s died", task.get_name(), exc_info=task.exception())
 
     async def _cancel(self, slot: _Slot) -> None:
+        slot.stopped = True
         task = slot.task
         if task is None or task.done():
             return
@@ -459,6 +476,8 @@ class WatcherPool:
             if delay > 0:
                 await asyncio.sleep(delay)
             while True:
+                if _superseded(slot):
+                    return
                 slot.connected_at = None
                 error: MailCheckError | None = None
                 try:
@@ -481,6 +500,8 @@ class WatcherPool:
                         await self._session(slot, target)
                     except MailCheckError as exc:
                         error = exc
+                    except _Superseded:
+                        return
                     except _StoreFailure as exc:
                         log.warning("mailbox %s: %s", slot.mailbox_id, exc.__cause__ or exc)
                         error = MailCheckError(IMAP, FailureKind.PROTOCOL, "internal: store failed")
@@ -569,7 +590,13 @@ class WatcherPool:
         """Connect, sync, IDLE. Returns only by raising (the connection ended)."""
         cfg = self.config
         await self._pace()
-        slot.client = client = await self._opener(target)
+        client = await self._opener(target)
+        if _superseded(slot):  # stopped while connecting, and the cancellation did not get through
+            transport = getattr(client.protocol, "transport", None)
+            if transport is not None:
+                transport.abort()
+            raise _Superseded
+        slot.client = client
         drop_idle_queue = getattr(client, "drop_idle_queue", None)
         if drop_idle_queue is not None:
             drop_idle_queue()  # pushes are read by the tap below

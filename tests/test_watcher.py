@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 
@@ -466,6 +467,39 @@ async def test_stop_closes_the_socket(mail_stack, mail_user, world, monkeypatch)
     assert not pool.running(1)
     await until(lambda: proxy.active == 0, 10.0, "the server side to see the close")
     await pool.stop(1)  # stopping twice is harmless
+
+
+async def test_a_stop_whose_cancellation_is_lost_leaves_no_session(mail_stack, mail_user, world, monkeypatch) -> None:
+    """Python 3.11's wait_for returns an inner result that completed at the moment its task
+    was cancelled, and the cancellation is lost. A watcher stopped while it was connecting must
+    still end without a session (seen under load: a mailbox with two sessions for good, one of
+    them a task no pool knew any more). The opener here loses the cancellation that way."""
+    monkeypatch.setattr("mail.watcher.STOP_TIMEOUT", 0.5)
+    proxy = await world.proxy(mail_stack)
+    world.store.add(1, ssl_server(mail_stack, proxy.port), creds(mail_user))
+    entered = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def opener(target: Any) -> Any:
+        if not entered.is_set():  # the first connect is stopped while it waits here
+            entered.set()
+            try:
+                await gate.wait()
+            except asyncio.CancelledError:
+                pass  # lost: the login goes on, as if it had completed at that moment
+        return await open_imap(target.imap, target.creds, ssl_context=world.ctx, guard=GUARD)
+
+    pool = WatcherPool(world.store, world.notifier, ssl_context=world.ctx, guard=GUARD,
+                       config=WatchConfig(**FAST), opener=opener)  # type: ignore[arg-type]
+    world.pools.append(pool)
+    await pool.start(1)
+    await entered.wait()
+    await pool.stop(1)
+    await until(lambda: proxy.active == 0, 10.0, "the session to be closed")
+    accepted = proxy.accepted
+    await asyncio.sleep(1.5)  # several backoffs of FAST: a task still running would reconnect
+    assert proxy.accepted == accepted and proxy.active == 0
+    assert not pool.running(1) and 1 not in pool.states()
 
 
 async def test_account_gone_ends_quietly(mail_stack, mail_user, world) -> None:
