@@ -323,6 +323,7 @@ async def _start_oauth(app: App) -> None:
             settings=settings, sessionmaker=app.sessionmaker, engine=app.engine, deps=app.deps,
             watch_states=app.watchers.states, catalog=app.catalog, rate_limit=create_api_rate_limit(settings),
             oauth=flows if settings.public_url else None,
+            instance_id=app.instance_id, held=app.fleet.held, live_instances=app.fleet.live_instances,
         )
         app.extra["api_rate"] = ctx.rate_limit
         web_app = create_web_app(ctx)

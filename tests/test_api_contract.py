@@ -208,8 +208,10 @@ async def test_documented_errors_of_each_operation(api: Api, mail_user: MailUser
 # ---- health -----------------------------------------------------------------------------------
 async def test_health_reports_database_and_watchers(api: Api, mail_user: MailUser) -> None:
     status, data = await api.call("GET", "/health", token=None)
-    assert status == 200 and data == {
-        "status": "ok", "database": "ok", "watchers": {"connected": 0, "reconnecting": 0, "broken": 0}
+    instance = data.pop("instance")
+    assert instance and status == 200 and data == {
+        "status": "ok", "database": "ok", "watchers": {"connected": 0, "reconnecting": 0, "broken": 0},
+        "leases": 0, "live_instances": 1,
     }
     await api.employee(7201, mail_user)
     for _ in range(100):
@@ -218,6 +220,7 @@ async def test_health_reports_database_and_watchers(api: Api, mail_user: MailUse
             break
         await asyncio.sleep(0.05)
     assert status == 200 and data["watchers"] == {"connected": 1, "reconnecting": 0, "broken": 0}
+    assert (data["instance"], data["leases"], data["live_instances"]) == (instance, 1, 1)
     assert api.last_headers["Cache-Control"] == "no-store"
 
 

@@ -3,7 +3,7 @@ reaches for the bot's `App`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -55,6 +55,10 @@ class WebContext:
     catalog: Catalog
     rate_limit: RateLimit  # per API token (web/ratelimit.py), chosen by the wiring
     oauth: OAuthCallbacks | None = None  # the callback page is served only with it (PUBLIC_URL)
+    # this instance in the fleet (/health): its id, the mailboxes it holds, the live instances
+    instance_id: str = ""
+    held: Callable[[], Collection[int]] = frozenset
+    live_instances: Callable[[], Sequence[str]] = tuple
 
     @cached_property
     def tokens(self) -> list[bytes]:

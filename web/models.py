@@ -323,4 +323,9 @@ class ErrorResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: Literal["ok", "unavailable"]
     database: Literal["ok", "unreachable"]
-    watchers: dict[str, int] = Field(description="Watched accounts by state (connected, reconnecting, broken).")
+    watchers: dict[str, int] = Field(
+        description="This instance's watched accounts by state (connected, reconnecting, broken)."
+    )
+    instance: str = Field(description="This instance's id (INSTANCE_ID, or host:pid:random).")
+    leases: int = Field(description="Mailboxes whose lease this instance holds (it watches those).")
+    live_instances: int = Field(description="Instances of the fleet alive at the last lease pass, this one included.")

@@ -294,7 +294,8 @@ async def health(request: web.Request) -> web.Response:
     watchers.update(counts)
     body = HealthResponse(
         status="ok" if database_ok else "unavailable", database="ok" if database_ok else "unreachable",
-        watchers=watchers,
+        watchers=watchers, instance=ctx.instance_id, leases=len(ctx.held()),
+        live_instances=max(1, len(ctx.live_instances())),
     )
     return web.json_response(body.model_dump(mode="json"), status=200 if database_ok else 503,
                              headers={"Cache-Control": "no-store"})
