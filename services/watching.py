@@ -3,6 +3,7 @@ alerts need. No Telegram here: bot/notifications.py turns these into chat messag
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,13 @@ INBOX = "INBOX"
 class DbWatchStore:
     """mail.watcher.WatchStore on the database: one short transaction per call.
     Credentials come from the same use-case code as everywhere (`MailboxService.credentials`:
-    the decrypted password, or an OAuth2 access token refreshed when about to expire)."""
+    the decrypted password, or an OAuth2 access token refreshed when about to expire).
+
+    At most `concurrency` calls use the database at once: thousands of watchers (re)connecting
+    together queue here, in order, instead of taking every connection of the engine's pool
+    (alerts, the chat's updates and the API share it) and failing on the pool's timeout, which
+    made them reconnect and load the database again. The gate is per process, which is what
+    it guards: this process's pool."""
 
     def __init__(
         self,
@@ -38,8 +45,10 @@ class DbWatchStore:
         on_connected: Callable[[int], Awaitable[None]] | None = None,
         *,
         instance_id: str | None = None,
+        concurrency: int = 4,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self._gate = asyncio.Semaphore(concurrency)
         # set in a fleet (services/fleet.py): a watcher (re)connects only while this instance
         # holds the mailbox's lease, so a watcher that lost it can't open a second session
         self.instance_id = instance_id
@@ -50,7 +59,7 @@ class DbWatchStore:
 
     async def target(self, mailbox_id: int) -> WatchTarget | None:
         assert self.deps is not None, "DbWatchStore.deps must be set before watching"
-        async with self.sessionmaker() as session:
+        async with self._gate, self.sessionmaker() as session:
             mailbox = await session.get(Mailbox, mailbox_id)
             if mailbox is None or mailbox.state == MailboxState.DRAFT.value:
                 return None
@@ -70,7 +79,7 @@ class DbWatchStore:
         *,
         rebaseline: bool,
     ) -> list[LetterSummary]:
-        async with self.sessionmaker() as session, session.begin():
+        async with self._gate, self.sessionmaker() as session, session.begin():
             mailbox = await session.get(Mailbox, mailbox_id)
             if mailbox is None or mailbox.state == MailboxState.DRAFT.value:
                 return []
@@ -103,7 +112,7 @@ class DbWatchStore:
         return new
 
     async def set_state(self, mailbox_id: int, state: ConnState, error: str | None) -> None:
-        async with self.sessionmaker() as session, session.begin():
+        async with self._gate, self.sessionmaker() as session, session.begin():
             mailbox = await session.get(Mailbox, mailbox_id)
             if mailbox is None or mailbox.state == MailboxState.DRAFT.value:
                 return
