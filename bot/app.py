@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.config import Settings
 from bot.db_checkpoint import install_commit_before_telegram
 from bot.fleet import InstanceGuard, PollingLeader, new_instance_id, redis_key
+from bot.gc_pauses import GcPauses
 from bot.i18n import Catalog
 from bot.middlewares import ContextMiddleware
 from bot.notifications import ChatNotifier
@@ -71,6 +72,7 @@ class App:
     extra: dict[str, object] = field(default_factory=dict)
     instance_id: str = ""
     guard: InstanceGuard | None = None
+    gc_pauses: GcPauses = field(default_factory=GcPauses)
 
     async def start_watching(self) -> None:
         """Sends a previous life of this instance left unanswered become uncertain; then this
@@ -79,6 +81,7 @@ class App:
         await self.fleet.tick()  # the first share at once; the loop renews from here
         self.fleet.run_in_background()
         self.notifier.run_retries()
+        self.gc_pauses.run_in_background()  # full GC passes once an hour, not as the heap grows
 
     async def close(self) -> None:
         """A graceful stop (SIGTERM): no new work; the alerts on their way are answered and
@@ -92,6 +95,7 @@ class App:
         for result in await asyncio.gather(self.fleet.close(), self.notifier.close(), return_exceptions=True):
             if isinstance(result, BaseException):
                 log.error("stopping: %r", result, exc_info=result)
+        await self.gc_pauses.close()
         await self.bot.session.close()
         await close_limiter(self.bot)
         await self.dispatcher.storage.close()
