@@ -33,11 +33,12 @@ class DbWatchStore:
     Credentials come from the same use-case code as everywhere (`MailboxService.credentials`:
     the decrypted password, or an OAuth2 access token refreshed when about to expire).
 
-    At most `concurrency` calls use the database at once: thousands of watchers (re)connecting
-    together queue here, in order, instead of taking every connection of the engine's pool
-    (alerts, the chat's updates and the API share it) and failing on the pool's timeout, which
-    made them reconnect and load the database again. The gate is per process, which is what
-    it guards: this process's pool."""
+    At most `concurrency` connects use the database at once (`target` and `set_state`, which
+    every (re)connect calls): thousands of watchers (re)connecting together queue here, in
+    order, instead of taking every connection of the engine's pool (alerts, the chat's updates
+    and the API share it) and failing on the pool's timeout, which made them reconnect and load
+    the database again. `record` (new letters, on an alert's way) is not held back. The gate is
+    per process, which is what it guards: this process's pool."""
 
     def __init__(
         self,
@@ -79,7 +80,9 @@ class DbWatchStore:
         *,
         rebaseline: bool,
     ) -> list[LetterSummary]:
-        async with self._gate, self.sessionmaker() as session, session.begin():
+        # not gated: new letters are on an alert's way (a reconnecting watcher has passed the
+        # gate twice already, for its target and its state, before it records anything)
+        async with self.sessionmaker() as session, session.begin():
             mailbox = await session.get(Mailbox, mailbox_id)
             if mailbox is None or mailbox.state == MailboxState.DRAFT.value:
                 return []
