@@ -410,14 +410,19 @@ class AttentionData:
 
     async def mailboxes_with_held(self) -> list[int]:
         async with self.sessionmaker() as session:
-            stmt = select(Letter.mailbox_id).where(Letter.alert_state == AlertState.HELD.value).distinct()
+            # held letters are not alerted yet: the alert queue's index (alerted, mailbox_id) finds them
+            stmt = select(Letter.mailbox_id).where(
+                Letter.alerted.is_(False), Letter.alert_state == AlertState.HELD.value
+            ).distinct()
             return list((await session.execute(stmt)).scalars())
 
     async def held(self, mailbox_id: int) -> list[Letter]:
         async with self.sessionmaker() as session:
             stmt = (
                 select(Letter)
-                .where(Letter.mailbox_id == mailbox_id, Letter.alert_state == AlertState.HELD.value)
+                .where(
+                    Letter.alerted.is_(False), Letter.mailbox_id == mailbox_id, Letter.alert_state == AlertState.HELD.value
+                )
                 .order_by(Letter.uid)
             )
             return list((await session.execute(stmt)).scalars())

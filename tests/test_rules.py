@@ -192,3 +192,24 @@ async def test_rule_input_is_escaped_and_bounded(bot_app: BotHarness, mail_user:
     assert row.alert_state == AlertState.SKIPPED.value
     await settle(1.0)
     assert alerts(bot_app, user) == []
+
+
+async def test_undo_gives_a_vip_rule_its_action_back(bot_app: BotHarness, mail_user: Any) -> None:
+    user = await connected_user(bot_app, mail_user, 6206)
+    async with bot_app.session() as s:
+        s.add(AlertRule(user_id=user.id, kind="sender", value="sender4@example.net", action="vip"))
+        await s.commit()
+    await bot_app.stack.deliver(mail_user.address, letter(4, subject="From a VIP"))
+    [alert] = await wait_alerts(bot_app, user, 1)
+    await user.press("🔕 Mute sender", message_id=alert.message_id)
+    async with bot_app.session() as s:
+        [rule] = (await s.execute(select(AlertRule).where(AlertRule.user_id == user.id))).scalars().all()
+    assert rule.action == "mute"
+    await user.press("↩️ Undo", message_id=alert.message_id)
+    async with bot_app.session() as s:
+        [rule] = (await s.execute(select(AlertRule).where(AlertRule.user_id == user.id))).scalars().all()
+    assert rule.action == "vip"
+    # a second Undo on the same button (a double press) finds the rule still there and keeps it VIP
+    answer = await user.press_data(RuleCB(action="undo", item=rule.id, letter=alert.message_id, value="vip").pack(),
+                                   alert.message_id)
+    assert not answer.show_alert
