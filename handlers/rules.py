@@ -75,6 +75,17 @@ async def _edit_or_send(cb: CallbackQuery, text: str, markup: InlineKeyboardMark
             await cb.message.answer(text, reply_markup=markup)
 
 
+async def _set_markup(cb: CallbackQuery, markup: InlineKeyboardMarkup) -> None:
+    """The alert's buttons in place; an alert Telegram no longer lets us edit keeps its old
+    ones (the rule is saved either way, and the answer said so)."""
+    if not isinstance(cb.message, Message):
+        return
+    try:
+        await cb.message.edit_reply_markup(reply_markup=markup)
+    except TelegramBadRequest as exc:
+        log.info("alert %s: buttons not changed: %s", cb.message.message_id, exc.message)
+
+
 @router.callback_query(RuleCB.filter(F.action.in_({"ms", "md"})))
 async def on_mute(cb: CallbackQuery, callback_data: RuleCB, t: Translator, session: AsyncSession, user: User) -> None:
     kind = RuleKind.SENDER if callback_data.action == "ms" else RuleKind.DOMAIN
@@ -87,8 +98,7 @@ async def on_mute(cb: CallbackQuery, callback_data: RuleCB, t: Translator, sessi
         await cb.answer(t(f"attn.err_{exc.reason}", limit=MAX_INPUT), show_alert=True)
         return
     await cb.answer(t(f"attn.muted_{rule.kind}", value=rule.value))
-    if isinstance(cb.message, Message):
-        await cb.message.edit_reply_markup(reply_markup=undo_markup(t, callback_data.item, rule.id, previous))
+    await _set_markup(cb, undo_markup(t, callback_data.item, rule.id, previous))
 
 
 @router.callback_query(RuleCB.filter(F.action == "undo"))
@@ -99,8 +109,8 @@ async def on_undo(cb: CallbackQuery, callback_data: RuleCB, t: Translator, sessi
         await cb.answer(t("attn.not_found"), show_alert=True)
         return
     await cb.answer(t("attn.unmuted"))
-    if isinstance(cb.message, Message) and address:
-        await cb.message.edit_reply_markup(reply_markup=alert_markup(t, callback_data.letter, address))
+    if address:
+        await _set_markup(cb, alert_markup(t, callback_data.letter, address))
 
 
 @router.callback_query(RuleCB.filter(F.action == "list"))
