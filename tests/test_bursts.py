@@ -4,6 +4,7 @@ grouping off. End to end against the real Dovecot and the fake Bot API."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -96,3 +97,44 @@ async def test_grouping_off_alerts_one_by_one(harness: BotHarness, mail_user: An
     await wait_alerts(harness, user, 7, timeout=20)
     await settle(1.0)
     assert grouped(user) == [] and len(alerts(harness, user)) == 7
+
+
+async def _burst_after_outage(h: BotHarness, mail_user: Any, user_id: int, prefix: str, count: int, **start: Any) -> Any:
+    await h.start(**start)
+    user = await connected_user(h, mail_user, user_id)
+    await h.stop()
+    for n in range(count):
+        await h.stack.deliver(mail_user.address, letter(n, subject=f"{prefix} {n:02d}"))
+    return user
+
+
+async def _states(h: BotHarness, prefix: str) -> list[str]:
+    async with h.session() as s:
+        return sorted((await s.execute(select(Letter.alert_state).where(Letter.subject.like(f"{prefix} %")))).scalars())
+
+
+async def test_a_grouped_alert_answered_5xx_is_never_sent_again(harness: BotHarness, mail_user: Any) -> None:
+    """It may have arrived (the front end can answer 5xx after delivering): all its letters
+    become uncertain, and neither the limiter nor the retry timer sends it again."""
+    user = await _burst_after_outage(harness, mail_user, 6403, "Maybe", 7)
+    harness.fake.fail("sendMessage", status=502, times=1, chat_id=user.id)
+    await harness.start(alert_retry_interval=1.0)
+    deadline = asyncio.get_running_loop().time() + 15
+    while await _states(harness, "Maybe") != ["uncertain"] * 7:
+        assert asyncio.get_running_loop().time() < deadline, await _states(harness, "Maybe")
+        await asyncio.sleep(0.05)
+    await settle(2.5)  # more than two retry intervals
+    sends = [c for c in harness.fake.calls_of("sendMessage") if str(c.params.get("text", "")).startswith("📬")]
+    assert len(sends) == 1 and grouped(user) == [] and alerts(harness, user) == []
+
+
+async def test_a_grouped_alert_refused_by_flood_control_is_sent_once_later(harness: BotHarness, mail_user: Any) -> None:
+    user = await _burst_after_outage(harness, mail_user, 6404, "Later", 7)
+    # every try of the limiter's pass is refused (certainly not delivered): back to pending
+    harness.fake.fail("sendMessage", status=429, retry_after=1, times=10, chat_id=user.id)
+    await harness.start(alert_retry_interval=1.0)
+    found = await user.wait_for(lambda m: m.text.startswith("📬"), timeout=30)
+    assert "7 new letters" in found.text
+    await settle(2.5)
+    assert len(grouped(user)) == 1 and alerts(harness, user) == []
+    assert await _states(harness, "Later") == ["sent"] * 7
