@@ -211,7 +211,7 @@ class _GroupAttempt:
 
     async def _release(self, reason: str) -> None:
         self.released = reason
-        await self.data.settle(self.claimed, self.owner, self.source, reason)
+        await self.data.release(self.claimed, self.owner, self.source, reason)
 
 
 class GroupSender:

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.watching import MAX_ALERT_ATTEMPTS
 from storage.models import AlertRule, AlertState, AttentionPrefs, Letter, Mailbox
 
 DEFAULT_BURST = 6  # letters waiting at once that make one grouped alert (0 = never group)
@@ -405,6 +406,31 @@ class AttentionData:
                     Letter.alert_owner == owner,
                 )
                 .values(alert_state=state.value, alerted=final, alert_error=None if error is None else error[:300])
+                .execution_options(synchronize_session=False)
+            )
+
+    async def release(self, letter_ids: Sequence[int], owner: str, source: AlertState, error: str) -> None:
+        """A claimed grouped send certainly did not go out: its letters wait again (``source``),
+        except those tried MAX_ALERT_ATTEMPTS times already, which are given up (rejected), as
+        single alerts are (services.watching.AlertData.unclaim)."""
+        if not letter_ids:
+            return
+        mine = (
+            Letter.id.in_(list(letter_ids)),
+            Letter.alert_state == AlertState.SENDING.value,
+            Letter.alert_owner == owner,
+        )
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(Letter)
+                .where(*mine, Letter.alert_attempts >= MAX_ALERT_ATTEMPTS)
+                .values(alert_state=AlertState.REJECTED.value, alerted=True, alert_error=f"gave up: {error}"[:300])
+                .execution_options(synchronize_session=False)
+            )
+            await session.execute(
+                update(Letter)
+                .where(*mine)
+                .values(alert_state=source.value, alerted=False, alert_error=error[:300])
                 .execution_options(synchronize_session=False)
             )
 
