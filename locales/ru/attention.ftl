@@ -1,8 +1,8 @@
 # Правила уведомлений, тихие часы и сгруппированные уведомления.
 
-attn-btn_mute_sender = 🔕 Без уведомлений от отправителя
+attn-btn_mute_sender = 🔕 Заглушить отправителя
 
-attn-btn_mute_domain = 🔕 От домена
+attn-btn_mute_domain = 🔕 Заглушить домен
 
 attn-btn_undo = ↩️ Отменить
 
