@@ -22,6 +22,7 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import BotCommand, BotCommandScopeChat
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.attention import AlertAttention, DigestRunner, GroupSender
 from bot.config import Settings
 from bot.db_checkpoint import install_commit_before_telegram
 from bot.fleet import InstanceGuard, PollingLeader, new_instance_id, redis_key
@@ -30,7 +31,7 @@ from bot.i18n import Catalog
 from bot.middlewares import ContextMiddleware
 from bot.notifications import ChatNotifier
 from bot.sender import TelegramSender
-from bot.telegram_limits import LimitConfig, RedisBudget, close_limiter, install_limiter
+from bot.telegram_limits import Clock, LimitConfig, RedisBudget, close_limiter, install_limiter
 from bot.webhook import mount_webhook
 from handlers import all_routers
 from handlers.oauth import ChatSignIn
@@ -38,6 +39,7 @@ from mail.discovery import DiscoveryEnv, RealDiscoveryEnv
 from mail.netguard import HostGuard
 from mail.tls import make_ssl_context
 from mail.watcher import WatchConfig, WatcherPool
+from services.attention import AttentionData
 from services.catalog import seed_services
 from services.deps import MailDeps, WatchControl
 from services.fleet import FleetWatcher, LeaseStore
@@ -82,13 +84,16 @@ class App:
         self.fleet.run_in_background()
         self.notifier.run_retries()
         self.gc_pauses.run_in_background()  # full GC passes once an hour, not as the heap grows
+        digests = self.extra.get("digests")
+        if digests is not None:  # quiet-hours digests (bot/attention.py), on the app's clock
+            digests.run()  # type: ignore[attr-defined]
 
     async def close(self) -> None:
         """A graceful stop (SIGTERM): no new work; the alerts on their way are answered and
         recorded (at most SHUTDOWN_GRACE seconds) while the watchers log out and the leases
         are handed back; then the connections close."""
         # broadcasts first: their requests in flight finish while the bot session is open
-        for part in ("broadcasts", "web", "webhook", "api_rate", "oauth_flows"):  # + web server, webhook, API limiter, device polling
+        for part in ("broadcasts", "digests", "web", "webhook", "api_rate", "oauth_flows"):  # + web server, webhook, API limiter, device polling
             closer = self.extra.pop(part, None)
             if closer is not None:
                 await closer.close()  # type: ignore[attr-defined]
@@ -191,17 +196,33 @@ def create_mail_deps(
     )
 
 
-async def build_app(settings: Settings, *, discovery_env: DiscoveryEnv | None = None) -> App:
-    """Migrate the database, seed the service list and wire bot + dispatcher."""
+async def build_app(
+    settings: Settings, *, discovery_env: DiscoveryEnv | None = None, clock: Clock | None = None
+) -> App:
+    """Migrate the database, seed the service list and wire bot + dispatcher. ``clock``: the
+    time quiet hours are judged by and digests wait on (tests pass a virtual one)."""
     check_tokens(settings.api_token_list)  # weak API tokens stop the start (no token is printed)
     instance_id = settings.instance_id or new_instance_id()
     instance_guard = InstanceGuard(settings, instance_id)
     await instance_guard.acquire()  # AnotherInstance: this one must not run next to those running
     try:
-        return await _build(settings, discovery_env, instance_id, instance_guard)
+        app = await _build(settings, discovery_env, instance_id, instance_guard)
     except BaseException:
         await instance_guard.close()
         raise
+    _start_attention(app, clock)
+    return app
+
+
+def _start_attention(app: App, clock: Clock | None) -> None:
+    """Rules, quiet hours and bursts on the notifier, and the digest runner (started with
+    the watching, stopped with the app)."""
+    data = AttentionData(app.sessionmaker)
+    group = GroupSender(data, app.sender, app.catalog, instance_id=app.instance_id)
+    app.notifier.attention = AlertAttention(data, group, clock)
+    app.extra["digests"] = DigestRunner(
+        data, app.notifier.data, group, clock=clock, held=app.notifier.held
+    )
 
 
 async def _build(

@@ -71,6 +71,28 @@ class AdminCB(CallbackData, prefix="adm"):
     value: str = ""
 
 
+class RuleCB(CallbackData, prefix="r"):
+    """Alert rules (handlers/rules.py): mute from an alert ("ms" sender / "md" domain, `item` =
+    the letter), "undo" (`item` = the rule, `letter` = the alert's letter), the Rules screen
+    ("list" / "del" with `page`), adding ("add" / "kind" with `value` = "sender.mute" ...).
+    Every letter and rule id is checked against the presser."""
+
+    action: str
+    item: int = 0
+    letter: int = 0
+    page: int = 0
+    value: str = ""
+
+
+class QuietCB(CallbackData, prefix="q"):
+    """Quiet hours and grouping (handlers/quiet.py); `value`: a time zone offered, a window
+    "1320-480", a mode or a threshold. Values are validated again when pressed."""
+
+    action: str
+    value: str = ""
+
+
 ALL_CALLBACKS: tuple[type[CallbackData], ...] = (
     MenuCB, LangCB, ServiceCB, WizardCB, AccountCB, LetterCB, InboxCB, SentCB, AdminCB,
+    RuleCB, QuietCB,
 )

@@ -6,7 +6,17 @@ from collections.abc import Iterable, Sequence
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.callbacks import AccountCB, InboxCB, LangCB, LetterCB, MenuCB, ServiceCB, WizardCB
+from bot.callbacks import (
+    AccountCB,
+    InboxCB,
+    LangCB,
+    LetterCB,
+    MenuCB,
+    QuietCB,
+    RuleCB,
+    ServiceCB,
+    WizardCB,
+)
 from bot.i18n import Translator, on_off
 from storage.models import Mailbox, Service
 
@@ -31,8 +41,17 @@ def settings_menu(t: Translator) -> InlineKeyboardMarkup:
         [
             [Button(text=t("btn.mail"), callback_data=MenuCB(action="mail").pack())],
             [Button(text=t("btn.language"), callback_data=MenuCB(action="lang").pack())],
+            *attention_rows(t),
         ]
     )
+
+
+def attention_rows(t: Translator) -> list[list[Button]]:
+    """Settings: alert rules (handlers/rules.py), quiet hours and grouping (handlers/quiet.py)."""
+    return [[
+        Button(text=t("attn.btn_rules"), callback_data=RuleCB(action="list").pack()),
+        Button(text=t("attn.btn_quiet"), callback_data=QuietCB(action="show").pack()),
+    ]]
 
 
 def language_menu() -> InlineKeyboardMarkup:

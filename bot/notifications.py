@@ -49,6 +49,7 @@ from aiogram.exceptions import (
 from aiogram.methods import TelegramMethod
 
 from bot import keyboards as kb
+from bot.attention import AlertAttention, alert_markup
 from bot.claim_guard import install_claim_guard
 from bot.i18n import Catalog, Html
 from bot.letter_view import render_alert
@@ -157,6 +158,8 @@ class ChatNotifier:
         self._attempts: dict[int, _AlertAttempt] = {}  # mailbox id -> its send under way
         self._stopping = False
         self._retries: asyncio.Task[None] | None = None
+        # rules, quiet hours and bursts (bot/attention.py); None: every letter alerted as before
+        self.attention: AlertAttention | None = None
         install_claim_guard(sender.bot, _alert)
 
     async def new_letters(self, mailbox_id: int, letters: list[LetterSummary]) -> None:
@@ -259,6 +262,14 @@ class ChatNotifier:
         if not target.notify or not target.active:
             await self.data.mark_alerted([letter.id for letter in pending])
             return
+        loud: dict[int, bool] = {}
+        if self.attention is not None:  # muted settle, held wait for the digest, a burst goes as one
+            sorted_ = await self.attention.sort(target, pending)
+            if sorted_.grouped:
+                await self.attention.send_group(target, sorted_.alerts, lambda: self._stopping)
+                return
+            pending = [letter for letter, _ in sorted_.alerts]
+            loud = {letter.id: is_loud for letter, is_loud in sorted_.alerts}
         t = self.catalog.get(target.language)
         for letter in pending:
             if self._stopping:
@@ -270,8 +281,8 @@ class ChatNotifier:
                 result = await self.sender.send_message(
                     target.user_id,
                     render_alert(t, summary_of(letter)),
-                    reply_markup=kb.open_letter(t, letter.id),
-                    disable_notification=not target.notify_sound,
+                    reply_markup=alert_markup(t, letter.id, letter.from_addr),
+                    disable_notification=not loud.get(letter.id, target.notify_sound),
                 )
             finally:
                 _alert.reset(token)

@@ -33,3 +33,12 @@ class ReconnectMailbox(StatesGroup):
     waiting_imap_port = State()
     waiting_smtp_host = State()
     waiting_smtp_port = State()
+
+
+class RuleInput(StatesGroup):
+    waiting_value = State()  # the address, domain or word of a new alert rule
+
+
+class QuietInput(StatesGroup):
+    waiting_zone = State()
+    waiting_window = State()

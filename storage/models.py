@@ -198,7 +198,8 @@ class AlertState(str, enum.Enum):
     SENT = "sent"
     UNCERTAIN = "uncertain"  # the request may have arrived (crash, timeout): never resent
     REJECTED = "rejected"  # Telegram refused it for good (4xx), or too many attempts
-    SKIPPED = "skipped"  # not wanted: alerts off, or the user blocked the bot
+    SKIPPED = "skipped"  # not wanted: alerts off, the user blocked the bot, or a mute rule
+    HELD = "held"  # quiet hours: kept for the digest at the window's end (not final)
 
 
 class Instance(Base):
@@ -342,3 +343,35 @@ class IdempotencyKey(Base):
     response_body: Mapped[str | None] = mapped_column(Text)  # the JSON answer, as sent
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# ---- attention: rules, quiet hours, grouping (services/attention.py, services/rules.py) ----
+class AlertRule(Base):
+    """A user's rule for new-mail alerts: mute, or VIP (always with sound), by sender address,
+    by domain (subdomains too) or by a word in the subject. One rule per (user, kind, value)."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (UniqueConstraint("user_id", "kind", "value", name="uq_alert_rules_user_kind_value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "sender" | "domain" | "subject"
+    value: Mapped[str] = mapped_column(String(320))  # lower case
+    action: Mapped[str] = mapped_column(String(16))  # "mute" | "vip"
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AttentionPrefs(Base):
+    """A user's quiet hours and alert grouping. No row: today's behaviour (no quiet hours,
+    grouping from services.attention.DEFAULT_BURST letters)."""
+
+    __tablename__ = "attention_prefs"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name or "UTC+03:00"
+    quiet_start: Mapped[int | None] = mapped_column(Integer)  # minutes after local midnight
+    quiet_end: Mapped[int | None] = mapped_column(Integer)
+    quiet_mode: Mapped[str] = mapped_column(String(16), default="silent", server_default="silent")  # | "hold"
+    vip_breaks_quiet: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    burst_threshold: Mapped[int] = mapped_column(Integer, default=6, server_default="6")  # 0 = off
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -13,6 +13,8 @@ from bot.callbacks import (
     LangCB,
     LetterCB,
     MenuCB,
+    QuietCB,
+    RuleCB,
     SentCB,
     ServiceCB,
     WizardCB,
@@ -31,6 +33,9 @@ LARGEST: dict[type[CallbackData], CallbackData] = {
     InboxCB: InboxCB(page=2**31 - 1),
     SentCB: SentCB(page=2**31 - 1),
     AdminCB: AdminCB(section="status", action="del_yes", item=BIG_ID, value="enablePostmanOauth2"),
+    # letter and rule ids are 32-bit integer columns
+    RuleCB: RuleCB(action="kind", item=2**31 - 1, letter=2**31 - 1, page=2**31 - 1, value="subject.mute"),
+    QuietCB: QuietCB(action="window", value="America/Argentina/ComodRivadavia"),
 }
 
 

@@ -80,10 +80,11 @@ class BotHarness:
         values.update(extra)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
-    async def start(self, **extra: Any) -> Any:
+    async def start(self, *, clock: Any = None, **extra: Any) -> Any:
+        """``clock``: the app's clock for quiet hours and digests (a VirtualClock in tests)."""
         from bot.app import build_app, run_polling
 
-        self.app = await build_app(self.settings(**extra), discovery_env=self.discovery_env)
+        self.app = await build_app(self.settings(**extra), discovery_env=self.discovery_env, clock=clock)
         # updates handled concurrently, as in production; the fake learns when each one is done
         self.fake.track_processing(self.app.dispatcher)
         self._task = asyncio.create_task(run_polling(self.app, handle_signals=False))
