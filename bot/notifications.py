@@ -270,7 +270,7 @@ class ChatNotifier:
                 result = await self.sender.send_message(
                     target.user_id,
                     render_alert(t, summary_of(letter)),
-                    reply_markup=kb.open_letter(t, letter.id),
+                    reply_markup=kb.with_copy_code(t, kb.open_letter(t, letter.id), letter.code),
                     disable_notification=not target.notify_sound,
                 )
             finally:

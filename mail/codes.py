@@ -33,6 +33,7 @@ from mail.html2text import html_to_text
 
 MAX_TEXT = 4000  # characters of the letter's text looked at
 CODE_MAX = 16
+MAX_KEYWORDS = 30  # keyword places looked at per part
 _AFTER_GAP = 60  # characters allowed between a keyword and a code after it
 _BEFORE_GAP = 32  # ... and between a code and a keyword after it ("123456 is your code")
 
@@ -177,7 +178,9 @@ def _gap_vouches(text: str, gap: str, cand: re.Match[str], strong: bool) -> bool
 
 def _codes_near(text: str) -> set[str]:
     found: set[str] = set()
-    for key in _KEYWORD.finditer(text):
+    for n, key in enumerate(_KEYWORD.finditer(text)):
+        if n >= MAX_KEYWORDS:
+            break  # a letter that says "code" this often is no code letter; bounded time
         strong = key.group("strong") is not None
         if _other_kind(text, key.start(), key.end()):
             continue

@@ -13,6 +13,7 @@ from bot.callbacks import (
     LangCB,
     LetterCB,
     MenuCB,
+    SearchCB,
     SentCB,
     ServiceCB,
     WizardCB,
@@ -31,6 +32,7 @@ LARGEST: dict[type[CallbackData], CallbackData] = {
     InboxCB: InboxCB(page=2**31 - 1),
     SentCB: SentCB(page=2**31 - 1),
     AdminCB: AdminCB(section="status", action="del_yes", item=BIG_ID, value="enablePostmanOauth2"),
+    SearchCB: SearchCB(action="cancel", sid=NONCE, page=2**31 - 1),
 }
 
 

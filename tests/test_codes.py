@@ -4,11 +4,21 @@ precision and recall, and the look-alikes one by one."""
 from __future__ import annotations
 
 import json
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
+from sqlalchemy import select
 
 from mail.codes import CODE_MAX, MAX_TEXT, code_in_message, find_code
+from storage.models import Letter
+from tests.harness.plugin_app import BotHarness
+from tests.test_connect_wizard import letter
+from tests.test_live_mailbox import connected_user, wait_alerts
 
 CORPUS = Path(__file__).parent / "corpus" / "codes"
 
@@ -112,3 +122,64 @@ def test_odd_input_does_not_raise() -> None:
     assert code_in_message(b"") is None
     assert code_in_message(b"Subject: =?utf-8?b?broken?=\r\nContent-Type: text/html; charset=x-unknown\r\n\r\n<p>code: 482913") == "482913"
     assert code_in_message(b"Subject: Code 4821\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\n") == "4821"
+
+
+# --------------------------------------------------------------------------- end to end
+async def test_alert_shows_the_code_with_a_copy_button(bot_app: BotHarness, mail_user: Any) -> None:
+    """A code letter delivered into Dovecot: the alert (fake Bot API) carries the code, escaped,
+    and a copy_text button; a letter without one gets the plain alert."""
+    user = await connected_user(bot_app, mail_user, 6601)
+    html_letter = EmailMessage()
+    html_letter["From"] = '"Bank <b>Security</b>" <security@bank.example>'
+    html_letter["To"] = mail_user.address
+    html_letter["Subject"] = "Вход в <интернет-банк> & приложение"
+    html_letter.set_content("Текст в HTML.")
+    html_letter.add_alternative(
+        "<html><body><p>Кто-то входит в ваш аккаунт с устройства «Firefox».</p>"
+        "<p>Код подтверждения: <b>482 913</b></p><p>Никому не сообщайте код.</p></body></html>",
+        subtype="html",
+    )
+    html_letter.get_body(("plain",)).set_content("Кто-то входит в ваш аккаунт.\nКод подтверждения: 482 913\n")  # type: ignore[union-attr]
+    await bot_app.stack.deliver(mail_user.address, html_letter)
+    [alert] = await wait_alerts(bot_app, user, 1)
+    assert "Code: 482913" in alert.text
+    assert "<code>482913</code>" in (alert.html or "")
+    assert "&lt;интернет-банк&gt; &amp; приложение" in (alert.html or "")
+    assert "&lt;b&gt;Security&lt;/b&gt;" in (alert.html or "")
+    copy = alert.button("📋 Copy 482913")
+    assert copy.copy_text == "482913" and copy.callback_data is None
+    assert "📖 Open" in alert.labels
+    async with bot_app.session() as s:
+        stored = (await s.execute(select(Letter).where(Letter.subject.like("Вход в%")))).scalar_one()
+    assert stored.code == "482913"
+
+    await bot_app.stack.deliver(mail_user.address, letter(2, subject="Your order #48213957 has shipped"))
+    [_, plain] = await wait_alerts(bot_app, user, 2)
+    assert "Code:" not in plain.text
+    assert all(b.copy_text is None for row in plain.buttons for b in row)
+
+
+async def test_code_in_the_body_of_a_base64_plain_letter(bot_app: BotHarness, mail_user: Any) -> None:
+    user = await connected_user(bot_app, mail_user, 6602)
+    msg = EmailMessage()
+    msg["From"] = "Яндекс ID <noreply@id.yandex.ru>"
+    msg["To"] = mail_user.address
+    msg["Subject"] = "Подтверждение входа"
+    msg.set_content("Здравствуйте!\n\n" + "Вы входите в аккаунт.\n" * 20 + "Ваш код для входа: 529174\n",
+                    charset="utf-8", cte="base64")
+    await bot_app.stack.deliver(mail_user.address, msg)
+    [alert] = await wait_alerts(bot_app, user, 1)
+    assert "Code: 529174" in alert.text
+    assert alert.button("📋 Copy 529174").copy_text == "529174"
+
+
+async def test_fake_bot_api_refuses_a_bad_copy_button(telegram_bot: Bot, fake_telegram: Any) -> None:
+    """The fake checks copy_text as Telegram does, so a broken button would fail the tests."""
+    user = fake_telegram.user(6603)
+    await user.send("/start", wait=False)
+    with pytest.raises(TelegramBadRequest, match="copy_text"):
+        await telegram_bot.send_message(
+            user.id, "x", reply_markup=InlineKeyboardMarkup(
+                inline_keyboard=[[InlineKeyboardButton(text="c", copy_text=CopyTextButton(text="x" * 257))]]
+            ),
+        )

@@ -9,9 +9,9 @@ from __future__ import annotations
 import html
 import json
 import re
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).parent
