@@ -33,3 +33,7 @@ class ReconnectMailbox(StatesGroup):
     waiting_imap_port = State()
     waiting_smtp_host = State()
     waiting_smtp_port = State()
+
+
+class SearchMail(StatesGroup):
+    waiting_words = State()
