@@ -10,6 +10,7 @@ import logging
 import secrets
 
 from aiogram import F
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
@@ -110,7 +111,11 @@ async def _run(
         await state.update_data(search={"id": sid, "q": words})
     text, markup = render_page(t, found, sid)
     if edit:
-        await target.edit_text(text, reply_markup=markup)
+        try:
+            await target.edit_text(text, reply_markup=markup)
+        except TelegramBadRequest as exc:  # the same page again (fewer results now): nothing to change
+            if "message is not modified" not in exc.message:
+                raise
     else:
         await target.answer(text, reply_markup=markup)
 

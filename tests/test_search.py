@@ -103,7 +103,9 @@ async def test_cyrillic_search_over_sender_subject_and_text(bot_app: BotHarness,
     await user.wait_for_text("Приходите.")
 
 
-async def test_results_page_and_old_letters_get_rows_that_open(harness: BotHarness, mail_user: Any) -> None:
+async def test_results_page_and_old_letters_get_rows_that_open(
+    harness: BotHarness, mail_user: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     for n in range(12):
         await harness.stack.deliver(mail_user.address, mail(mail_user.address, f"Отчёт номер {n}", f"Текст отчёта {n}."))
     await harness.stack.deliver(mail_user.address, mail(mail_user.address, "Другое", "Не то."))
@@ -128,6 +130,14 @@ async def test_results_page_and_old_letters_get_rows_that_open(harness: BotHarne
     await user.wait_for_text("Текст отчёта 0.")
     await user.press("⬅️ Newer", message_id=second.message_id)
     assert "letters 1–8 of 12" in user.message(second.message_id).text  # the page is edited in place
+    # the same page again (an old button): nothing to change, no error
+    newest = user.last().message_id
+    sid = next(SearchCB.unpack(b.callback_data) for row in user.message(second.message_id).buttons for b in row
+               if b.callback_data and b.callback_data.startswith("sr:page")).sid
+    answer = await user.press_data(SearchCB(action="page", sid=sid, page=0).pack(), second.message_id)
+    assert answer.answered and not answer.show_alert
+    assert user.last().message_id == newest and "letters 1–8 of 12" in user.message(second.message_id).text
+    assert not [r for r in caplog.records if r.name == "handlers.fallback" and "failed" in r.getMessage()]
 
     async with harness.session() as s:
         rows = (await s.execute(select(Letter).where(Letter.mailbox_id == box.id))).scalars().all()
