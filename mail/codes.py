@@ -67,7 +67,10 @@ _OTHER_AFTER = re.compile(
 )
 # the sentence speaks of a sale: no code is a login code there
 _SALE = re.compile(
-    r"\d\s*%|скидк|discount|\bsale\b|распродаж|\bpromo|промо|купон|coupon|\boff\b|cashback|кешбэк|кэшбэк",
+    r"\d\s*%|скидк|discount|\bsale\b|распродаж|\bpromo|промо|купон|coupon|\boff\b|cashback|кешбэк|кэшбэк"
+    # travel: an airline's or a hotel's "confirmation code" is a booking reference
+    r"|\bflights?\b|\bрейс|booking|reservation|бронир|\bбронь|\bброни\b|\btickets?\b|\bбилет|\bhotel|\bотел|"
+    r"itinerary|boarding|посадочн",
     re.IGNORECASE,
 )
 _CANDIDATE = re.compile(
@@ -82,7 +85,8 @@ _LEFT_OTHER = re.compile(
     r"tracking|трек\w*|ticket|тикет\w*|договор\w*|contract|account|acct|карт\w*|card|\btel\.?|"
     r"тел\.?|phone|телефон\w*|инн|кпп|огрн|бик|рейс\w*|flight|\bid|\bид|посылк\w*|отправлени\w*|"
     r"артикул\w*|sku|ref\w*|reference|case|обращени\w*|квитанци\w*|receipt|доставк\w*|"
-    r"rub|usd|eur|руб\.?|р\.|\$|€|£|₽"
+    r"rub|usd|eur|руб\.?|р\.|\$|€|£|₽|total|итого|сумм\w*|amount|balance|баланс\w*|price|цен\w*|"
+    r"стоимост\w*"
     r"|(?:card|карт\w*|номер\w*|number|\bno\.?)\s+[\w*]+)"  # "card ending 4417", "номер операции: 12345"
     r"[\s:.\-*№#]*$",
     re.IGNORECASE,
@@ -161,7 +165,7 @@ def _gap_vouches(text: str, gap: str, cand: re.Match[str], strong: bool) -> bool
         return strong and (strict or (_alone_on_line(text, cand.start(), cand.end()) and len(gap) <= _LONG_GAP))
     if strict:
         return True
-    if len(gap) <= 25 and not _LONE_DIGIT.search(gap):
+    if len(gap) <= 25 and not _LONE_DIGIT.search(gap) and not _SENTENCE_END.search(gap):
         return True
     if _alone_on_line(text, cand.start(), cand.end()) and len(gap) <= _LONG_GAP and "\n" in gap:
         return not _LONE_DIGIT.search(gap) or strong

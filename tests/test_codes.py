@@ -67,6 +67,8 @@ def test_corpus_precision_is_perfect_and_recall_at_least_ninety_percent() -> Non
         ("", "Код: 1947 — ваш код для входа", "1947"),
         ("", "Your code is 482913, never share it or forward it", "482913"),
         ("", "Ваш код: 4821, и никому его не сообщайте", "4821"),
+        ("", "Сумма покупки 4500. Код подтверждения: 1234", "1234"),
+        ("", "Use the following code to sign in.\n\n123456\n", "123456"),
     ],
 )
 def test_codes_found(subject: str, text: str, code: str | None) -> None:
@@ -101,6 +103,9 @@ def test_codes_found(subject: str, text: str, code: str | None) -> None:
         "QR code 778812 attached",
         "Your code review on !4821",
         "Use code WELCOME10 for 10% off",
+        "Your flight confirmation code is K7Q2PZ. Check in 24 hours before departure.",
+        "Your verification code is below. Order total: 1234",
+        "Your Airbnb reservation code is HMX4Q2PZ",
         "",
     ],
 )

@@ -287,6 +287,16 @@ LETTERS: list[L] = [
     ("ru_error_code", "1С-Битрикс <noreply@bitrix24.ru>", "Ошибка синхронизации",
      "Синхронизация не выполнена. Код ошибки: 80070005. Повторите попытку через 15 минут.", None, "plain",
      "utf-8"),
+    # ---------------------------------------------------------------- found by probing the detector
+    ("en_airline_pnr", "Aeroflot <noreply@aeroflot.ru>", "Your booking is confirmed",
+     "Thank you for choosing Aeroflot. Your flight confirmation code is K7Q2PZ. Check in online 24 hours before "
+     "departure. Flight SU 1234 Moscow - Sochi, 14.04.2026 07:15.", None, "plain", "utf-8"),
+    ("en_code_then_total", "Shop <noreply@shop.example>", "Confirm your purchase",
+     "Your verification code is below.\n\n550917\n\nOrder total: 1234 RUB. Items: 3.", "550917", "plain",
+     "utf-8"),
+    ("ru_hotel_code", "Островок <noreply@ostrovok.ru>", "Бронирование подтверждено",
+     "Ваше бронирование в отеле «Космос» подтверждено. Код бронирования: 4821937. Заезд 12.05.2026 с 14:00.",
+     None, "plain", "utf-8"),
 ]
 
 
