@@ -369,7 +369,7 @@ def create_api_rate_limit(settings: Settings) -> RateLimit:
     return MemoryRateLimit(settings.api_rate_per_minute)
 
 
-USER_COMMANDS = ("start", "inbox", "settings", "cancel", "help")
+USER_COMMANDS = ("start", "inbox", "search", "settings", "cancel", "help")
 ADMIN_COMMANDS = ("admin",)
 
 

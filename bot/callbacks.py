@@ -71,6 +71,15 @@ class AdminCB(CallbackData, prefix="adm"):
     value: str = ""
 
 
+class SearchCB(CallbackData, prefix="sr"):
+    """Search: ask for the words, or a page of the last search. `sid` names that search (kept
+    in the presser's own FSM data with its words): a button of an older search says so."""
+
+    action: str  # "ask" | "page" | "cancel"
+    sid: str = ""
+    page: int = 0
+
+
 class RuleCB(CallbackData, prefix="r"):
     """Alert rules (handlers/rules.py): mute from an alert ("ms" sender / "md" domain, `item` =
     the letter), "undo" (`item` = the rule, `letter` = the alert's letter), the Rules screen
@@ -94,5 +103,5 @@ class QuietCB(CallbackData, prefix="q"):
 
 ALL_CALLBACKS: tuple[type[CallbackData], ...] = (
     MenuCB, LangCB, ServiceCB, WizardCB, AccountCB, LetterCB, InboxCB, SentCB, AdminCB,
-    RuleCB, QuietCB,
+    RuleCB, QuietCB, SearchCB,
 )

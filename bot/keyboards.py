@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.callbacks import (
     AccountCB,
@@ -14,6 +14,7 @@ from bot.callbacks import (
     MenuCB,
     QuietCB,
     RuleCB,
+    SearchCB,
     ServiceCB,
     WizardCB,
 )
@@ -121,3 +122,22 @@ def reconnect_button(t: Translator, mailbox_id: int) -> InlineKeyboardMarkup:
 
 def open_letter(t: Translator, letter_id: int) -> InlineKeyboardMarkup:
     return markup([[Button(text=t("btn.open"), callback_data=LetterCB(letter_id=letter_id).pack())]])
+
+
+def with_copy_code(t: Translator, keyboard: InlineKeyboardMarkup, code: str | None) -> InlineKeyboardMarkup:
+    """An alert's keyboard plus, when the letter carries a one-time code, a button that copies
+    it (Bot API `copy_text`, at most 256 characters; codes are at most mail.codes.CODE_MAX)."""
+    if not code:
+        return keyboard
+    copy = Button(text=t("codes.btn_copy", code=code), copy_text=CopyTextButton(text=code[:256]))
+    return InlineKeyboardMarkup(inline_keyboard=[[copy], *keyboard.inline_keyboard])
+
+
+def search_row(t: Translator) -> list[Button]:
+    """The Search button under /inbox (asks for the words)."""
+    return [Button(text=t("search.btn_search"), callback_data=SearchCB(action="ask").pack())]
+
+
+def with_rows(keyboard: InlineKeyboardMarkup | None, *rows: Sequence[Button]) -> InlineKeyboardMarkup:
+    """A keyboard with more rows at the bottom."""
+    return markup([*(keyboard.inline_keyboard if keyboard else []), *rows])

@@ -252,4 +252,10 @@ def render_alert(t: Translator, letter: LetterSummary) -> str:
     """The new-mail notification: who wrote and about what, short and escaped."""
     sender = sender_text(letter.from_name, letter.from_addr, limit=ALERT_SENDER_CHARS)
     subject = shorten(letter.subject, ALERT_SUBJECT_CHARS) or t("letter.no_subject")
-    return t("letter.alert", sender=sender or t("letter.unknown_sender"), subject=subject)
+    text = t("letter.alert", sender=sender or t("letter.unknown_sender"), subject=subject)
+    return text + alert_code_line(t, letter.code)
+
+
+def alert_code_line(t: Translator, code: str | None) -> str:
+    """The one-time code found in the letter (mail.codes), on a line of its own; escaped."""
+    return "\n\n" + t("codes.alert_code", code=code) if code else ""

@@ -281,7 +281,7 @@ class ChatNotifier:
                 result = await self.sender.send_message(
                     target.user_id,
                     render_alert(t, summary_of(letter)),
-                    reply_markup=alert_markup(t, letter.id, letter.from_addr),
+                    reply_markup=kb.with_copy_code(t, alert_markup(t, letter.id, letter.from_addr), letter.code),
                     disable_notification=not loud.get(letter.id, target.notify_sound),
                 )
             finally:

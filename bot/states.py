@@ -42,3 +42,7 @@ class RuleInput(StatesGroup):
 class QuietInput(StatesGroup):
     waiting_zone = State()
     waiting_window = State()
+
+
+class SearchMail(StatesGroup):
+    waiting_words = State()

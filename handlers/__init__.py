@@ -12,6 +12,7 @@ from handlers import (
     oauth,
     quiet,
     rules,
+    search,
     settings,
     start,
 )
@@ -21,5 +22,5 @@ def all_routers() -> list[Router]:
     """Fresh routers for one Dispatcher. Order matters: OAuth and admin first (admin commands
     must win over a wizard step that takes any text); the wizard's /cancel and mid-wizard commands come
     before /start; the fallback router is last. Membership (blocked / unblocked) takes no messages."""
-    modules = (oauth, admin, membership, connect, start, account, settings, letters, rules, quiet, fallback)
+    modules = (oauth, admin, membership, connect, start, account, settings, letters, rules, quiet, search, fallback)
     return [m.router.create_router() for m in modules]

@@ -342,7 +342,7 @@ async def on_cancel(message: Message, state: FSMContext, t: Translator, mailboxe
     await message.answer(t("cancel.done"), reply_markup=kb.start_menu(t, connected=await mailboxes.current(user.id) is not None))
 
 
-@router.message(StateFilter(S), Command("start", "settings", "connect", "inbox", "sent"))
+@router.message(StateFilter(S), Command("start", "settings", "connect", "inbox", "sent", "search"))
 async def on_command_midway(message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService) -> None:
     """A command in the middle of the wizard: say so and show the same step again."""
     await message.answer(t("connect.in_progress"))

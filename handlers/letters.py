@@ -33,6 +33,8 @@ async def _show_letters(
         await target.answer(t("inbox.no_mailbox"), reply_markup=kb.connect_only(t))
         return
     text, markup = letter_page(t, letters, PER_PAGE)
+    if not sent and letters.total:
+        markup = kb.with_rows(markup, kb.search_row(t))
     if edit:
         await target.edit_text(text, reply_markup=markup)
     else:

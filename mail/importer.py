@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mail import mime
+from mail.codes import MAX_TEXT as CODE_TEXT_CHARS
+from mail.codes import find_code
 from mail.netguard import as_mail_error, require_ok
 from mail.structure import Structure, TextPart, analyse_structure
 from mail.types import FailureKind, ImportResult, LetterSummary, MailCheckError, Protocol
@@ -268,7 +270,7 @@ def _uid_set(uids: list[int]) -> str:
     return ",".join(out)
 
 
-def _snippet_from_prefix(p: _Pending, prefix: bytes) -> str:
+def _text_from_prefix(p: _Pending, prefix: bytes) -> str:
     """Find the first readable text part in a raw body prefix (headers from the FETCH)."""
     head = f"Content-Type: {p.content_type or 'text/plain'}\r\n"
     if p.cte:
@@ -290,14 +292,19 @@ def _snippet_from_prefix(p: _Pending, prefix: bytes) -> str:
         return ""
     payload = best.get_payload(decode=False)
     raw = payload.encode("latin-1", "replace") if isinstance(payload, str) else b""
-    return mime.make_snippet(
-        mime.body_text(
-            raw,
-            subtype=best.get_content_subtype(),
-            charset=best.get_content_charset(),
-            encoding=str(best.get("Content-Transfer-Encoding", "")),
-        )
+    return mime.body_text(
+        raw,
+        subtype=best.get_content_subtype(),
+        charset=best.get_content_charset(),
+        encoding=str(best.get("Content-Transfer-Encoding", "")),
+        html_chars=CODE_TEXT_CHARS,
     )
+
+
+def _use_text(p: _Pending, text: str) -> None:
+    """The snippet, and a one-time code in the subject or the first part of the text."""
+    p.summary.snippet = mime.make_snippet(text)
+    p.summary.code = find_code(p.summary.subject, text)
 
 
 # --------------------------------------------------------------------------- SELECT
@@ -388,6 +395,7 @@ async def _fill_snippets(counter: _Counter, client: Any, pending: dict[int, _Pen
     """Bodies: one command per frequent section, one shared raw-prefix command for the rest."""
     groups: dict[str, list[_Pending]] = {}
     for item in pending.values():
+        item.summary.code = find_code(item.summary.subject, "")  # the text, when fetched, decides below
         if item.part is not None:
             groups.setdefault(item.part.section, []).append(item)
     ranked = [s for s, _ in Counter({s: len(g) for s, g in groups.items()}).most_common()]
@@ -419,8 +427,9 @@ async def _fill_snippets(counter: _Counter, client: Any, pending: dict[int, _Pen
                     subtype=p.part.subtype,
                     charset=p.part.charset,
                     encoding=p.part.encoding,
+                    html_chars=CODE_TEXT_CHARS,
                 )
-                p.summary.snippet = mime.make_snippet(text)
+                _use_text(p, text)
             except Exception as exc:  # noqa: BLE001
                 log.info("snippet failed for uid %s: %s", p.uid, exc)
     if rest:
@@ -436,7 +445,7 @@ async def _fill_snippets(counter: _Counter, client: Any, pending: dict[int, _Pen
                 if p is None or not isinstance(body, bytes | bytearray):
                     continue
                 try:
-                    p.summary.snippet = _snippet_from_prefix(p, bytes(body))
+                    _use_text(p, _text_from_prefix(p, bytes(body)))
                 except Exception as exc:  # noqa: BLE001
                     log.info("snippet failed for uid %s: %s", p.uid, exc)
 
@@ -545,3 +554,21 @@ async def fetch_latest(
     """The newest `limit` of the `exists` letters of the SELECTed mailbox, newest first
     (`import_recent` without its SELECT: the caller already has SELECT's EXISTS)."""
     return await _latest(_Counter(client, timeout), client, exists, limit)
+
+
+async def fetch_uids(
+    client: Any,
+    uids: list[int],
+    *,
+    timeout: float = COMMAND_TIMEOUT,  # noqa: ASYNC109
+) -> list[LetterSummary]:
+    """Headers and snippets of the given UIDs of the SELECTed mailbox (the same commands as
+    `import_recent`: at most 4), in the order of `uids`; letters gone meanwhile are missing."""
+    if not uids:
+        return []
+    counter = _Counter(client, timeout)
+    pending = await _fetch_summaries(counter, client, _uid_set(uids), by_uid=True)
+    wanted = set(uids)
+    pending = {uid: p for uid, p in pending.items() if uid in wanted}
+    await _fill_snippets(counter, client, pending)
+    return [pending[uid].summary for uid in uids if uid in pending]

@@ -407,12 +407,20 @@ def make_snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return cut.rstrip(" ,.;:-") + "…"
 
 
-def body_text(data: bytes, *, subtype: str, charset: str | None, encoding: str | None) -> str:
-    """Decoded readable text of a (possibly partial) text/plain or text/html body part."""
+def body_text(
+    data: bytes,
+    *,
+    subtype: str,
+    charset: str | None,
+    encoding: str | None,
+    html_chars: int = SNIPPET_HTML_CHARS,
+) -> str:
+    """Decoded readable text of a (possibly partial) text/plain or text/html body part
+    (an HTML part gives at most `html_chars` characters of text)."""
     raw = decode_transfer(data, encoding)
     if not raw:
         return ""
     text = decode_text(raw, charset)
     if subtype.lower() == "html":
-        text = html_to_text(text, limit=SNIPPET_HTML_CHARS, links=False)
+        text = html_to_text(text, limit=html_chars, links=False)
     return text

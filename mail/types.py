@@ -97,6 +97,7 @@ class LetterSummary:
     snippet: str
     has_attachments: bool
     size: int = 0
+    code: str | None = None  # a one-time login/confirmation code found in it (mail.codes)
 
 
 @dataclass(slots=True)

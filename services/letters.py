@@ -20,6 +20,7 @@ def letter_row(mailbox_id: int, uidvalidity: int, item: LetterSummary, *, alerte
         snippet=item.snippet,
         has_attachments=item.has_attachments,
         size=item.size,
+        code=item.code,
         alerted=alerted,
         # letters born alerted (the import, our own sent ones) never get an alert
         alert_state=AlertState.SKIPPED.value if alerted else AlertState.PENDING.value,
@@ -38,4 +39,5 @@ def summary_of(letter: Letter) -> LetterSummary:
         snippet=letter.snippet,
         has_attachments=letter.has_attachments,
         size=letter.size,
+        code=letter.code,
     )

@@ -37,6 +37,7 @@ from storage.repositories import LetterRepo, MailboxRepo, ServiceRepo
 log = logging.getLogger(__name__)
 
 SIGNATURE_MAX = 1000
+MAX_ROW_ID = 2**31 - 1  # Integer primary keys (letters.id)
 
 
 
@@ -295,6 +296,8 @@ class MailboxService:
         return LetterPage(mailbox, letters, total, page, sent=sent, others=others)
 
     async def owned_letter(self, user_id: int, letter_id: int) -> tuple[Mailbox, Letter]:
+        if not 0 < letter_id <= MAX_ROW_ID:  # forged callback data: PostgreSQL would refuse the value
+            raise LetterNotFound(letter_id)
         letter = await self.letters.get(letter_id)
         if letter is None:
             raise LetterNotFound(letter_id)

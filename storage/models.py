@@ -190,6 +190,9 @@ class Letter(Base):
     alert_owner: Mapped[str | None] = mapped_column(String(64))
     alert_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     alert_error: Mapped[str | None] = mapped_column(String(300))
+    # a one-time login/confirmation code found in the subject or the first part of the text
+    # (mail.codes), shown in the alert with a copy button
+    code: Mapped[str | None] = mapped_column(String(32))
 
 
 class AlertState(str, enum.Enum):

@@ -15,6 +15,7 @@ from bot.callbacks import (
     MenuCB,
     QuietCB,
     RuleCB,
+    SearchCB,
     SentCB,
     ServiceCB,
     WizardCB,
@@ -36,6 +37,7 @@ LARGEST: dict[type[CallbackData], CallbackData] = {
     # letter and rule ids are 32-bit integer columns
     RuleCB: RuleCB(action="kind", item=2**31 - 1, letter=2**31 - 1, page=2**31 - 1, value="subject.mute"),
     QuietCB: QuietCB(action="window", value="America/Argentina/ComodRivadavia"),
+    SearchCB: SearchCB(action="cancel", sid=NONCE, page=2**31 - 1),
 }
 
 

@@ -528,6 +528,7 @@ class Button:
     text: str
     callback_data: str | None = None
     url: str | None = None
+    copy_text: str | None = None  # a CopyTextButton's text (pressing it copies, no update)
 
 
 @dataclass(frozen=True)
@@ -602,7 +603,10 @@ class _Stored:
     def buttons(self) -> list[list[Button]]:
         rows = (self.reply_markup or {}).get("inline_keyboard") or []
         return [
-            [Button(b.get("text", ""), b.get("callback_data"), b.get("url")) for b in row]
+            [
+                Button(b.get("text", ""), b.get("callback_data"), b.get("url"), (b.get("copy_text") or {}).get("text"))
+                for b in row
+            ]
             for row in rows
         ]
 
@@ -1630,6 +1634,11 @@ class FakeTelegram:
                         size = len(str(data).encode("utf-8"))
                         if not isinstance(data, str) or size < 1 or size > MAX_CALLBACK_DATA_BYTES:
                             raise _bad("BUTTON_DATA_INVALID")
+                    if "copy_text" in button:  # CopyTextButton: {"text": 1-256 characters}
+                        copy = button["copy_text"]
+                        text = copy.get("text") if isinstance(copy, dict) else None
+                        if not isinstance(text, str) or not 1 <= len(text) <= 256:
+                            raise _bad("can't parse inline keyboard button: copy_text.text must be 1-256 characters")
                     if "url" in button:
                         url = button["url"]
                         if not isinstance(url, str) or not url or any(c.isspace() for c in url):

@@ -2,7 +2,8 @@
 
 * `ScriptedImapServer`: speaks just enough IMAP (greeting, CAPABILITY, STARTTLS, LOGIN,
   AUTHENTICATE XOAUTH2/OAUTHBEARER, SELECT, LOGOUT) and answers LOGIN / AUTHENTICATE with a
-  scripted provider text. Implicit TLS or STARTTLS with a trustme certificate; every line it
+  scripted provider text; SEARCH (UID SEARCH) with a scripted answer (e.g. BADCHARSET), and
+  any command named in `hang_on` never (a server that stops answering). Implicit TLS or STARTTLS with a trustme certificate; every line it
   received is kept in `.received` (so a test can assert a password was never sent).
 * `ScriptedSmtpServer`: greeting, EHLO (scripted extensions), STARTTLS, AUTH with a scripted
   (possibly multi-line) reply.
@@ -166,9 +167,16 @@ class ScriptedImapServer(_Base):
         xoauth2_challenge: str | None = None,
         oauthbearer_challenge: str | None = None,
         bye_after_login: str | None = None,
+        search: Callable[[str], tuple[list[str], str]] | None = None,
+        hang_on: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__()
         self.login_reply = login_reply
+        # SEARCH / UID SEARCH: given the arguments (e.g. 'CHARSET UTF-8 FROM "x"'), the
+        # untagged lines and the tagged status ("OK ...", "NO [BADCHARSET] ..."); without it BAD
+        self.search = search
+        # commands (upper case, "UID SEARCH" counts as "SEARCH") never answered: a hanging server
+        self.hang_on = hang_on
         self.greeting = greeting
         self.capabilities = capabilities
         self.tls = tls
@@ -207,7 +215,18 @@ class ScriptedImapServer(_Base):
                 if len(parts) < 2:
                     continue
                 tag, cmd = parts[0], parts[1].upper()
-                if cmd == "CAPABILITY":
+                rest = parts[2] if len(parts) > 2 else ""
+                if cmd == "UID" and rest:
+                    sub, _, args = rest.partition(" ")
+                    cmd, rest = sub.upper(), args
+                if cmd in self.hang_on:
+                    continue
+                if cmd == "SEARCH" and self.search is not None:
+                    untagged, status = self.search(rest)
+                    for line in untagged:
+                        await send(line)
+                    await send(f"{tag} {status}")
+                elif cmd == "CAPABILITY":
                     await send(f"* CAPABILITY {self._caps(secured)}")
                     await send(f"{tag} OK CAPABILITY completed")
                 elif (
