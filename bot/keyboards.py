@@ -6,7 +6,17 @@ from collections.abc import Iterable, Sequence
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.callbacks import AccountCB, InboxCB, LangCB, LetterCB, MenuCB, ServiceCB, WizardCB
+from bot.callbacks import (
+    AccountCB,
+    ComposeCB,
+    DraftCB,
+    InboxCB,
+    LangCB,
+    LetterCB,
+    MenuCB,
+    ServiceCB,
+    WizardCB,
+)
 from bot.i18n import Translator, on_off
 from storage.models import Mailbox, Service
 
@@ -100,5 +110,34 @@ def reconnect_button(t: Translator, mailbox_id: int) -> InlineKeyboardMarkup:
     return markup([[Button(text=t("btn.reconnect"), callback_data=AccountCB(mailbox_id=mailbox_id, action="reconnect").pack())]])
 
 
-def open_letter(t: Translator, letter_id: int) -> InlineKeyboardMarkup:
-    return markup([[Button(text=t("btn.open"), callback_data=LetterCB(letter_id=letter_id).pack())]])
+def open_letter(t: Translator, letter_id: int, *, reply_all: bool = False) -> InlineKeyboardMarkup:
+    return markup([[Button(text=t("btn.open"), callback_data=LetterCB(letter_id=letter_id).pack())],
+                   compose_row(t, letter_id, reply_all=reply_all)])
+
+
+# ---- answering a letter (handlers/compose.py) ------------------------------------------------
+def compose_row(t: Translator, letter_id: int, *, reply_all: bool) -> list[Button]:
+    """Reply / Reply all / Forward under an alert or an opened letter."""
+    def b(mode: str, key: str) -> Button:
+        return Button(text=t(key), callback_data=ComposeCB(letter_id=letter_id, mode=mode).pack())
+
+    row = [b("reply", "compose.btn_reply")]
+    if reply_all:
+        row.append(b("all", "compose.btn_reply_all"))
+    row.append(b("fwd", "compose.btn_forward"))
+    return row
+
+
+def draft_review(t: Translator, draft_id: str) -> InlineKeyboardMarkup:
+    def b(action: str, key: str) -> Button:
+        return Button(text=t(key), callback_data=DraftCB(draft=draft_id, action=action).pack())
+
+    return markup([
+        [b("send", "compose.btn_send")],
+        [b("text", "compose.btn_edit_text"), b("rcpt", "compose.btn_add_recipients")],
+        [b("cancel", "compose.btn_cancel")],
+    ])
+
+
+def draft_cancel(t: Translator, draft_id: str) -> InlineKeyboardMarkup:
+    return markup([[Button(text=t("compose.btn_cancel"), callback_data=DraftCB(draft=draft_id, action="cancel").pack())]])

@@ -55,6 +55,7 @@ from bot.letter_view import render_alert
 from bot.render import failure_reason, when
 from bot.sender import SendResult, SendStatus, TelegramSender
 from bot.telegram_limits import Priority, interactive, may_have_arrived
+from mail.compose import others_addressed
 from mail.types import LetterSummary, MailCheckError
 from services.letters import summary_of
 from services.watching import AlertData
@@ -270,7 +271,7 @@ class ChatNotifier:
                 result = await self.sender.send_message(
                     target.user_id,
                     render_alert(t, summary_of(letter)),
-                    reply_markup=kb.open_letter(t, letter.id),
+                    reply_markup=kb.open_letter(t, letter.id, reply_all=others_addressed(letter.to_addrs, target.email)),
                     disable_notification=not target.notify_sound,
                 )
             finally:

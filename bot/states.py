@@ -33,3 +33,11 @@ class ReconnectMailbox(StatesGroup):
     waiting_imap_port = State()
     waiting_smtp_host = State()
     waiting_smtp_port = State()
+
+
+class ComposeLetter(StatesGroup):
+    """An answer or a forward being written (the draft is in the FSM data, services.compose)."""
+
+    waiting_text = State()
+    waiting_recipients = State()
+    reviewing = State()

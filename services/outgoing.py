@@ -27,6 +27,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -101,6 +102,15 @@ class SendRefused(OutgoingError):
         self.refused = refused
 
 
+class TooLargeForServer(OutgoingError):
+    """The letter is larger than the SIZE the server announced in EHLO; nothing was sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} > {limit}")
+        self.size = size
+        self.limit = limit
+
+
 class MailServerUnreachable(OutgoingError):
     """The employee's mail server (or OAuth2 provider) could not be reached or spoke oddly."""
 
@@ -139,6 +149,10 @@ class OutgoingLetter:
     attachments: Sequence[AttachmentData] = ()
     from_name: str | None = None
     item: ItemRef | None = None
+    # an answer or a forward from the chat: threading headers and the original after the signature
+    headers: Sequence[tuple[str, str]] = ()
+    tail_text: str | None = None
+    tail_html: str | None = None
 
 
 @dataclass(slots=True)
@@ -162,6 +176,12 @@ class SendProgress:
     letter sent (e.g. to keep an idempotency key rather than free it for a second copy)."""
 
     handed_to_smtp: bool = False
+
+
+def server_size_limit(client: Any) -> int | None:
+    """The largest letter the server takes (EHLO SIZE), or None when it names no limit."""
+    value = str(getattr(client, "esmtp_extensions", {}).get("size") or "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 # --------------------------------------------------------------------------- the service
@@ -217,6 +237,16 @@ class OutgoingService:
         if total > self.attachments_limit:
             raise AttachmentsTooLarge(total, self.attachments_limit)
         mailbox = await self.allowed_employee(ref)
+        return await self.send_from(mailbox, letter, progress)
+
+    async def send_from(
+        self, mailbox: Mailbox, letter: OutgoingLetter, progress: SendProgress | None = None
+    ) -> SendResult:
+        """Send from this mailbox (its owner's own letter from the chat, or an allowed business
+        process): the one path both take to the SMTP server and the Sent folder."""
+        total = sum(len(a.data) for a in letter.attachments)
+        if total > self.attachments_limit:
+            raise AttachmentsTooLarge(total, self.attachments_limit)
         if mailbox.state == MailboxState.BROKEN.value:
             raise MailboxUnavailable(mailbox.state, mailbox.last_error or "")
         creds = await self._credentials(mailbox)
@@ -224,6 +254,7 @@ class OutgoingService:
         draft = Draft(
             sender=sender, to=letter.to, cc=letter.cc, bcc=letter.bcc, subject=letter.subject,
             text=letter.text, html=letter.html, attachments=letter.attachments, signature=mailbox.signature or "",
+            headers=letter.headers, tail_text=letter.tail_text, tail_html=letter.tail_html,
         )
         if total > OFFLOAD_BYTES:  # MIME-encoding megabytes is CPU work: not on the event loop
             built = await asyncio.to_thread(build_message, draft)
@@ -232,7 +263,7 @@ class OutgoingService:
         recipients = draft.envelope_recipients
         await self._submit(mailbox, creds, built.wire, recipients, progress)
         log.info(
-            "mailbox %s: letter sent for a business process to %d recipient(s)", mailbox.id, len(recipients)
+            "mailbox %s: letter sent to %d recipient(s)", mailbox.id, len(recipients)
         )
         result = SendResult(
             message_id=built.message_id, mailbox_id=mailbox.id, user_id=mailbox.user_id, sender=mailbox.email,
@@ -285,6 +316,10 @@ class OutgoingService:
             if exc.kind in LOGIN_REFUSED:
                 raise self._login_refused(mailbox, "login_refused", exc.detail) from None
             raise MailServerUnreachable(f"SMTP: {exc.detail or exc.kind.value}") from None
+        limit = server_size_limit(client)
+        if limit is not None and len(data) > limit:  # RFC 1870: refused before MAIL FROM
+            await close_smtp(client)
+            raise TooLargeForServer(len(data), limit)
         if progress is not None:
             progress.handed_to_smtp = True  # from here on the server may have the letter
         try:

@@ -9,6 +9,8 @@ from bot.callbacks import (
     ALL_CALLBACKS,
     AccountCB,
     AdminCB,
+    ComposeCB,
+    DraftCB,
     InboxCB,
     LangCB,
     LetterCB,
@@ -31,6 +33,8 @@ LARGEST: dict[type[CallbackData], CallbackData] = {
     InboxCB: InboxCB(page=2**31 - 1),
     SentCB: SentCB(page=2**31 - 1),
     AdminCB: AdminCB(section="status", action="del_yes", item=BIG_ID, value="enablePostmanOauth2"),
+    ComposeCB: ComposeCB(letter_id=BIG_ID, mode="reply"),
+    DraftCB: DraftCB(draft="f" * 8, action="cancel"),
 }
 
 
