@@ -313,20 +313,7 @@ async def on_cancel_command(message: Message, state: FSMContext, t: Translator) 
     await message.answer(t("compose.cancelled"))
 
 
-@router.message(StateFilter(S.waiting_text, S.reviewing), ~F.text.startswith("/"))
-async def on_content(
-    message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User, settings: Settings,
-    compose_clock: Clock | None = None,
-) -> None:
-    draft = await _load(state, t, message, _now(compose_clock))
-    if draft is None:
-        await state.set_state(None)
-        return
-    if await _take_content(message, t, draft, settings):
-        await _show(message, state, t, mailboxes, user, draft)
-
-
-@router.message(StateFilter(S.waiting_recipients), ~F.text.startswith("/"))
+@router.message(StateFilter(S.waiting_recipients), F.text, ~F.text.startswith("/"))
 async def on_recipients(
     message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User,
     compose_clock: Clock | None = None,
@@ -342,6 +329,19 @@ async def on_recipients(
         return  # the user stays where they were
     draft.add_recipients(good)
     await _show(message, state, t, mailboxes, user, draft)
+
+
+@router.message(StateFilter(S), ~F.text.startswith("/"))
+async def on_content(
+    message: Message, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User, settings: Settings,
+    compose_clock: Clock | None = None,
+) -> None:
+    draft = await _load(state, t, message, _now(compose_clock))
+    if draft is None:
+        await state.set_state(None)
+        return
+    if await _take_content(message, t, draft, settings):
+        await _show(message, state, t, mailboxes, user, draft)
 
 
 # --------------------------------------------------------------------------- the buttons
@@ -383,11 +383,22 @@ async def on_add_recipients(cb: CallbackQuery, callback_data: DraftCB, state: FS
     await cb.message.answer(t("compose.ask_recipients"), reply_markup=kb.draft_cancel(t, draft.id))
 
 
+class DownloadRefused(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 async def _download(bot: Bot, draft: ComposeDraft) -> list[AttachmentData]:
+    """The user's photos and documents, from Telegram (getFile, then the file's path)."""
     out: list[AttachmentData] = []
     for ref in draft.files:
         buffer = BytesIO()
-        await bot.download(ref.file_id, destination=buffer)
+        try:
+            await bot.download(ref.file_id, destination=buffer)
+        except TelegramBadRequest as exc:  # "file is too big" (over the Bot API's limit), or gone
+            log.info("a file of a draft was not downloaded: %s", exc.message)
+            raise DownloadRefused(ref.name) from None
         out.append(AttachmentData(ref.name, ref.mime if "/" in ref.mime else "application/octet-stream", buffer.getvalue()))
     return out
 
@@ -406,10 +417,10 @@ async def on_send(
         return
     try:
         files = await _download(bot, draft)
-    except TelegramBadRequest:  # "file is too big" (or gone): said in the user's words
-        name = draft.files[0].name if draft.files else "—"
-        limit = settings.telegram_download_limit
-        await message.answer(t("compose.file_too_big", name=name, size=human_size(t, limit + 1), limit=human_size(t, limit)))
+    except DownloadRefused as exc:
+        await message.answer(
+            t("compose.download_refused", name=exc.name, limit=human_size(t, settings.telegram_download_limit))
+        )
         return
     with_sending = await message.answer(t("compose.sending"))
     try:

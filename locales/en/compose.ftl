@@ -112,3 +112,5 @@ compose-broken = ⛔ Nothing was sent: the mailbox { $email } has to be reconnec
 compose-unreachable = ⛔ Nothing was sent: the mail server could not be reached ({ $reason }). Your draft is kept: press Send again later.
 
 compose-start_unreachable = Could not reach the mailbox to read the letter: { $reason } Try again later.
+
+compose-download_refused = ⚠️ Nothing was sent: Telegram did not give the bot «{ $name }». Bots can take files only up to { $limit }; send a smaller file or a link, then press Send again.
