@@ -134,13 +134,6 @@ def reply_recipients(
     return to[:MAX_RECIPIENTS], cc[:MAX_RECIPIENTS]
 
 
-def has_others(original: OriginalLetter, own: Iterable[str]) -> bool:
-    """Whether a reply to all would reach more people than a reply."""
-    to, cc = reply_recipients(original, own, reply_all=False)
-    all_to, all_cc = reply_recipients(original, own, reply_all=True)
-    return len(all_to) + len(all_cc) > len(to) + len(cc)
-
-
 def others_addressed(to_line: str, own: str) -> bool:
     """Whether a To line (as stored with the letter) names someone besides `own`: the alert
     then offers a reply to all (the Cc is only known once the letter is read)."""

@@ -17,9 +17,11 @@ from sqlalchemy import select, update
 from bot.callbacks import ComposeCB, DraftCB
 from mail.compose import (
     Entity,
+    OriginalLetter,
     entities_to_html,
     forward_subject,
     message_ids,
+    reply_recipients,
     reply_subject,
     thread_headers,
 )
@@ -30,7 +32,9 @@ from tests.harness.mailstack import MailStack, MailUser
 from tests.harness.plugin_app import BotHarness
 from tests.harness.virtual_clock import VirtualClock
 from tests.test_api import Fetched, mails, new_user
+from tests.harness.oauth_server import ScriptedBrowser
 from tests.test_live_mailbox import connected_user, wait_alerts
+from tests.test_oauth_wizard import ADMIN, World, authorize, finish_wizard, free_port, to_password_step
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -149,6 +153,26 @@ def test_recipients_typed_by_the_user() -> None:
     assert parse_recipients("<script>@x") == ([], ["<script>@x"])
 
 
+def test_reply_recipients() -> None:
+    def r(address: str, name: str = "") -> Recipient:
+        return Recipient(address, name)
+
+    letter = OriginalLetter(
+        uid=1, subject="x", date=None, sender=[r("bob@x.org", "Bob")], reply_to=[r("list@x.org")],
+        to=[r("me@x.org"), r("dave@x.org")], cc=[r("ME@X.ORG"), r("carol@x.org"), r("dave@x.org")],
+        message_id=None, references=None, in_reply_to=None, text="",
+    )
+    assert reply_recipients(letter, ["me@x.org"], reply_all=False) == ([r("list@x.org")], [])  # Reply-To wins
+    to, cc = reply_recipients(letter, ["me@x.org"], reply_all=True)
+    assert [p.address for p in to] == ["list@x.org", "dave@x.org"] and [p.address for p in cc] == ["carol@x.org"]
+    # a letter of my own (from Sent) is answered to its recipients
+    mine = OriginalLetter(
+        uid=2, subject="x", date=None, sender=[r("me@x.org")], reply_to=[], to=[r("bob@x.org")], cc=[],
+        message_id=None, references=None, in_reply_to=None, text="",
+    )
+    assert reply_recipients(mine, ["me@x.org"], reply_all=False) == ([r("bob@x.org")], [])
+
+
 def test_draft_data_is_checked_when_read_back() -> None:
     assert ComposeDraft.from_data(None) is None
     assert ComposeDraft.from_data({"id": "x"}) is None
@@ -195,6 +219,8 @@ async def test_reply_threads_quotes_and_signs(bot_app: BotHarness, mail_user: Ma
     # the copy in Sent is the same letter
     sent = await received(stack, mail_user, folder="Sent")
     assert [m.message["Message-ID"] for m in sent] == [msg["Message-ID"]]
+    await user.send("/sent")  # and listed with the letters sent from the bot
+    assert "Re: Plans for Q3" in user.last().text
     # the draft is gone: its old buttons do nothing
     answer = await user.press("📤 Send", message_id=preview.message_id)
     assert answer.text == "This draft is no longer open." and len(stack.submitted) == submitted + 1
@@ -432,6 +458,15 @@ async def test_draft_survives_a_restart_and_expires_after_a_day(
     await wait_text(user, "Write your answer")
     await user.send("Written before the restart.")
     preview = user.last()
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        stored = [await client.get(key) async for key in client.scan_iter(match=f"{redis_prefix}:fsm:*:data")]
+    finally:
+        await client.aclose()
+    assert any(b"Written before the restart." in (value or b"") for value in stored)
+    assert not any(mail_user.password.encode() in (value or b"") for value in stored)  # never a secret
     await harness.stop()
     await harness.start(**fleet)  # a new process: dispatcher, app, everything but Redis and the database
     await user.press("📤 Send", message_id=preview.message_id)
@@ -456,3 +491,73 @@ async def test_draft_survives_a_restart_and_expires_after_a_day(
     assert "«Re: Restart»" in expired.text and len(stack.submitted) == before
     answer = await user.press("📤 Send", message_id=preview.message_id)
     assert answer.text == "This draft is no longer open."
+
+
+async def test_from_an_opened_letter_edit_and_cancel(bot_app: BotHarness, mail_user: MailUser) -> None:
+    stack = bot_app.stack
+    bob, carol = new_user(stack, "bob"), new_user(stack, "carol")
+    user = await connected_user(bot_app, mail_user, 9111)
+    orig = original(bob, [mail_user.address], cc=[carol.address], subject="Opened")
+    alert = await alert_for(bot_app, user, stack, mail_user, orig)
+    await user.press("📖 Open", message_id=alert.message_id)
+    opened = await wait_text(user, "First line of the original.")
+    assert opened.labels[-3:] == ["↩️ Reply", "↩️ Reply all", "➡️ Forward"]
+    await user.press("↩️ Reply all", message_id=opened.message_id)
+    await wait_text(user, "Write your answer")
+    await user.send("First try")
+    first = user.last()
+    assert f"Cc: {carol.address}" in first.text
+    await user.press("✖️ Cancel", message_id=first.message_id)
+    assert user.last().text == "The draft is discarded; nothing was sent."
+    answer = await user.press("📤 Send", message_id=first.message_id)
+    assert answer.text == "This draft is no longer open."
+    # a reply to the opened letter's message starts an answer too; the text can be changed
+    await user.send("Second try", reply_to=opened.message_id)
+    preview = user.last()
+    await user.press("✏️ Edit text", message_id=preview.message_id)
+    await user.send("Final text")
+    preview = user.last()
+    assert "Final text" in preview.text and "Second try" not in preview.text
+    assert carol.address not in preview.text  # a plain reply: the Cc is not kept
+    for _ in range(2):  # added once, then already on the letter: not twice
+        await user.press("➕ Add recipients", message_id=user.last().message_id)
+        await user.send(f"{carol.address.upper()}")
+        preview = user.last()
+        assert preview.text.lower().count(carol.address) == 1
+        assert f"To: Bob Sender <{bob.address}>, " in preview.text
+    await user.send("/cancel")
+    assert user.last().text == "The draft is discarded; nothing was sent."
+    await user.send("Not a letter any more")
+    assert "Your letter" not in user.last().text
+    assert not [m for m in stack.submitted if m.mail_from == mail_user.address]
+
+
+async def test_reply_from_an_oauth2_account(harness: BotHarness, mail_user: MailUser, mail_stack: MailStack) -> None:
+    oauth = await mail_stack.oauth_server()
+    port = free_port()
+    public_url = f"http://127.0.0.1:{port}"
+    await harness.start(public_url=public_url, web_port=port, admin_ids=[ADMIN])
+    await harness.user(ADMIN).send("/oauth_flag on")
+    world = World(harness, oauth, public_url)
+    await world.company("acme-compose", "Acme Compose")
+    await world.configure("acme-compose")
+    user = harness.user(9112)
+    await to_password_step(user, "Acme Compose", mail_user.address)
+    page = await ScriptedBrowser().sign_in(await authorize(user, "Acme Compose"), mail_user.address, mail_user.password)
+    assert page.status == 200
+    await finish_wizard(user)
+    box = await world.mailbox(user.id)
+    assert box is not None and box.auth_kind == "oauth2"
+    bob = new_user(mail_stack, "bob")
+    alert = await alert_for(harness, user, mail_stack, mail_user, original(bob, [mail_user.address], subject="OAuth"))
+    await user.press("↩️ Reply", message_id=alert.message_id)
+    await wait_text(user, "Write your answer")
+    await user.send("Answered with a token")
+    await user.press("📤 Send", message_id=user.last().message_id)
+    await wait_text(user, "✅ Sent to")
+    sub = mail_stack.submitted[-1]
+    assert sub.login == mail_user.address and sub.mechanism == "OAUTHBEARER"
+    [got] = await received(mail_stack, bob)
+    assert got.message["In-Reply-To"] == "<" + got.message["In-Reply-To"].strip("<>") + ">"
+    assert parts(got.message)[0].startswith("Answered with a token\n-- \nSent via OAuth")
+    assert len(await received(mail_stack, mail_user, folder="Sent")) == 1
