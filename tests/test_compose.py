@@ -29,12 +29,19 @@ from mail.outbox import Draft, Recipient, build_message
 from services.compose import ComposeDraft, parse_recipients
 from storage.models import Letter, Mailbox, User
 from tests.harness.mailstack import MailStack, MailUser
+from tests.harness.oauth_server import ScriptedBrowser
 from tests.harness.plugin_app import BotHarness
 from tests.harness.virtual_clock import VirtualClock
 from tests.test_api import Fetched, mails, new_user
-from tests.harness.oauth_server import ScriptedBrowser
 from tests.test_live_mailbox import connected_user, wait_alerts
-from tests.test_oauth_wizard import ADMIN, World, authorize, finish_wizard, free_port, to_password_step
+from tests.test_oauth_wizard import (
+    ADMIN,
+    World,
+    authorize,
+    finish_wizard,
+    free_port,
+    to_password_step,
+)
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
