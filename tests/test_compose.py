@@ -32,7 +32,7 @@ from tests.harness.mailstack import MailStack, MailUser
 from tests.harness.oauth_server import ScriptedBrowser
 from tests.harness.plugin_app import BotHarness
 from tests.harness.virtual_clock import VirtualClock
-from tests.test_api import Fetched, mails, new_user
+from tests.test_api import Api, Fetched, api, error_of, mails, new_user  # noqa: F401 - the api fixture
 from tests.test_live_mailbox import connected_user, wait_alerts
 from tests.test_oauth_wizard import (
     ADMIN,
@@ -568,3 +568,20 @@ async def test_reply_from_an_oauth2_account(harness: BotHarness, mail_user: Mail
     assert got.message["In-Reply-To"] == "<" + got.message["In-Reply-To"].strip("<>") + ">"
     assert parts(got.message)[0].startswith("Answered with a token\n-- \nSent via OAuth")
     assert len(await received(mail_stack, mail_user, folder="Sent")) == 1
+
+
+async def test_the_api_shares_the_size_check(api: Api, mail_user: MailUser, mail_stack: MailStack) -> None:
+    """The business-process API sends through the same path: a letter over the server's SIZE
+    is refused before anything goes out."""
+    await api.employee(9113, mail_user)
+    to = new_user(mail_stack)
+    before = len(mail_stack.submitted)
+    mail_stack.smtp_size_limit = 2000
+    try:
+        status, data = await api.send({"user_id": 9113, "to": [to.address], "text": "x" * 5000})
+    finally:
+        mail_stack.smtp_size_limit = 32 * 1024 * 1024
+    assert status == 502, data
+    code, _fields = error_of(data)
+    assert code == "smtp_rejected" and "SIZE limit of 2000" in data["error"]["message"]
+    assert len(mail_stack.submitted) == before and await mails(mail_stack, to) == []
