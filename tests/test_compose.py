@@ -32,7 +32,8 @@ from tests.harness.mailstack import MailStack, MailUser
 from tests.harness.oauth_server import ScriptedBrowser
 from tests.harness.plugin_app import BotHarness
 from tests.harness.virtual_clock import VirtualClock
-from tests.test_api import Api, Fetched, api, error_of, mails, new_user  # noqa: F401 - the api fixture
+from tests.test_api import Api, Fetched, error_of, mails, new_user
+from tests.test_api import api as api  # noqa: F401 - the api fixture
 from tests.test_live_mailbox import connected_user, wait_alerts
 from tests.test_oauth_wizard import (
     ADMIN,
