@@ -33,7 +33,7 @@ from bot import keyboards as kb
 from bot.callbacks import ComposeCB, DraftCB, LetterCB
 from bot.config import Settings
 from bot.i18n import Html, Translator, escape
-from bot.letter_view import human_size, shorten
+from bot.letter_view import MAX_MESSAGE, human_size, shorten, utf16_len, visible_len
 from bot.render import failure_reason
 from bot.routing import RouteTable
 from bot.states import ComposeLetter as S
@@ -63,7 +63,8 @@ from storage.models import User
 log = logging.getLogger(__name__)
 router = RouteTable("compose")
 KEY = "compose"
-SHOWN_TEXT = 2500  # characters of the user's text in the preview (the letter keeps all of it)
+SHOWN_TEXT = 3000  # characters of the user's text in the preview at most (the letter keeps all of it)
+SHOWN_FILES = 10
 SYSTEM_CLOCK = SystemClock()
 
 
@@ -137,37 +138,48 @@ async def _drop(state: FSMContext) -> None:
 
 
 def render_draft(t: Translator, draft: ComposeDraft, signature: str) -> str:
-    lines = [t("compose.preview_title"), ""]
-    lines.append(t("compose.preview_from", value=draft.sender))
+    """The letter as it will go, in one message: the user's text is cut (with "…") so the
+    whole preview stays within Telegram's 4,096 characters; the letter keeps all of it."""
+    head = [t("compose.preview_title"), ""]
+    head.append(t("compose.preview_from", value=draft.sender))
     to = recipients_line(draft.to)
-    lines.append(t("compose.preview_to", value=Html(escape(shorten(to, 600))) if to else Html(t("compose.preview_nobody"))))
+    head.append(t("compose.preview_to", value=Html(escape(shorten(to, 600))) if to else Html(t("compose.preview_nobody"))))
     if draft.cc:
-        lines.append(t("compose.preview_cc", value=shorten(recipients_line(draft.cc), 600)))
-    lines.append(t("compose.preview_subject", value=shorten(draft.subject, 300)))
-    lines.append("")
-    if draft.text.strip():
-        shown = draft.text if len(draft.text) <= SHOWN_TEXT else draft.text[: SHOWN_TEXT - 1] + "…"
-        lines.append(escape(shown))
-    else:
-        lines.append(t("compose.preview_no_text"))
+        head.append(t("compose.preview_cc", value=shorten(recipients_line(draft.cc), 600)))
+    head.append(t("compose.preview_subject", value=shorten(draft.subject, 300)))
+    head.append("")
+    tail: list[str] = []
     if signature.strip():
-        lines.append(escape("-- \n" + signature.strip("\n")[:500]))
-    lines.append("")
-    lines.append(t("compose.preview_forward" if draft.mode == "fwd" else "compose.preview_quote"))
-    count = len(draft.files) + len(draft.forwarded)
-    if count:
-        lines.append("")
-        lines.append(t("compose.preview_attachments", count=count))
-        n = 0
-        for f in draft.files:
-            n += 1
-            lines.append(t("compose.preview_attachment", n=n, name=shorten(f.name, 100), size=human_size(t, f.size)))
-        for p in draft.forwarded:
-            n += 1
-            lines.append(
-                t("compose.preview_forwarded_attachment", n=n, name=shorten(p.name, 100), size=human_size(t, p.size))
-            )
-    return "\n".join(lines)
+        tail.append(escape("-- \n" + signature.strip("\n")[:500]))
+    tail.append("")
+    tail.append(t("compose.preview_forward" if draft.mode == "fwd" else "compose.preview_quote"))
+    items = [(f.name, f.size, "compose.preview_attachment") for f in draft.files]
+    items += [(p.name, p.size, "compose.preview_forwarded_attachment") for p in draft.forwarded]
+    if items:
+        tail.append("")
+        tail.append(t("compose.preview_attachments", count=len(items)))
+        for n, (name, size, key) in enumerate(items[:SHOWN_FILES], 1):
+            tail.append(t(key, n=n, name=shorten(name, 100), size=human_size(t, size)))
+        if len(items) > SHOWN_FILES:
+            tail.append("…")
+    if not draft.text.strip():
+        return "\n".join([*head, t("compose.preview_no_text"), *tail])
+    room = max(100, min(SHOWN_TEXT, MAX_MESSAGE - 20 - visible_len("\n".join([*head, *tail]))))
+    return "\n".join([*head, escape(_cut(draft.text, room)), *tail])
+
+
+def _cut(text: str, units: int) -> str:
+    """At most `units` UTF-16 code units (as Telegram counts), with "…" when cut."""
+    if utf16_len(text) <= units:
+        return text
+    out: list[str] = []
+    used = 1  # the ellipsis
+    for ch in text:
+        used += 2 if ord(ch) > 0xFFFF else 1
+        if used > units:
+            break
+        out.append(ch)
+    return "".join(out) + "…"
 
 
 async def _show(target: Message, state: FSMContext, t: Translator, mailboxes: MailboxService, user: User, draft: ComposeDraft) -> None:

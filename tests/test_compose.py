@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
@@ -181,6 +182,24 @@ def test_reply_recipients() -> None:
     assert reply_recipients(mine, ["me@x.org"], reply_all=False) == ([r("bob@x.org")], [])
 
 
+def test_the_preview_fits_one_message() -> None:
+    from bot.i18n import Catalog
+    from bot.letter_view import MAX_MESSAGE, utf16_len
+    from handlers.compose import render_draft
+    from services.compose import FileRef
+    from tests.harness.fake_telegram import parse_html
+
+    t = Catalog().get("en")
+    people = [Recipient(f"person{n}@example.org", "Name <b>" + "x" * 20) for n in range(50)]
+    draft = ComposeDraft(
+        id="d", mode="all", letter_id=1, mailbox_id=1, sender="me@example.org", to=people[:25], cc=people[25:],
+        subject="<i>S</i>" * 100, intro=["On x"], headers=[], created=datetime.now(UTC), text="<b>&amp;</b> 😀 " * 2000,
+        files=[FileRef(f"id{n}", "файл <b>" * 30 + ".pdf", "application/pdf", 10**6) for n in range(20)],
+    )
+    text, _entities = parse_html(render_draft(t, draft, "Best\n<regards>" * 100))  # what Telegram would accept
+    assert utf16_len(text) <= MAX_MESSAGE and "<b>&amp;</b> 😀" in text and text.count("файл") < 400
+
+
 def test_draft_data_is_checked_when_read_back() -> None:
     assert ComposeDraft.from_data(None) is None
     assert ComposeDraft.from_data({"id": "x"}) is None
@@ -257,6 +276,7 @@ async def test_reply_all_leaves_out_own_addresses_and_keeps_cc(bot_app: BotHarne
     assert sorted(last.rcpt_tos) == sorted([bob.address, dave.address, carol.address])
     [got] = await received(stack, carol)
     assert got.message["Cc"] == carol.address and got.message["In-Reply-To"] == orig["Message-ID"]
+    assert got.message["References"] == orig["Message-ID"]  # the original started the thread
     assert (await received(stack, dave))[0].message["Subject"] == "Re: Budget"
 
 
