@@ -307,7 +307,7 @@ class ComposeService:
             raise NoRecipients()
         attachments = list(files)
         client = await self._open(mailbox)
-        try:
+        try:  # one IMAP session: the original (quote, forwarded attachments), then the Sent copy
             folder = encode_mutf7(letter.folder)
             original = await fetch_original(client, letter.uid, mailbox=folder)
             if original is None:
@@ -322,23 +322,24 @@ class ComposeService:
                 except AttachmentGone:
                     raise LetterNotFound(draft.letter_id) from None
                 attachments.append(AttachmentData(info.filename or part.name, info.content_type or part.content_type, data))
+            if draft.mode == "fwd":
+                tail_text = forward_block_plain(draft.intro, original.text)
+                tail_html = forward_block_html(draft.intro, original.text)
+            else:
+                intro = draft.intro[0] if draft.intro else ""
+                tail_text = quote_plain(original.text, intro)
+                tail_html = quote_html(original.text, intro)
+            outgoing = OutgoingService(self.session, self.deps, attachments_limit=COMPOSE_ATTACHMENTS_LIMIT)
+            result = await outgoing.send_from(
+                mailbox,
+                OutgoingLetter(
+                    to=draft.to, cc=draft.cc, subject=draft.subject, text=draft.text,
+                    html=html_document(entities_to_html(draft.text, draft.entities)), attachments=attachments,
+                    headers=draft.headers, tail_text=tail_text, tail_html=tail_html,
+                ),
+                imap=client,
+            )
         finally:
             await close_imap(client)
-        if draft.mode == "fwd":
-            tail_text = forward_block_plain(draft.intro, original.text)
-            tail_html = forward_block_html(draft.intro, original.text)
-        else:
-            intro = draft.intro[0] if draft.intro else ""
-            tail_text = quote_plain(original.text, intro)
-            tail_html = quote_html(original.text, intro)
-        outgoing = OutgoingService(self.session, self.deps, attachments_limit=COMPOSE_ATTACHMENTS_LIMIT)
-        result = await outgoing.send_from(
-            mailbox,
-            OutgoingLetter(
-                to=draft.to, cc=draft.cc, subject=draft.subject, text=draft.text,
-                html=html_document(entities_to_html(draft.text, draft.entities)), attachments=attachments,
-                headers=draft.headers, tail_text=tail_text, tail_html=tail_html,
-            ),
-        )
         log.info("mailbox %s: %s to letter %s sent from the chat", mailbox.id, draft.mode, letter.id)
         return result

@@ -240,10 +240,12 @@ class OutgoingService:
         return await self.send_from(mailbox, letter, progress)
 
     async def send_from(
-        self, mailbox: Mailbox, letter: OutgoingLetter, progress: SendProgress | None = None
+        self, mailbox: Mailbox, letter: OutgoingLetter, progress: SendProgress | None = None, *, imap: Any = None
     ) -> SendResult:
         """Send from this mailbox (its owner's own letter from the chat, or an allowed business
-        process): the one path both take to the SMTP server and the Sent folder."""
+        process): the one path both take to the SMTP server and the Sent folder. `imap`: a
+        logged-in IMAP client of this mailbox the caller already has (and closes), used for
+        the Sent copy instead of a second login."""
         total = sum(len(a.data) for a in letter.attachments)
         if total > self.attachments_limit:
             raise AttachmentsTooLarge(total, self.attachments_limit)
@@ -272,7 +274,7 @@ class OutgoingService:
         sent_copy = built.with_bcc(letter.bcc)
         stored: Letter | None = None
         try:
-            stored = await self._file_in_sent(mailbox, creds, draft, built, sent_copy, result)
+            stored = await self._file_in_sent(mailbox, creds, draft, built, sent_copy, result, imap)
         except MailCheckError as exc:
             log.warning("mailbox %s: sent letter not saved to Sent: %s", mailbox.id, exc.kind.value)
             result.warnings.append(f"not saved to the Sent folder: {exc.detail or exc.kind.value}"[:500])
@@ -332,12 +334,15 @@ class OutgoingService:
             await close_smtp(client)
 
     async def _file_in_sent(
-        self, mailbox: Mailbox, creds: Credentials, draft: Draft, built: Built, data: bytes, result: SendResult
+        self, mailbox: Mailbox, creds: Credentials, draft: Draft, built: Built, data: bytes, result: SendResult,
+        imap: Any = None,
     ) -> Letter | None:
-        client = await open_imap(
-            servers_of(mailbox).imap, creds, ssl_context=self.deps.ssl_context, guard=self.deps.guard,
-            timeout=self.deps.timeout,
-        )
+        client = imap
+        if client is None:
+            client = await open_imap(
+                servers_of(mailbox).imap, creds, ssl_context=self.deps.ssl_context, guard=self.deps.guard,
+                timeout=self.deps.timeout,
+            )
         try:
             folder = await find_sent_folder(client, timeout=self.deps.timeout)
             if folder is None:
@@ -345,7 +350,8 @@ class OutgoingService:
                 return None
             appended = await append_sent(client, folder, data, built.message_id, timeout=self.deps.timeout)
         finally:
-            await close_imap(client)
+            if imap is None:
+                await close_imap(client)
         result.saved_to_sent = True
         result.sent_folder = folder
         if appended.uid is None or appended.uidvalidity is None:
