@@ -17,6 +17,9 @@ Sending (`OutgoingService.send`):
 5. with an item type and id the letter is linked to the item (a snapshot-only link when there
    is no Letter row).
 
+Steps 2-4 are `send_from`, which the chat's answers (services/compose.py) call as well; a
+letter larger than the server's EHLO SIZE is refused before MAIL FROM (TooLargeForServer).
+
 Errors are typed (OutgoingError subclasses); nothing here knows HTTP. Secrets are never logged.
 """
 
