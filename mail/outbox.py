@@ -107,6 +107,10 @@ class Draft:
     tail_text: str | None = None
     tail_html: str | None = None
 
+    def signature_block(self) -> str:
+        """The signature alone ("-- " and the lines), for a letter with no text of its own."""
+        return text_with_signature("", self.signature).lstrip("\n")
+
     @property
     def envelope_recipients(self) -> list[str]:
         """Every address once, in order: To, Cc, Bcc."""
@@ -183,7 +187,9 @@ def build_message(draft: Draft, *, now: datetime | None = None) -> Built:
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
     has_text = bool(draft.text) or draft.tail_text is not None  # a bare forward still signs
-    text = text_with_signature(draft.text or "", draft.signature).lstrip("\n") if has_text else None
+    text = None
+    if has_text:
+        text = text_with_signature(draft.text, draft.signature) if draft.text else draft.signature_block()
     markup = html_with_signature(draft.html, draft.signature) if draft.html else None
     if draft.tail_text is not None and text is not None:
         text = f"{text}\n\n{draft.tail_text}" if text.strip() else draft.tail_text
