@@ -72,9 +72,9 @@ def rule_rows(t: Translator, letter_id: int, from_addr: str) -> list[list[kb.But
     ]]
 
 
-def alert_markup(t: Translator, letter_id: int, from_addr: str) -> InlineKeyboardMarkup:
-    """The single alert's keyboard: Open (kb.open_letter) plus the Mute row."""
-    base = kb.open_letter(t, letter_id)
+def alert_markup(t: Translator, letter_id: int, from_addr: str, *, reply_all: bool = False) -> InlineKeyboardMarkup:
+    """The single alert's keyboard: Open and Reply/Forward (kb.open_letter) plus the Mute row."""
+    base = kb.open_letter(t, letter_id, reply_all=reply_all)
     return kb.markup([*base.inline_keyboard, *rule_rows(t, letter_id, from_addr)])
 
 

@@ -101,7 +101,23 @@ class QuietCB(CallbackData, prefix="q"):
     value: str = ""
 
 
+class ComposeCB(CallbackData, prefix="cmp"):
+    """Answer a letter: `mode` "reply" | "all" | "fwd". The letter id is checked against the
+    owner when the draft starts and again when it is sent."""
+
+    letter_id: int
+    mode: str
+
+
+class DraftCB(CallbackData, prefix="dft"):
+    """A button of the draft under review: "send" | "text" | "rcpt" | "cancel". `draft` is the
+    draft's id: the buttons of an older (sent, cancelled, expired) draft do nothing."""
+
+    draft: str
+    action: str
+
+
 ALL_CALLBACKS: tuple[type[CallbackData], ...] = (
     MenuCB, LangCB, ServiceCB, WizardCB, AccountCB, LetterCB, InboxCB, SentCB, AdminCB,
-    RuleCB, QuietCB, SearchCB,
+    RuleCB, QuietCB, SearchCB, ComposeCB, DraftCB,
 )

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
 
     bot_token: SecretStr | None = None
     telegram_api_url: str = DEFAULT_TELEGRAM_API_URL
+    # the largest file the bot takes from the chat (attachments of an answer): 20 MB through
+    # Telegram's Bot API; a self-hosted Bot API server (TELEGRAM_API_URL) has its own limit
+    telegram_download_limit: int = Field(default=20 * 1024 * 1024, ge=1)
     database_url: str = DEFAULT_DATABASE_URL
     encryption_keys: SecretStr | None = None
     encryption_key_file: Path = Path("data/encryption.key")

@@ -8,6 +8,8 @@ from aiogram.types import CopyTextButton, InlineKeyboardButton, InlineKeyboardMa
 
 from bot.callbacks import (
     AccountCB,
+    ComposeCB,
+    DraftCB,
     InboxCB,
     LangCB,
     LetterCB,
@@ -120,8 +122,37 @@ def reconnect_button(t: Translator, mailbox_id: int) -> InlineKeyboardMarkup:
     return markup([[Button(text=t("btn.reconnect"), callback_data=AccountCB(mailbox_id=mailbox_id, action="reconnect").pack())]])
 
 
-def open_letter(t: Translator, letter_id: int) -> InlineKeyboardMarkup:
-    return markup([[Button(text=t("btn.open"), callback_data=LetterCB(letter_id=letter_id).pack())]])
+def open_letter(t: Translator, letter_id: int, *, reply_all: bool = False) -> InlineKeyboardMarkup:
+    return markup([[Button(text=t("btn.open"), callback_data=LetterCB(letter_id=letter_id).pack())],
+                   compose_row(t, letter_id, reply_all=reply_all)])
+
+
+# ---- answering a letter (handlers/compose.py) ------------------------------------------------
+def compose_row(t: Translator, letter_id: int, *, reply_all: bool) -> list[Button]:
+    """Reply / Reply all / Forward under an alert or an opened letter."""
+    def b(mode: str, key: str) -> Button:
+        return Button(text=t(key), callback_data=ComposeCB(letter_id=letter_id, mode=mode).pack())
+
+    row = [b("reply", "compose.btn_reply")]
+    if reply_all:
+        row.append(b("all", "compose.btn_reply_all"))
+    row.append(b("fwd", "compose.btn_forward"))
+    return row
+
+
+def draft_review(t: Translator, draft_id: str) -> InlineKeyboardMarkup:
+    def b(action: str, key: str) -> Button:
+        return Button(text=t(key), callback_data=DraftCB(draft=draft_id, action=action).pack())
+
+    return markup([
+        [b("send", "compose.btn_send")],
+        [b("text", "compose.btn_edit_text"), b("rcpt", "compose.btn_add_recipients")],
+        [b("cancel", "compose.btn_cancel")],
+    ])
+
+
+def draft_cancel(t: Translator, draft_id: str) -> InlineKeyboardMarkup:
+    return markup([[Button(text=t("compose.btn_cancel"), callback_data=DraftCB(draft=draft_id, action="cancel").pack())]])
 
 
 def with_copy_code(t: Translator, keyboard: InlineKeyboardMarkup, code: str | None) -> InlineKeyboardMarkup:

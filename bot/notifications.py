@@ -56,6 +56,7 @@ from bot.letter_view import render_alert
 from bot.render import failure_reason, when
 from bot.sender import SendResult, SendStatus, TelegramSender
 from bot.telegram_limits import Priority, interactive, may_have_arrived
+from mail.compose import others_addressed
 from mail.types import LetterSummary, MailCheckError
 from services.letters import summary_of
 from services.watching import AlertData
@@ -281,7 +282,11 @@ class ChatNotifier:
                 result = await self.sender.send_message(
                     target.user_id,
                     render_alert(t, summary_of(letter)),
-                    reply_markup=kb.with_copy_code(t, alert_markup(t, letter.id, letter.from_addr), letter.code),
+                    reply_markup=kb.with_copy_code(
+                        t,
+                        alert_markup(t, letter.id, letter.from_addr, reply_all=others_addressed(letter.to_addrs, target.email)),
+                        letter.code,
+                    ),
                     disable_notification=not loud.get(letter.id, target.notify_sound),
                 )
             finally:

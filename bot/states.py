@@ -46,3 +46,11 @@ class QuietInput(StatesGroup):
 
 class SearchMail(StatesGroup):
     waiting_words = State()
+
+
+class ComposeLetter(StatesGroup):
+    """An answer or a forward being written (the draft is in the FSM data, services.compose)."""
+
+    waiting_text = State()
+    waiting_recipients = State()
+    reviewing = State()

@@ -5,6 +5,7 @@ from aiogram import Router
 from handlers import (
     account,
     admin,
+    compose,
     connect,
     fallback,
     letters,
@@ -21,6 +22,7 @@ from handlers import (
 def all_routers() -> list[Router]:
     """Fresh routers for one Dispatcher. Order matters: OAuth and admin first (admin commands
     must win over a wizard step that takes any text); the wizard's /cancel and mid-wizard commands come
-    before /start; the fallback router is last. Membership (blocked / unblocked) takes no messages."""
-    modules = (oauth, admin, membership, connect, start, account, settings, letters, rules, quiet, search, fallback)
+    before /start; the fallback router is last. Compose (answering letters) takes only its own
+    states and buttons, and replies to the bot's letter messages in no state. Membership (blocked / unblocked) takes no messages."""
+    modules = (oauth, admin, membership, compose, connect, start, account, settings, letters, rules, quiet, search, fallback)
     return [m.router.create_router() for m in modules]

@@ -15,6 +15,8 @@ from bot.i18n import Translator
 from bot.letter_view import human_size, render_letter
 from bot.render import letter_page
 from bot.routing import RouteTable
+from mail.compose import others_addressed
+from mail.reader import FullLetter
 from mail.types import MailCheckError
 from services.mailboxes import AttachmentTooBig, LetterNotFound, MailboxService, NotYourMailbox
 from storage.models import User
@@ -86,10 +88,18 @@ async def on_open(cb: CallbackQuery, callback_data: LetterCB, t: Translator, mai
         for att in letter.attachments
         if att.size <= mailboxes.deps.attachment_limit and len(att.part) <= 20
     ]
+    buttons.append(await _compose_row(t, mailboxes, user, callback_data.letter_id, letter))
     for index, chunk in enumerate(chunks):
         last = index == len(chunks) - 1
         markup: InlineKeyboardMarkup | None = kb.markup(buttons) if last and buttons else None
         await bot.send_message(user.id, chunk, reply_markup=markup)
+
+
+async def _compose_row(t: Translator, mailboxes: MailboxService, user: User, letter_id: int, letter: FullLetter) -> list[kb.Button]:
+    """Reply (Reply all when the letter went to others too) and Forward under the letter."""
+    mailbox = await mailboxes.current(user.id)
+    own = mailbox.email if mailbox is not None else ""
+    return kb.compose_row(t, letter_id, reply_all=others_addressed(f"{letter.to}, {letter.cc}", own))
 
 
 @router.callback_query(LetterCB.filter(F.action == "att"))

@@ -101,6 +101,15 @@ class Draft:
     html: str | None = None
     attachments: Sequence[AttachmentData] = ()
     signature: str = ""
+    # extra headers (e.g. In-Reply-To, References: ASCII values only) and a part that comes
+    # after the signature (the quoted or forwarded original), plain and HTML
+    headers: Sequence[tuple[str, str]] = ()
+    tail_text: str | None = None
+    tail_html: str | None = None
+
+    def signature_block(self) -> str:
+        """The signature alone ("-- " and the lines), for a letter with no text of its own."""
+        return text_with_signature("", self.signature).lstrip("\n")
 
     @property
     def envelope_recipients(self) -> list[str]:
@@ -156,6 +165,14 @@ def html_with_signature(markup: str, signature: str) -> str:
     return markup + block
 
 
+def _append_html(markup: str, block: str) -> str:
+    ends = list(_BODY_END.finditer(markup))
+    if ends:
+        at = ends[-1].start()
+        return markup[:at] + block + markup[at:]
+    return markup + block
+
+
 def build_message(draft: Draft, *, now: datetime | None = None) -> Built:
     """The letter as it goes out (no Bcc header). The Message-ID is ours, on the sender's domain."""
     date = now or datetime.now(UTC)
@@ -169,8 +186,15 @@ def build_message(draft: Draft, *, now: datetime | None = None) -> Built:
     msg["Subject"] = draft.subject
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
-    text = text_with_signature(draft.text, draft.signature) if draft.text else None
+    has_text = bool(draft.text) or draft.tail_text is not None  # a bare forward still signs
+    text = None
+    if has_text:
+        text = text_with_signature(draft.text, draft.signature) if draft.text else draft.signature_block()
     markup = html_with_signature(draft.html, draft.signature) if draft.html else None
+    if draft.tail_text is not None and text is not None:
+        text = f"{text}\n\n{draft.tail_text}" if text.strip() else draft.tail_text
+    if draft.tail_html is not None and markup is not None:
+        markup = _append_html(markup, draft.tail_html)
     if text is None and markup is not None:
         text = html_to_text(markup)  # a plain alternative for clients (and filters) without HTML
     msg.set_content(text or "", cte=_cte(text or ""))
@@ -179,7 +203,27 @@ def build_message(draft: Draft, *, now: datetime | None = None) -> Built:
     for item in draft.attachments:
         maintype, _, subtype = item.content_type.partition("/")
         msg.add_attachment(item.data, maintype=maintype, subtype=subtype, filename=item.filename)
-    return Built(msg, message_id, date, text or "", msg.as_bytes(policy=POLICY))
+    wire = msg.as_bytes(policy=POLICY)
+    if draft.headers:  # written as they are: the policy would RFC 2047-encode long Message-IDs
+        extra = b"".join(raw_header(name, value) for name, value in draft.headers)
+        head, sep, body = wire.partition(b"\r\n\r\n")
+        wire = head + b"\r\n" + extra.rstrip(b"\r\n") + sep + body
+    return Built(msg, message_id, date, text or "", wire)
+
+
+def raw_header(name: str, value: str, width: int = 78) -> bytes:
+    """`Name: value` folded at spaces (CRLF + space) to about `width` columns. Only printable
+    ASCII is kept: these headers carry Message-IDs, never text."""
+    clean = "".join(ch for ch in value if 0x20 < ord(ch) < 0x7F or ch == " ")
+    lines: list[str] = []
+    line = f"{name}:"
+    for token in clean.split():
+        if len(line) + 1 + len(token) > width and line.strip() and not line.endswith(":"):
+            lines.append(line)
+            line = ""
+        line += f" {token}"
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 def _cte(text: str) -> str:

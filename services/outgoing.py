@@ -17,6 +17,9 @@ Sending (`OutgoingService.send`):
 5. with an item type and id the letter is linked to the item (a snapshot-only link when there
    is no Letter row).
 
+Steps 2-4 are `send_from`, which the chat's answers (services/compose.py) call as well; a
+letter larger than the server's EHLO SIZE is refused before MAIL FROM (TooLargeForServer).
+
 Errors are typed (OutgoingError subclasses); nothing here knows HTTP. Secrets are never logged.
 """
 
@@ -27,6 +30,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -101,6 +105,15 @@ class SendRefused(OutgoingError):
         self.refused = refused
 
 
+class TooLargeForServer(OutgoingError):
+    """The letter is larger than the SIZE the server announced in EHLO; nothing was sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} > {limit}")
+        self.size = size
+        self.limit = limit
+
+
 class MailServerUnreachable(OutgoingError):
     """The employee's mail server (or OAuth2 provider) could not be reached or spoke oddly."""
 
@@ -139,6 +152,10 @@ class OutgoingLetter:
     attachments: Sequence[AttachmentData] = ()
     from_name: str | None = None
     item: ItemRef | None = None
+    # an answer or a forward from the chat: threading headers and the original after the signature
+    headers: Sequence[tuple[str, str]] = ()
+    tail_text: str | None = None
+    tail_html: str | None = None
 
 
 @dataclass(slots=True)
@@ -162,6 +179,12 @@ class SendProgress:
     letter sent (e.g. to keep an idempotency key rather than free it for a second copy)."""
 
     handed_to_smtp: bool = False
+
+
+def server_size_limit(client: Any) -> int | None:
+    """The largest letter the server takes (EHLO SIZE), or None when it names no limit."""
+    value = str(getattr(client, "esmtp_extensions", {}).get("size") or "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 # --------------------------------------------------------------------------- the service
@@ -217,6 +240,18 @@ class OutgoingService:
         if total > self.attachments_limit:
             raise AttachmentsTooLarge(total, self.attachments_limit)
         mailbox = await self.allowed_employee(ref)
+        return await self.send_from(mailbox, letter, progress)
+
+    async def send_from(
+        self, mailbox: Mailbox, letter: OutgoingLetter, progress: SendProgress | None = None, *, imap: Any = None
+    ) -> SendResult:
+        """Send from this mailbox (its owner's own letter from the chat, or an allowed business
+        process): the one path both take to the SMTP server and the Sent folder. `imap`: a
+        logged-in IMAP client of this mailbox the caller already has (and closes), used for
+        the Sent copy instead of a second login."""
+        total = sum(len(a.data) for a in letter.attachments)
+        if total > self.attachments_limit:
+            raise AttachmentsTooLarge(total, self.attachments_limit)
         if mailbox.state == MailboxState.BROKEN.value:
             raise MailboxUnavailable(mailbox.state, mailbox.last_error or "")
         creds = await self._credentials(mailbox)
@@ -224,6 +259,7 @@ class OutgoingService:
         draft = Draft(
             sender=sender, to=letter.to, cc=letter.cc, bcc=letter.bcc, subject=letter.subject,
             text=letter.text, html=letter.html, attachments=letter.attachments, signature=mailbox.signature or "",
+            headers=letter.headers, tail_text=letter.tail_text, tail_html=letter.tail_html,
         )
         if total > OFFLOAD_BYTES:  # MIME-encoding megabytes is CPU work: not on the event loop
             built = await asyncio.to_thread(build_message, draft)
@@ -232,7 +268,7 @@ class OutgoingService:
         recipients = draft.envelope_recipients
         await self._submit(mailbox, creds, built.wire, recipients, progress)
         log.info(
-            "mailbox %s: letter sent for a business process to %d recipient(s)", mailbox.id, len(recipients)
+            "mailbox %s: letter sent to %d recipient(s)", mailbox.id, len(recipients)
         )
         result = SendResult(
             message_id=built.message_id, mailbox_id=mailbox.id, user_id=mailbox.user_id, sender=mailbox.email,
@@ -241,7 +277,7 @@ class OutgoingService:
         sent_copy = built.with_bcc(letter.bcc)
         stored: Letter | None = None
         try:
-            stored = await self._file_in_sent(mailbox, creds, draft, built, sent_copy, result)
+            stored = await self._file_in_sent(mailbox, creds, draft, built, sent_copy, result, imap)
         except MailCheckError as exc:
             log.warning("mailbox %s: sent letter not saved to Sent: %s", mailbox.id, exc.kind.value)
             result.warnings.append(f"not saved to the Sent folder: {exc.detail or exc.kind.value}"[:500])
@@ -285,6 +321,10 @@ class OutgoingService:
             if exc.kind in LOGIN_REFUSED:
                 raise self._login_refused(mailbox, "login_refused", exc.detail) from None
             raise MailServerUnreachable(f"SMTP: {exc.detail or exc.kind.value}") from None
+        limit = server_size_limit(client)
+        if limit is not None and len(data) > limit:  # RFC 1870: refused before MAIL FROM
+            await close_smtp(client)
+            raise TooLargeForServer(len(data), limit)
         if progress is not None:
             progress.handed_to_smtp = True  # from here on the server may have the letter
         try:
@@ -297,12 +337,15 @@ class OutgoingService:
             await close_smtp(client)
 
     async def _file_in_sent(
-        self, mailbox: Mailbox, creds: Credentials, draft: Draft, built: Built, data: bytes, result: SendResult
+        self, mailbox: Mailbox, creds: Credentials, draft: Draft, built: Built, data: bytes, result: SendResult,
+        imap: Any = None,
     ) -> Letter | None:
-        client = await open_imap(
-            servers_of(mailbox).imap, creds, ssl_context=self.deps.ssl_context, guard=self.deps.guard,
-            timeout=self.deps.timeout,
-        )
+        client = imap
+        if client is None:
+            client = await open_imap(
+                servers_of(mailbox).imap, creds, ssl_context=self.deps.ssl_context, guard=self.deps.guard,
+                timeout=self.deps.timeout,
+            )
         try:
             folder = await find_sent_folder(client, timeout=self.deps.timeout)
             if folder is None:
@@ -310,7 +353,8 @@ class OutgoingService:
                 return None
             appended = await append_sent(client, folder, data, built.message_id, timeout=self.deps.timeout)
         finally:
-            await close_imap(client)
+            if imap is None:
+                await close_imap(client)
         result.saved_to_sent = True
         result.sent_folder = folder
         if appended.uid is None or appended.uidvalidity is None:

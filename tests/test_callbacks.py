@@ -9,6 +9,8 @@ from bot.callbacks import (
     ALL_CALLBACKS,
     AccountCB,
     AdminCB,
+    ComposeCB,
+    DraftCB,
     InboxCB,
     LangCB,
     LetterCB,
@@ -38,6 +40,8 @@ LARGEST: dict[type[CallbackData], CallbackData] = {
     RuleCB: RuleCB(action="kind", item=2**31 - 1, letter=2**31 - 1, page=2**31 - 1, value="subject.mute"),
     QuietCB: QuietCB(action="window", value="America/Argentina/ComodRivadavia"),
     SearchCB: SearchCB(action="cancel", sid=NONCE, page=2**31 - 1),
+    ComposeCB: ComposeCB(letter_id=BIG_ID, mode="reply"),
+    DraftCB: DraftCB(draft="f" * 8, action="cancel"),
 }
 
 

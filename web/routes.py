@@ -39,6 +39,7 @@ from services.outgoing import (
     OutgoingLetter,
     SendProgress,
     SendRefused,
+    TooLargeForServer,
     UnknownEmployee,
     UnknownLetter,
 )
@@ -156,6 +157,8 @@ def outgoing_error(exc: OutgoingError) -> ApiError:
         )
     if isinstance(exc, SendRefused):
         return ApiError("smtp_rejected", exc.reply)
+    if isinstance(exc, TooLargeForServer):
+        return ApiError("smtp_rejected", f"552 the letter ({exc.size} bytes) is over the server's SIZE limit of {exc.limit}")
     if isinstance(exc, MailServerUnreachable):
         return ApiError("mail_server_unavailable", f"the mail server could not be reached: {exc.detail}"[:1000])
     if isinstance(exc, UnknownLetter):

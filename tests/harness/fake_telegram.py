@@ -17,7 +17,12 @@ What is modelled (answers shaped like Telegram's, ``{"ok": true, "result": ...}`
   second consumer polls or a webhook is set), setWebhook, deleteWebhook, getWebhookInfo,
   set/get/deleteMyCommands, sendMessage, editMessageText, editMessageCaption,
   editMessageReplyMarkup, deleteMessage, deleteMessages, answerCallbackQuery, sendDocument
-  (multipart upload, 50 MB cap), getFile + file download, sendChatAction, getChat, logOut, close.
+  (multipart upload, 50 MB cap), getFile + file download (files of the bot's and of the user's
+  messages; over 20 MB getFile answers "file is too big", as the standard Bot API does),
+  sendChatAction, getChat, logOut, close.
+* The user may send text with entities, answer a message (``reply_to``: the update carries
+  ``reply_to_message`` with its inline keyboard), and send photos and documents
+  (:meth:`FakeUser.send_photo`, :meth:`FakeUser.send_document`).
 * Telegram's HTML parse mode (tdlib's parser rules and error texts), text and caption length
   limits, ``callback_data`` 1-64 bytes, "message is not modified", "message to edit/delete not
   found", editing text without ``reply_markup`` removes the inline keyboard (as Telegram does).
@@ -70,6 +75,7 @@ MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # getFile refuses bigger files ("file is too big")
 DEFAULT_PROCESS_TIMEOUT = 15.0
 
 # Update types Telegram sends when allowed_updates was never set or set to [].
@@ -595,6 +601,7 @@ class _Stored:
     disable_notification: bool = False
     protect_content: bool = False
     document: Document | None = None
+    photo: Document | None = None  # a photo the user sent (one size)
     edit_date: int | None = None
     edit_count: int = 0
     revision: int = 0
@@ -747,9 +754,25 @@ class FakeUser:
         return self._fake._chats[self.chat_id]
 
     # --- acting ---
-    async def send(self, text: str, *, wait: bool = True, timeout: float | None = None) -> int:
-        """Send a text message to the bot; wait until the bot has processed it; return its id."""
-        entities: list[dict[str, Any]] = []
+    async def send(
+        self,
+        text: str,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        reply_to: int | None = None,
+        entities: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Send a text message to the bot; wait until the bot has processed it; return its id.
+        ``reply_to``: the message it answers; ``entities``: formatting (UTF-16 offsets)."""
+        if entities is not None:
+            return await self._send_stored(
+                self._fake._add_message(
+                    self.chat_id, from_bot=False, text=text, html=None, entities=entities, reply_to=reply_to
+                ),
+                wait, timeout,
+            )
+        entities = []
         match = re.match(r"/[A-Za-z0-9_]{1,64}(@[A-Za-z0-9_]{3,32})?", text)
         if match and (
             match.end() == len(text)
@@ -759,13 +782,45 @@ class FakeUser:
                 {"type": "bot_command", "offset": 0, "length": utf16_len(match.group(0))}
             )
         stored = self._fake._add_message(
-            self.chat_id, from_bot=False, text=text, html=None, entities=entities
+            self.chat_id, from_bot=False, text=text, html=None, entities=entities, reply_to=reply_to
         )
+        return await self._send_stored(stored, wait, timeout)
+
+    async def _send_stored(self, stored: _Stored, wait: bool, timeout: float | None) -> int:
         payload = self._fake._message_api(stored)
         update_id = self._fake.queue_update({"message": payload})
         if wait:
             await self._fake.wait_processed(update_id, timeout=timeout)
         return stored.message_id
+
+    def _user_file(self, filename: str, data: bytes, mime_type: str, prefix: str) -> Document:
+        doc = Document(
+            filename=filename, data=data, mime_type=mime_type,
+            file_id=prefix + secrets.token_urlsafe(24), file_unique_id="AQAD" + secrets.token_urlsafe(8),
+        )
+        self._fake._files[doc.file_id] = doc
+        return doc
+
+    async def send_photo(
+        self, data: bytes, *, caption: str = "", reply_to: int | None = None, timeout: float | None = None
+    ) -> int:
+        """Send a photo (one size, JPEG) to the bot; the bot can getFile and download it."""
+        photo = self._user_file("photo.jpg", data, "image/jpeg", "AgAC")
+        stored = self._fake._add_message(
+            self.chat_id, from_bot=False, text=caption, html=None, entities=[], photo=photo, reply_to=reply_to
+        )
+        return await self._send_stored(stored, True, timeout)
+
+    async def send_document(
+        self, filename: str, data: bytes, *, mime_type: str = "application/octet-stream", caption: str = "",
+        timeout: float | None = None,
+    ) -> int:
+        """Send a document to the bot; the bot can getFile and download it."""
+        doc = self._user_file(filename, data, mime_type, "BQAC")
+        stored = self._fake._add_message(
+            self.chat_id, from_bot=False, text=caption, html=None, entities=[], document=doc
+        )
+        return await self._send_stored(stored, True, timeout)
 
     async def press(
         self,
@@ -952,6 +1007,7 @@ class FakeTelegram:
         )
         self.strict_ampersand = True  # see parse_html()
         self.max_upload_bytes = MAX_UPLOAD_BYTES
+        self.max_download_bytes = MAX_DOWNLOAD_BYTES
         self.process_timeout = DEFAULT_PROCESS_TIMEOUT
         self.webhook_url = ""
         self.webhook_secret: str | None = None
@@ -1339,7 +1395,16 @@ class FakeTelegram:
             "chat": chat.user.chat_api(),
             "date": stored.date,
         }
-        if stored.document is not None:
+        if stored.photo is not None:
+            msg["photo"] = [{
+                "file_id": stored.photo.file_id, "file_unique_id": stored.photo.file_unique_id,
+                "width": 800, "height": 600, "file_size": len(stored.photo.data),
+            }]
+            if stored.text:
+                msg["caption"] = stored.text
+                if stored.entities:
+                    msg["caption_entities"] = stored.entities
+        elif stored.document is not None:
             msg["document"] = stored.document.to_api()
             if stored.text:
                 msg["caption"] = stored.text
@@ -1911,7 +1976,10 @@ class FakeTelegram:
         doc = self._files.get(str(p.get("file_id") or ""))
         if doc is None:
             raise _bad("invalid file_id")
-        path = f"documents/file_{len(self._file_paths)}_{doc.filename}"
+        if len(doc.data) > self.max_download_bytes:
+            raise _bad("file is too big")
+        folder = "photos" if doc.file_id.startswith("AgAC") else "documents"
+        path = f"{folder}/file_{len(self._file_paths)}_{doc.filename}"
         for known, known_doc in self._file_paths.items():
             if known_doc is doc:
                 path = known

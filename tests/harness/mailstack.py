@@ -419,6 +419,7 @@ class _ServiceThread:
                     auth_required=True,
                     auth_require_tls=not implicit,
                     authenticator=handler.authenticator,
+                    data_size_limit=self.stack.smtp_size_limit,
                     loop=self.loop,
                 )
 
@@ -480,6 +481,8 @@ class MailStack:
     smtp_starttls_port: int = 0
     lmtp_port: int = 0
     submitted: list[SubmittedLetter] = field(default_factory=list)
+    # the SIZE announced in EHLO (and enforced on DATA) for sessions opened from now on
+    smtp_size_limit: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
         self.workdir = self.workdir.resolve()
