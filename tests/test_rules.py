@@ -91,7 +91,7 @@ async def test_mute_sender_from_an_alert_then_undo(bot_app: BotHarness, mail_use
     assert "🔕 Mute sender" in alert.labels and "🔕 Mute domain" in alert.labels
     answer = await user.press("🔕 Mute sender", message_id=alert.message_id)
     assert answer.text and "sender1@example.net" in answer.text
-    assert user.message(alert.message_id).labels == ["📖 Open", "↩️ Undo"]
+    assert user.message(alert.message_id).labels == ["📖 Open", "↩️ Reply", "➡️ Forward", "↩️ Undo"]
 
     # muted: imported, in /inbox, in a final state, never alerted
     await bot_app.stack.deliver(mail_user.address, letter(1, subject="Second from one"))
