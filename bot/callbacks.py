@@ -71,6 +71,14 @@ class AdminCB(CallbackData, prefix="adm"):
     value: str = ""
 
 
+class LetterActCB(CallbackData, prefix="la"):
+    """Mark read/unread, flag, Archive, Delete, Spam, Undo on a received letter
+    (services.letter_actions.Action). The letter id is checked against the owner."""
+
+    letter_id: int
+    action: str
+
+
 ALL_CALLBACKS: tuple[type[CallbackData], ...] = (
-    MenuCB, LangCB, ServiceCB, WizardCB, AccountCB, LetterCB, InboxCB, SentCB, AdminCB,
+    MenuCB, LangCB, ServiceCB, WizardCB, AccountCB, LetterCB, InboxCB, SentCB, AdminCB, LetterActCB,
 )

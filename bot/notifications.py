@@ -47,10 +47,11 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.methods import TelegramMethod
+from aiogram.types import InlineKeyboardMarkup
 
 from bot import keyboards as kb
 from bot.claim_guard import install_claim_guard
-from bot.i18n import Catalog, Html
+from bot.i18n import Catalog, Html, Translator
 from bot.letter_view import render_alert
 from bot.render import failure_reason, when
 from bot.sender import SendResult, SendStatus, TelegramSender
@@ -157,6 +158,10 @@ class ChatNotifier:
         self._attempts: dict[int, _AlertAttempt] = {}  # mailbox id -> its send under way
         self._stopping = False
         self._retries: asyncio.Task[None] | None = None
+        # set by the app (bot/letter_actions.py): the alert's action buttons, and which
+        # message carries them (for the state shown to follow the server)
+        self.extend_alert: Callable[[Translator, Letter, InlineKeyboardMarkup], Awaitable[InlineKeyboardMarkup]] | None = None
+        self.alert_sent: Callable[[int, int, int], Awaitable[None]] | None = None
         install_claim_guard(sender.bot, _alert)
 
     async def new_letters(self, mailbox_id: int, letters: list[LetterSummary]) -> None:
@@ -265,12 +270,15 @@ class ChatNotifier:
                 return
             attempt = _AlertAttempt(self.data, letter.id, self.instance_id, lambda: self._stopping)
             self._attempts[mailbox_id] = attempt
+            markup = kb.open_letter(t, letter.id)
+            if self.extend_alert is not None:
+                markup = await self.extend_alert(t, letter, markup)
             token = _alert.set(attempt)
             try:
                 result = await self.sender.send_message(
                     target.user_id,
                     render_alert(t, summary_of(letter)),
-                    reply_markup=kb.open_letter(t, letter.id),
+                    reply_markup=markup,
                     disable_notification=not target.notify_sound,
                 )
             finally:
@@ -285,6 +293,8 @@ class ChatNotifier:
                     return
             finally:
                 attempt.recording = False
+            if self.alert_sent is not None and result.ok and result.message_id is not None:
+                await self.alert_sent(letter.id, target.user_id, result.message_id)
 
     async def _record(
         self, letter_id: int, attempt: _AlertAttempt, result: SendResult, pending: list[Letter]

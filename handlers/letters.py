@@ -15,6 +15,7 @@ from bot.i18n import Translator
 from bot.letter_view import human_size, render_letter
 from bot.render import letter_page
 from bot.routing import RouteTable
+from handlers.letter_actions import opened_letter_rows
 from mail.types import MailCheckError
 from services.mailboxes import AttachmentTooBig, LetterNotFound, MailboxService, NotYourMailbox
 from storage.models import User
@@ -84,6 +85,7 @@ async def on_open(cb: CallbackQuery, callback_data: LetterCB, t: Translator, mai
         for att in letter.attachments
         if att.size <= mailboxes.deps.attachment_limit and len(att.part) <= 20
     ]
+    buttons += await opened_letter_rows(t, mailboxes, user.id, callback_data.letter_id)
     for index, chunk in enumerate(chunks):
         last = index == len(chunks) - 1
         markup: InlineKeyboardMarkup | None = kb.markup(buttons) if last and buttons else None

@@ -11,6 +11,7 @@ from bot.callbacks import (
     AdminCB,
     InboxCB,
     LangCB,
+    LetterActCB,
     LetterCB,
     MenuCB,
     SentCB,
@@ -31,6 +32,7 @@ LARGEST: dict[type[CallbackData], CallbackData] = {
     InboxCB: InboxCB(page=2**31 - 1),
     SentCB: SentCB(page=2**31 - 1),
     AdminCB: AdminCB(section="status", action="del_yes", item=BIG_ID, value="enablePostmanOauth2"),
+    LetterActCB: LetterActCB(letter_id=BIG_ID, action="archive"),  # the longest action name
 }
 
 
