@@ -41,7 +41,7 @@ from mail.watcher import WatchConfig, WatcherPool
 from services.catalog import seed_services
 from services.deps import MailDeps, WatchControl
 from services.fleet import FleetWatcher, LeaseStore
-from services.letter_actions import AlertActions
+from services.letter_actions import AlertActions, LetterStateSync
 from services.oauth_flows import OAuthFlows
 from services.watching import AlertData, DbWatchStore
 from storage.crypto import SecretBox, load_or_create_keys
@@ -267,11 +267,14 @@ async def _build(
 def _start_letter_actions(app: App) -> None:
     """Letter actions (bot/letter_actions.py): the handlers' helper, and the alert's action
     buttons and remembered message (for the state shown to follow the server's changes)."""
-    ui = LetterActionsUI(app.bot, app.catalog, AlertActions(app.sessionmaker, app.deps))
+    sync = LetterStateSync(app.sessionmaker)
+    ui = LetterActionsUI(app.bot, app.catalog, AlertActions(app.sessionmaker, app.deps), sync=sync)
     app.dispatcher["letter_actions"] = ui
     app.extra["letter_actions"] = ui
     app.notifier.extend_alert = ui.extend_alert
     app.notifier.alert_sent = ui.alert_sent
+    app.notifier.on_letters_changed = ui.letters_changed
+    app.watchers.letter_sync = sync
 
 
 SEED_LOCK = lock_key("mailbridge:seed")

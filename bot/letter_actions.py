@@ -30,6 +30,7 @@ from services.letter_actions import (
     ActionResult,
     AlertActions,
     LetterState,
+    LetterStateSync,
     Outcome,
 )
 from storage.models import Letter, LetterPlace
@@ -111,17 +112,25 @@ class LetterActionsUI:
     """Shared by the handlers (dispatcher["letter_actions"]) and the notifier's alert hooks.
     `clock` (wall time and sleeps) is what tests drive."""
 
-    def __init__(self, bot: Bot, catalog: Catalog, alerts: AlertActions, clock: Clock | None = None) -> None:
+    def __init__(
+        self, bot: Bot, catalog: Catalog, alerts: AlertActions, clock: Clock | None = None,
+        sync: LetterStateSync | None = None,
+    ) -> None:
         self.bot = bot
         self.catalog = catalog
         self.alerts = alerts
+        self.sync = sync
         self.clock: Clock = clock or SystemClock()
         alerts.clock = self.clock
+        if sync is not None:
+            sync.clock = self.clock
         self._timers: dict[tuple[int, int], asyncio.Task[None]] = {}
 
     def set_clock(self, clock: Clock) -> None:
         self.clock = clock
         self.alerts.clock = clock
+        if self.sync is not None:
+            self.sync.clock = clock
 
     # ---- alerts ------------------------------------------------------------------------------
     async def extend_alert(self, t: Translator, letter: Letter, markup: InlineKeyboardMarkup) -> InlineKeyboardMarkup:
@@ -138,6 +147,22 @@ class LetterActionsUI:
             await self.alerts.alert_sent(letter_id, chat_id, message_id)
         except Exception:
             log.exception("letter %s: its alert message was not remembered", letter_id)
+
+    async def letters_changed(self, mailbox_id: int, letter_ids: list[int]) -> None:
+        """The server said these letters changed (read, flagged, deleted elsewhere): their
+        alerts' buttons are redrawn (the Open row as the alert has it)."""
+        if self.sync is None:
+            return
+        for view in await self.sync.alert_views(letter_ids):
+            t = self.catalog.get(view.language)
+            rows = action_rows(t, view.state, self.clock.wall())
+            markup = merged(other_rows(kb.open_letter(t, view.state.letter_id)), rows)
+            try:
+                await self.bot.edit_message_reply_markup(
+                    chat_id=view.chat_id, message_id=view.message_id, reply_markup=markup
+                )
+            except TelegramAPIError as exc:  # deleted by the user, not modified
+                log.info("letter %s: alert buttons not redrawn (%s)", view.state.letter_id, exc)
 
     # ---- Undo's time -------------------------------------------------------------------------
     def expire_undo(

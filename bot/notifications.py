@@ -162,12 +162,18 @@ class ChatNotifier:
         # message carries them (for the state shown to follow the server)
         self.extend_alert: Callable[[Translator, Letter, InlineKeyboardMarkup], Awaitable[InlineKeyboardMarkup]] | None = None
         self.alert_sent: Callable[[int, int, int], Awaitable[None]] | None = None
+        self.on_letters_changed: Callable[[int, list[int]], Awaitable[None]] | None = None
         install_claim_guard(sender.bot, _alert)
 
     async def new_letters(self, mailbox_id: int, letters: list[LetterSummary]) -> None:
         """Queue the alerts and return at once: the watcher goes back to IDLE while the
         sender paces the messages (about one a second per chat)."""
         self._schedule(mailbox_id)
+
+    async def letters_changed(self, mailbox_id: int, letter_ids: list[int]) -> None:
+        """The server says these letters changed (mail.watcher step 5): their alerts' buttons follow."""
+        if self.on_letters_changed is not None:
+            await self.on_letters_changed(mailbox_id, letter_ids)
 
     async def pending_for(self, mailbox_ids: list[int]) -> None:
         """Mailboxes this instance just took over: alerts their previous holder left pending."""

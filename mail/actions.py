@@ -160,3 +160,23 @@ async def find_by_message_id(
         return None
     uids = parse_search(response.lines)
     return max(uids) if uids else None
+
+
+async def flags_of(
+    client: Any, uids: list[int], timeout: float = COMMAND_TIMEOUT  # noqa: ASYNC109
+) -> dict[int, Flags]:
+    """The flags of those UIDs of the selected folder, in one ``UID FETCH``; a UID missing
+    from the answer is not in the folder any more."""
+    if not uids:
+        return {}
+    wanted = {int(u) for u in uids}
+    response = await run_command(
+        client, client.uid("fetch", ",".join(str(u) for u in sorted(wanted)), "(UID FLAGS)"), timeout
+    )
+    require_ok(response, "FETCH")
+    out: dict[int, Flags] = {}
+    for record in parse_fetch(response.lines):
+        uid = as_count(record.get("UID"))
+        if uid in wanted:
+            out[uid] = _flags_of(record)
+    return out

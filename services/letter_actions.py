@@ -29,19 +29,20 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mail import actions as imap_actions
-from mail.actions import FLAGGED, SEEN, LetterGone, Moved
+from mail.actions import FLAGGED, SEEN, Flags, LetterGone, Moved
 from mail.folders import Role, SpecialFolders, discover_folders
 from mail.imap import MailIMAP, close_imap, open_imap
 from mail.types import MailCheckError
 from services.deps import MailDeps
 from services.mailboxes import LetterNotFound, MailboxService, servers_of
-from storage.models import ItemLink, Letter, LetterMark, LetterPlace, Mailbox, MailboxFolders
+from storage.models import ItemLink, Letter, LetterMark, LetterPlace, Mailbox, MailboxFolders, User
 
 log = logging.getLogger(__name__)
 
 INBOX = "INBOX"
 UNDO_SECONDS = 30.0
 MAX_ID = 2**31
+TRACKED = 200  # newest alerted letters per mailbox whose state follows the server's
 
 
 class Clock(Protocol):
@@ -395,3 +396,97 @@ class AlertActions:
                 return None
             await session.commit()
             return state
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    """An alert message to refresh: where it is, in which language, showing what."""
+
+    state: LetterState
+    chat_id: int
+    message_id: int
+    language: str | None
+
+
+class LetterStateSync:
+    """mail.watcher.LetterSync on the database: the UIDs of the newest alerted letters still
+    in INBOX, and what the server says of them (flags, or gone), one short transaction each."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock | None = None, limit: int = TRACKED) -> None:
+        self.sessionmaker = sessionmaker
+        self.clock: Clock = clock or SystemWallClock()
+        self.limit = limit
+
+    async def tracked(self, mailbox_id: int, uidvalidity: int) -> list[int]:
+        async with self.sessionmaker() as session:
+            stmt = (
+                select(Letter.uid)
+                .join(LetterMark, LetterMark.letter_id == Letter.id)
+                .where(
+                    Letter.mailbox_id == mailbox_id,
+                    Letter.folder == INBOX,
+                    Letter.uidvalidity == uidvalidity,
+                    LetterMark.place == LetterPlace.INBOX.value,
+                    LetterMark.alert_message_id.is_not(None),
+                )
+                .order_by(Letter.id.desc())
+                .limit(self.limit)
+            )
+            return [int(uid) for uid in (await session.execute(stmt)).scalars()]
+
+    async def observed(self, mailbox_id: int, uidvalidity: int, flags: dict[int, Flags | None]) -> list[int]:
+        if not flags:
+            return []
+        changed: list[int] = []
+        async with self.sessionmaker() as session, session.begin():
+            stmt = (
+                select(Letter, LetterMark)
+                .join(LetterMark, LetterMark.letter_id == Letter.id)
+                .where(
+                    Letter.mailbox_id == mailbox_id,
+                    Letter.folder == INBOX,
+                    Letter.uidvalidity == uidvalidity,
+                    Letter.uid.in_(list(flags)),
+                    LetterMark.place == LetterPlace.INBOX.value,
+                )
+            )
+            for letter, mark in (await session.execute(stmt)).all():
+                now = flags.get(letter.uid)
+                if now is None:
+                    mark.place = LetterPlace.GONE.value
+                else:
+                    shown = (bool(mark.seen), bool(mark.flagged))
+                    mark.seen, mark.flagged = now.seen, now.flagged
+                    if shown == (now.seen, now.flagged):
+                        continue  # nothing the buttons show changed
+                mark.updated_at = self.clock.wall()
+                changed.append(letter.id)
+        return changed
+
+    async def alert_views(self, letter_ids: list[int]) -> list[AlertView]:
+        """The alerts of those letters, with their state, for their buttons to be redrawn."""
+        if not letter_ids:
+            return []
+        async with self.sessionmaker() as session:
+            stmt = (
+                select(LetterMark, MailboxFolders, User.language)
+                .join(Letter, Letter.id == LetterMark.letter_id)
+                .join(Mailbox, Mailbox.id == Letter.mailbox_id)
+                .join(User, User.id == Mailbox.user_id)
+                .outerjoin(MailboxFolders, MailboxFolders.mailbox_id == Mailbox.id)
+                .where(LetterMark.letter_id.in_(letter_ids), LetterMark.alert_message_id.is_not(None))
+            )
+            views = []
+            for mark, folders_row, language in (await session.execute(stmt)).all():
+                state = LetterState(
+                    letter_id=mark.letter_id,
+                    seen=bool(mark.seen),
+                    flagged=bool(mark.flagged),
+                    place=LetterPlace(mark.place),
+                    folder=mark.folder,
+                    undo_until=_aware(mark.undo_until),
+                    roles=roles_of(folders_of(folders_row)),
+                )
+                assert mark.alert_chat_id is not None and mark.alert_message_id is not None
+                views.append(AlertView(state, int(mark.alert_chat_id), int(mark.alert_message_id), language))
+            return views

@@ -425,3 +425,40 @@ async def test_sent_letters_get_no_actions(bot_app: BotHarness) -> None:
     answer = await owner.press_data(LetterActCB(letter_id=letter_id, action="trash").pack(), alert.message_id)
     assert answer.text == "This letter is no longer available."
     assert len(on_disk(bot_app.stack, mu)) == 1
+
+
+# --------------------------------------------------------------------------- the server's changes
+async def wait_remembered(h: BotHarness, letter_id: int) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while loop.time() < deadline:
+        async with h.session() as s:
+            mark = await s.get(LetterMark, letter_id)
+            if mark is not None and mark.alert_message_id is not None:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the alert's message was not remembered")
+
+
+async def test_changes_made_elsewhere_show_on_the_alert(bot_app: BotHarness) -> None:
+    mu = new_mail_user(bot_app.stack, RENAMED)
+    user, _clock = await start_user(bot_app, mu, 7140)
+    alert = await alert_for(bot_app, user, mu, 11)
+    await wait_remembered(bot_app, await letter_id_of(bot_app, "Action letter 11"))
+    client = await imap(bot_app.stack, mu)
+    try:  # the user reads and flags it in another mail client
+        await client.select("INBOX")
+        assert (await client.uid("store", "1:*", "+FLAGS", "(\\Seen \\Flagged)")).result == "OK"
+        await eventually(
+            lambda: _labels_are(user, alert.message_id, ["📖 Open", "✉️ Mark unread", "⭐ Unflag", "🗑 Delete", "🚫 Spam"]),
+            timeout=6,
+        )
+        assert (await client.uid("store", "1:*", "-FLAGS", "(\\Flagged)")).result == "OK"
+        await eventually(lambda: _labels_are(user, alert.message_id, ["📖 Open", "✉️ Mark unread", "⭐ Flag", "🗑 Delete", "🚫 Spam"]), timeout=6)
+        # ... and then moves it away there
+        assert (await client.uid("move", "1:*", quote_mailbox("Nuisance"))).result == "OK"
+        await eventually(lambda: _labels_are(user, alert.message_id, ["📖 Open", "⚠️ Not in Inbox any more"]), timeout=6)
+    finally:
+        await close_imap(client)
+    answer = await press(user, "⚠️ Not in Inbox any more", alert.message_id)
+    assert answer.text == "This letter is no longer in Inbox: it was deleted or moved elsewhere."
