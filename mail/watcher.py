@@ -645,7 +645,7 @@ class WatcherPool:
                 highest = await self._catch_up(slot, client, uidvalidity, highest)
                 continue
             if slot.changed:
-                await self._sync_letters(slot, client, uidvalidity)
+                await self._sync_letters(slot, client, uidvalidity, highest)
                 continue
             if idle:
                 await self._idle_once(slot, client)
@@ -696,14 +696,17 @@ class WatcherPool:
             if not batch.more and not slot.hint:
                 return highest
 
-    async def _sync_letters(self, slot: _Slot, client: Any, uidvalidity: int) -> None:
-        """Flags and presence of the letters `letter_sync` tracks, in one UID FETCH."""
+    async def _sync_letters(self, slot: _Slot, client: Any, uidvalidity: int, highest: int) -> None:
+        """Flags and presence of the letters `letter_sync` tracks, in one UID FETCH. Only
+        UIDs up to `highest` (the catch-up's progress): a higher one (a letter just moved back
+        into INBOX) may not be known to this session yet, and its absence from the answer
+        would not mean it is gone."""
         slot.changed = False
         sync = self.letter_sync
         if sync is None:
             return
         try:
-            uids = await sync.tracked(slot.mailbox_id, uidvalidity)
+            uids = [uid for uid in await sync.tracked(slot.mailbox_id, uidvalidity) if uid <= highest]
         except Exception as exc:
             raise _StoreFailure("letter_sync.tracked failed") from exc
         if not uids:

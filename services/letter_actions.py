@@ -453,6 +453,7 @@ class LetterStateSync:
             for letter, mark in (await session.execute(stmt)).all():
                 now = flags.get(letter.uid)
                 if now is None:
+                    log.info("letter %s: no longer in INBOX on the server", letter.id)
                     mark.place = LetterPlace.GONE.value
                 else:
                     shown = (bool(mark.seen), bool(mark.flagged))
