@@ -148,12 +148,15 @@ class LetterActionsUI:
         except Exception:
             log.exception("letter %s: its alert message was not remembered", letter_id)
 
-    async def letters_changed(self, mailbox_id: int, letter_ids: list[int]) -> None:
-        """The server said these letters changed (read, flagged, deleted elsewhere): their
-        alerts' buttons are redrawn (the Open row as the alert has it)."""
+    async def letters_changed(self, mailbox_id: int, letter_ids: list[int], *, skip_message: int | None = None) -> None:
+        """The server said these letters changed (read, flagged, deleted elsewhere), or a
+        button on another message acted on them: their alerts' buttons are redrawn (with the
+        Open row as the alert has it)."""
         if self.sync is None:
             return
         for view in await self.sync.alert_views(letter_ids):
+            if view.message_id == skip_message:
+                continue
             t = self.catalog.get(view.language)
             rows = action_rows(t, view.state, self.clock.wall())
             markup = merged(other_rows(kb.open_letter(t, view.state.letter_id)), rows)

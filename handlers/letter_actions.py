@@ -61,6 +61,8 @@ async def on_letter_action(
             await message.edit_reply_markup(reply_markup=markup)
         except TelegramBadRequest as exc:  # the message is gone, or too old to edit
             log.info("letter %s: buttons not updated (%s)", callback_data.letter_id, exc.message)
+    # pressed under the opened letter: the alert of that letter shows the same state
+    await letter_actions.letters_changed(0, [callback_data.letter_id], skip_message=message.message_id)
     if result.state.undo_until is not None and result.state.can_undo(letter_actions.clock.wall()):
         letter_actions.expire_undo(
             user.id, user.language, message.chat.id, message.message_id, callback_data.letter_id,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -153,13 +153,14 @@ class LetterActionService:
         if letter.folder != INBOX:
             return None
         mark = await self._mark(letter.id)
-        if opened:
-            mark.seen = True
         folders = await self._cached_folders(mailbox.id)
         if folders is None:
             folders = await self._discover_quietly(mailbox)
         await self.session.flush()
-        return self._state(mark, folders)
+        state = self._state(mark, folders)
+        # shown as read, not stored: the watcher then sees the server's \Seen as a change
+        # and redraws the alert's buttons too
+        return replace(state, seen=True) if opened else state
 
     async def alert_state(self, letter: Letter) -> LetterState:
         """The state of a just-arrived letter for its alert's buttons (finds the mailbox's

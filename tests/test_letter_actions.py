@@ -462,3 +462,26 @@ async def test_changes_made_elsewhere_show_on_the_alert(bot_app: BotHarness) -> 
         await close_imap(client)
     answer = await press(user, "⚠️ Not in Inbox any more", alert.message_id)
     assert answer.text == "This letter is no longer in Inbox: it was deleted or moved elsewhere."
+
+
+async def test_opened_letter_and_its_alert_agree(bot_app: BotHarness) -> None:
+    mu = new_mail_user(bot_app.stack, RENAMED)
+    user, _clock = await start_user(bot_app, mu, 7150)
+    alert = await alert_for(bot_app, user, mu, 12)
+    await wait_remembered(bot_app, await letter_id_of(bot_app, "Action letter 12"))
+    await user.press("📖 Open", message_id=alert.message_id)
+    opened = await user.wait_for_text("Body of action letter 12")
+    assert opened.labels == ["✉️ Mark unread", "⭐ Flag", "🗑 Delete", "🚫 Spam"]
+    assert_flags(bot_app.stack, mu, "S")  # opening reads it on the server
+    # the server tells the watcher; the alert follows
+    await eventually(lambda: _labels_are(user, alert.message_id, ["📖 Open", "✉️ Mark unread", "⭐ Flag", "🗑 Delete", "🚫 Spam"]), timeout=6)
+    await press(user, "🗑 Delete", opened.message_id)
+    assert user.message(opened.message_id).labels == ["🗑 In Trash", "↩️ Undo"]
+    assert user.message(alert.message_id).labels == ["📖 Open", "🗑 In Trash", "↩️ Undo"]
+    await press(user, "↩️ Undo", alert.message_id)
+    assert len(on_disk(bot_app.stack, mu)) == 1
+    # the opened letter's own buttons are redrawn when pressed (they are not tracked)
+    answer = await press(user, "↩️ Undo", opened.message_id)
+    assert answer.text == "The letter is in Inbox: there is nothing to undo."
+    assert user.message(opened.message_id).labels == ["✉️ Mark unread", "⭐ Flag", "🗑 Delete", "🚫 Spam"]
+    assert len(on_disk(bot_app.stack, mu)) == 1
