@@ -23,9 +23,10 @@ from mail.netguard import HostGuard
 from mail.outbox import FolderInfo, encode_mutf7, quote_mailbox
 from mail.tls import make_ssl_context
 from mail.types import Credentials, Security, ServerSettings
-from storage.models import Letter, LetterMark
+from storage.models import Letter, LetterMark, Mailbox
 from tests.harness.mailstack import MailStack, MailUser
 from tests.harness.plugin_app import BotHarness
+from tests.harness.tcp_proxy import TcpProxy
 from tests.harness.virtual_clock import VirtualClock
 from tests.test_connect_wizard import connect, stored_mailbox
 from tests.test_live_mailbox import settle, wait_watching
@@ -485,3 +486,31 @@ async def test_opened_letter_and_its_alert_agree(bot_app: BotHarness) -> None:
     assert answer.text == "The letter is in Inbox: there is nothing to undo."
     assert user.message(opened.message_id).labels == ["✉️ Mark unread", "⭐ Flag", "🗑 Delete", "🚫 Spam"]
     assert len(on_disk(bot_app.stack, mu)) == 1
+
+
+async def test_an_action_waiting_on_its_server_holds_no_transaction(harness: BotHarness) -> None:
+    """An action commits what it wrote before it waits on IMAP: another user's new letter is
+    stored and alerted while the action's server does not answer (on SQLite an open write
+    transaction would hold every other writer)."""
+    await harness.start(mail_timeout=6.0)
+    stack = harness.stack
+    mu_a, mu_b = new_mail_user(stack, RENAMED), new_mail_user(stack, RENAMED)
+    user_a, _clock = await start_user(harness, mu_a, 7160)
+    user_b, _clock = await start_user(harness, mu_b, 7161)
+    alert = await alert_for(harness, user_a, mu_a, 13)
+    async with TcpProxy(("127.0.0.1", stack.imap_ssl_port)) as proxy:
+        async with harness.session() as s:  # A's actions now go through a server that hangs
+            await s.execute(update(Mailbox).where(Mailbox.email == mu_a.address).values(imap_port=proxy.port))
+            await s.commit()
+        proxy.freeze()
+        answer = await user_a.press("🗑 Delete", message_id=alert.message_id, wait=False)
+        await eventually(lambda: _assert_true(proxy.active >= 1))
+        b_alert = await alert_for(harness, user_b, mu_b, 14)  # stored and alerted meanwhile
+        assert "Action letter 14" in b_alert.text
+        assert not answer.answered  # A's action is still waiting on its server
+        await user_a.wait_for_text("Could not reach the mailbox to do that", timeout=12)
+    assert len(on_disk(stack, mu_a)) == 1  # nothing moved
+
+
+def _assert_true(value: bool) -> None:
+    assert value
