@@ -514,3 +514,18 @@ async def test_an_action_waiting_on_its_server_holds_no_transaction(harness: Bot
 
 def _assert_true(value: bool) -> None:
     assert value
+
+
+async def test_gmail_archive_takes_the_letter_out_of_inbox(bot_app: BotHarness) -> None:
+    """A server announcing X-GM-EXT-1 is Gmail: Archive moves the letter to All Mail (on Gmail
+    that removes the Inbox label), found here by Gmail's name (Dovecot's '.' hierarchy)."""
+    mu = new_mail_user(bot_app.stack, RENAMED, caps=NO_MOVE_CAPS + " MOVE X-GM-EXT-1")
+    await create_folders(bot_app.stack, mu, "[Gmail].All Mail", "Archive")  # "Archive" is no archive on Gmail
+    user, _clock = await start_user(bot_app, mu, 7170)
+    alert = await alert_for(bot_app, user, mu, 15)
+    answer = await press(user, "📦 Archive", alert.message_id)
+    assert answer.text == "Archived to “[Gmail].All Mail”. Undo within 30 seconds."
+    assert on_disk(bot_app.stack, mu) == [] and len(on_disk(bot_app.stack, mu, "[Gmail].All Mail")) == 1
+    assert on_disk(bot_app.stack, mu, "Archive") == []
+    await press(user, "↩️ Undo", alert.message_id)
+    assert len(on_disk(bot_app.stack, mu)) == 1 and on_disk(bot_app.stack, mu, "[Gmail].All Mail") == []
