@@ -529,3 +529,17 @@ async def test_gmail_archive_takes_the_letter_out_of_inbox(bot_app: BotHarness) 
     assert on_disk(bot_app.stack, mu, "Archive") == []
     await press(user, "↩️ Undo", alert.message_id)
     assert len(on_disk(bot_app.stack, mu)) == 1 and on_disk(bot_app.stack, mu, "[Gmail].All Mail") == []
+
+
+async def test_inbox_lists_what_is_in_inbox(bot_app: BotHarness) -> None:
+    mu = new_mail_user(bot_app.stack, RENAMED)
+    user, _clock = await start_user(bot_app, mu, 7180)
+    first = await alert_for(bot_app, user, mu, 16)
+    await alert_for(bot_app, user, mu, 17)
+    await press(user, "🗑 Delete", first.message_id)
+    await user.send("/inbox")
+    listing = user.last().text
+    assert "Action letter 17" in listing and "Action letter 16" not in listing
+    await press(user, "↩️ Undo", first.message_id)
+    await user.send("/inbox")
+    assert "Action letter 16" in user.last().text and "Action letter 17" in user.last().text
