@@ -14,8 +14,10 @@
    ``* n EXPUNGE``, ``* VANISHED``: another client read, flagged, deleted or moved one) and a
    `letter_sync` is set: leave IDLE, ask it which UIDs it shows to the user, ``UID FETCH
    <those> (UID FLAGS)`` in one command and hand it the answer (a UID missing: gone); what
-   changed goes to the notifier's `letters_changed` (the alerts' buttons follow). Changes
-   announced while no IDLE runs (during a catch-up) are not looked at until the next one.
+   changed goes to the notifier's `letters_changed` (the alerts' buttons follow). The same
+   look is taken once after every (re)connect and catch-up, for what changed meanwhile. A
+   flag change announced while no IDLE runs (during a catch-up) waits for the next look; an
+   EXPUNGE is noticed whenever it comes (the watcher never expunges, so it is always news).
 
 Only what `record()` returns is alerted, so the store's dedup (UIDVALIDITY + UID) is what
 makes "never twice" hold across reconnects and restarts; "never lost" holds because progress
@@ -264,6 +266,8 @@ class _Tap(asyncio.Protocol):
             _wake(self.slot)
         else:
             self.tail = chunk[-_TAIL:]
+        if b"EXPUNGE" in chunk or b"VANISHED" in chunk:
+            self.slot.changed = True  # _wake follows when IDLE is on (_idle_lines)
         if self.idle_state == _NOT_IDLE:
             self.inner.data_received(data)
         else:
@@ -639,7 +643,8 @@ class WatcherPool:
                 highest = await self._catch_up(slot, client, uidvalidity, highest)
 
         idle = slot.idle = "IDLE" in client.protocol.capabilities
-        slot.changed = False
+        # what changed while this mailbox was not watched (or during the catch-up): look once
+        slot.changed = self.letter_sync is not None
         while True:
             if slot.hint:
                 highest = await self._catch_up(slot, client, uidvalidity, highest)

@@ -543,3 +543,23 @@ async def test_inbox_lists_what_is_in_inbox(bot_app: BotHarness) -> None:
     await press(user, "↩️ Undo", first.message_id)
     await user.send("/inbox")
     assert "Action letter 16" in user.last().text and "Action letter 17" in user.last().text
+
+
+async def test_changes_made_while_stopped_show_after_start(harness: BotHarness) -> None:
+    await harness.start()
+    mu = new_mail_user(harness.stack, RENAMED)
+    user, _clock = await start_user(harness, mu, 7190)
+    alert = await alert_for(harness, user, mu, 18)
+    await wait_remembered(harness, await letter_id_of(harness, "Action letter 18"))
+    await harness.stop()
+    client = await imap(harness.stack, mu)
+    try:
+        await client.select("INBOX")
+        assert (await client.uid("store", "1:*", "+FLAGS", "(\\Flagged)")).result == "OK"
+    finally:
+        await close_imap(client)
+    await harness.start()
+    await eventually(
+        lambda: _labels_are(user, alert.message_id, ["📖 Open", "✅ Mark read", "⭐ Unflag", "🗑 Delete", "🚫 Spam"]),
+        timeout=8,
+    )
