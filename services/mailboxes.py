@@ -31,7 +31,16 @@ from services.deps import MailDeps
 from services.hooks import after_commit, checkpoint
 from services.letters import letter_row
 from services.oauth import OAuthService
-from storage.models import AuthKind, ItemLink, Letter, Mailbox, MailboxState, Service
+from storage.models import (
+    AuthKind,
+    ItemLink,
+    Letter,
+    LetterMark,
+    LetterPlace,
+    Mailbox,
+    MailboxState,
+    Service,
+)
 from storage.repositories import LetterRepo, MailboxRepo, ServiceRepo
 
 log = logging.getLogger(__name__)
@@ -306,12 +315,13 @@ class MailboxService:
     async def read_letter(self, user_id: int, letter_id: int) -> FullLetter:
         """The whole letter, fetched from the server (bodies are not kept in the database)."""
         mailbox, letter = await self.owned_letter(user_id, letter_id)
-        inbox = letter.folder == "INBOX"
+        folder, uid = await self._place(letter)
+        inbox = folder == "INBOX"
         if inbox and mailbox.uidvalidity is not None and letter.uidvalidity != mailbox.uidvalidity:
             raise LetterNotFound(letter_id)
         client = await self._open(mailbox)
         try:  # a sent letter lives in the Sent folder (services/outgoing.py)
-            full = await fetch_letter(client, letter.uid, mailbox=encode_mutf7(letter.folder))
+            full = await fetch_letter(client, uid, mailbox=encode_mutf7(folder))
         finally:
             await close_imap(client)
         if full is None:
@@ -320,10 +330,11 @@ class MailboxService:
 
     async def attachment(self, user_id: int, letter_id: int, part: str) -> tuple[str, bytes]:
         mailbox, letter = await self.owned_letter(user_id, letter_id)
+        folder, uid = await self._place(letter)
         client = await self._open(mailbox)
         try:
             info, data = await fetch_attachment(
-                client, letter.uid, part, max_bytes=self.deps.attachment_limit, mailbox=encode_mutf7(letter.folder)
+                client, uid, part, max_bytes=self.deps.attachment_limit, mailbox=encode_mutf7(folder)
             )
         except AttachmentTooLarge as exc:
             raise AttachmentTooBig(exc.info.filename, exc.info.size, self.deps.attachment_limit) from exc
@@ -332,6 +343,14 @@ class MailboxService:
         finally:
             await close_imap(client)
         return info.filename, data
+
+    async def _place(self, letter: Letter) -> tuple[str, int]:
+        """Where the letter is read from: its folder, or where it was archived, deleted or
+        reported as spam to from the chat (services/letter_actions.py keeps that)."""
+        mark = await self.session.get(LetterMark, letter.id)
+        if mark is not None and mark.place != LetterPlace.INBOX.value and mark.folder and mark.folder_uid:
+            return mark.folder, int(mark.folder_uid)
+        return letter.folder, letter.uid
 
     async def _open(self, mailbox: Mailbox) -> MailIMAP:
         return await open_imap(

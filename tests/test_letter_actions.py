@@ -292,6 +292,8 @@ async def test_archive_undo_expires_with_the_clock(bot_app: BotHarness) -> None:
     assert len(on_disk(bot_app.stack, mu, "Stored")) == 1 and on_disk(bot_app.stack, mu) == []
     answer = await press(user, "📦 Archived", alert.message_id)
     assert answer.text == "This letter was archived to “Stored”."
+    await user.press("📖 Open", message_id=alert.message_id)  # read from the archive
+    await user.wait_for_text("Body of action letter 3")
 
 
 def _labels_are(user: Any, message_id: int, labels: list[str]) -> None:
