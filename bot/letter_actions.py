@@ -158,14 +158,22 @@ class LetterActionsUI:
             if view.message_id == skip_message:
                 continue
             t = self.catalog.get(view.language)
-            rows = action_rows(t, view.state, self.clock.wall())
-            markup = merged(other_rows(kb.open_letter(t, view.state.letter_id)), rows)
+            now = self.clock.wall()
+            others = other_rows(kb.open_letter(t, view.state.letter_id))
+            markup = merged(others, action_rows(t, view.state, now))
             try:
                 await self.bot.edit_message_reply_markup(
                     chat_id=view.chat_id, message_id=view.message_id, reply_markup=markup
                 )
             except TelegramAPIError as exc:  # deleted by the user, not modified
                 log.info("letter %s: alert buttons not redrawn (%s)", view.state.letter_id, exc)
+                continue
+            if view.state.undo_until is not None and view.state.can_undo(now):
+                # private chats: the chat is the user
+                self.expire_undo(
+                    view.chat_id, view.language, view.chat_id, view.message_id, view.state.letter_id,
+                    others, view.state.undo_until,
+                )
 
     # ---- Undo's time -------------------------------------------------------------------------
     def expire_undo(

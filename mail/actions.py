@@ -37,11 +37,13 @@ class Flags:
 
 @dataclass(frozen=True, slots=True)
 class Moved:
-    """Where the letter is now: `uid` None when the server did not say (no COPYUID)."""
+    """Where the letter is now: `uid` None when the server did not say (no COPYUID); its
+    flags as they were just before the move."""
 
     folder: str
     uidvalidity: int | None
     uid: int | None
+    flags: Flags | None = None
 
 
 class LetterGone(Exception):
@@ -125,7 +127,7 @@ async def move(
     """Move that UID of the selected folder to `target` (decoded name). LetterGone when it is
     not in the selected folder any more."""
     uid = int(uid)
-    await flags(client, uid, timeout)  # LetterGone: a MOVE of a missing UID says OK as well
+    before = await flags(client, uid, timeout)  # LetterGone: a MOVE of a missing UID says OK as well
     quoted = quote_mailbox(target)
     if _has(client, "MOVE"):
         response = await run_command(client, client.uid("move", str(uid), quoted), timeout)
@@ -142,8 +144,8 @@ async def move(
             require_ok(expunged, "UID EXPUNGE")
     landed = _copyuid(response.lines, uid)
     if landed is None:
-        return Moved(target, None, None)
-    return Moved(target, landed[0], landed[1])
+        return Moved(target, None, None, before)
+    return Moved(target, landed[0], landed[1], before)
 
 
 async def find_by_message_id(

@@ -253,6 +253,8 @@ class LetterActionService:
                 raise LetterGone(0)
             back = await imap_actions.move(client, uid, INBOX)
             inbox_uid, inbox_validity = back.uid, back.uidvalidity
+            if back.flags is not None:
+                mark.seen, mark.flagged = back.flags.seen, back.flags.flagged
             if inbox_uid is None:
                 inbox_validity = await imap_actions.select(client, INBOX)
                 if letter.message_id:
@@ -294,6 +296,8 @@ class LetterActionService:
 
     # ---- internals ---------------------------------------------------------------------------
     def _moved(self, mark: LetterMark, place: LetterPlace, moved: Moved) -> None:
+        if moved.flags is not None:
+            mark.seen, mark.flagged = moved.flags.seen, moved.flags.flagged
         mark.place = place.value
         mark.folder = moved.folder
         mark.folder_uidvalidity = moved.uidvalidity

@@ -481,6 +481,17 @@ async def test_opened_letter_and_its_alert_agree(bot_app: BotHarness) -> None:
     await press(user, "🗑 Delete", opened.message_id)
     assert user.message(opened.message_id).labels == ["🗑 In Trash", "↩️ Undo"]
     assert user.message(alert.message_id).labels == ["📖 Open", "🗑 In Trash", "↩️ Undo"]
+    await _clock.advance(31)  # both lose Undo when its time is up
+    await eventually(lambda: _labels_are(user, opened.message_id, ["🗑 In Trash"]))
+    await eventually(lambda: _labels_are(user, alert.message_id, ["📖 Open", "🗑 In Trash"]))
+    await press(user, "🗑 In Trash", alert.message_id)
+    assert len(on_disk(bot_app.stack, mu, "Мусор")) == 1
+    # a new letter, to see Undo of the alert again
+    alert = await alert_for(bot_app, user, mu, 19)
+    await wait_remembered(bot_app, await letter_id_of(bot_app, "Action letter 19"))
+    await user.press("📖 Open", message_id=alert.message_id)
+    opened = await user.wait_for_text("Body of action letter 19")
+    await press(user, "🗑 Delete", opened.message_id)
     await press(user, "↩️ Undo", alert.message_id)
     assert len(on_disk(bot_app.stack, mu)) == 1
     # the opened letter's own buttons are redrawn when pressed (they are not tracked)
