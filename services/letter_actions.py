@@ -35,6 +35,7 @@ from mail.imap import MailIMAP, close_imap, open_imap
 from mail.types import MailCheckError
 from services.deps import MailDeps
 from services.mailboxes import LetterNotFound, MailboxService, servers_of
+from storage.folders import save_folders
 from storage.models import ItemLink, Letter, LetterMark, LetterPlace, Mailbox, MailboxFolders, User
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 INBOX = "INBOX"
 UNDO_SECONDS = 30.0
 MAX_ID = 2**31
+ALERT_DISCOVERY_TIMEOUT = 5.0
 TRACKED = 200  # newest alerted letters per mailbox whose state follows the server's
 
 
@@ -163,14 +165,16 @@ class LetterActionService:
         return replace(state, seen=True) if opened else state
 
     async def alert_state(self, letter: Letter) -> LetterState:
-        """The state of a just-arrived letter for its alert's buttons (finds the mailbox's
-        folders on the first alert: one LIST)."""
+        """The state of a just-arrived letter for its alert's buttons. The mailbox's folders
+        are found when it is connected (the import's session); for one connected before
+        that, here, once, within ALERT_DISCOVERY_TIMEOUT (the alert goes without the move
+        buttons rather than late)."""
         mark = await self._mark(letter.id)
         folders = await self._cached_folders(letter.mailbox_id)
         if folders is None:
             mailbox = await self.session.get(Mailbox, letter.mailbox_id)
             if mailbox is not None:
-                folders = await self._discover_quietly(mailbox)
+                folders = await self._discover_quietly(mailbox, timeout=ALERT_DISCOVERY_TIMEOUT)
         await self.session.flush()
         return self._state(mark, folders)
 
@@ -332,24 +336,22 @@ class LetterActionService:
         return folders_of(await self.session.get(MailboxFolders, mailbox_id))
 
     async def _store_folders(self, mailbox_id: int, folders: SpecialFolders) -> None:
-        row = await self.session.get(MailboxFolders, mailbox_id)
-        if row is None:
-            row = MailboxFolders(mailbox_id=mailbox_id)
-            self.session.add(row)
-        row.archive, row.trash, row.junk, row.gmail = folders.archive, folders.trash, folders.junk, folders.gmail
-        row.found_at = self.clock.wall()
-        await self.session.flush()
+        await save_folders(
+            self.session, mailbox_id, archive=folders.archive, trash=folders.trash, junk=folders.junk,
+            gmail=folders.gmail, now=self.clock.wall(),
+        )
 
-    async def _discover_quietly(self, mailbox: Mailbox) -> SpecialFolders | None:
+    async def _discover_quietly(self, mailbox: Mailbox, timeout: float | None = None) -> SpecialFolders | None:  # noqa: ASYNC109
         """Find and keep the mailbox's folders; None (moves not offered yet) if the server
         can't be reached now: the next alert or action tries again."""
+        limit = min(self.deps.timeout, timeout or self.deps.timeout)
         try:
-            client = await self._open(mailbox)
+            client = await self._open(mailbox, timeout=limit)
         except MailCheckError as exc:
             log.info("mailbox %s: folders not found now (%s)", mailbox.id, exc.kind.value)
             return None
         try:
-            folders = await discover_folders(client, timeout=self.deps.timeout)
+            folders = await discover_folders(client, timeout=limit)
         except MailCheckError as exc:
             log.info("mailbox %s: folders not found now (%s)", mailbox.id, exc.kind.value)
             return None
@@ -358,14 +360,14 @@ class LetterActionService:
         await self._store_folders(mailbox.id, folders)
         return folders
 
-    async def _open(self, mailbox: Mailbox) -> MailIMAP:
+    async def _open(self, mailbox: Mailbox, timeout: float | None = None) -> MailIMAP:  # noqa: ASYNC109
         creds = await self.mailboxes.credentials(mailbox)  # commits the work so far first
         return await open_imap(
             servers_of(mailbox).imap,
             creds,
             ssl_context=self.deps.ssl_context,
             guard=self.deps.guard,
-            timeout=self.deps.timeout,
+            timeout=timeout or self.deps.timeout,
         )
 
 

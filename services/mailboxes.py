@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mail.check import check_account
 from mail.discovery import Proposal, discover
+from mail.folders import SpecialFolders, discover_folders
 from mail.imap import MailIMAP, close_imap, open_imap
 from mail.importer import import_recent
 from mail.oauth2 import TokenSet
@@ -31,6 +32,7 @@ from services.deps import MailDeps
 from services.hooks import after_commit, checkpoint
 from services.letters import letter_row
 from services.oauth import OAuthService
+from storage.folders import save_folders
 from storage.models import (
     AuthKind,
     ItemLink,
@@ -344,6 +346,15 @@ class MailboxService:
             await close_imap(client)
         return info.filename, data
 
+    async def _find_folders(self, client: MailIMAP) -> SpecialFolders | None:
+        """Archive, Trash and Junk, found in the import's session (one LIST); None when the
+        server refuses (the first alert looks again)."""
+        try:
+            return await discover_folders(client, timeout=self.deps.timeout)
+        except MailCheckError as exc:
+            log.info("folders not found at import (%s)", exc.kind.value)
+            return None
+
     async def _place(self, letter: Letter) -> tuple[str, int]:
         """Where the letter is read from: its folder, or where it was archived, deleted or
         reported as spam to from the chat (services/letter_actions.py keeps that)."""
@@ -394,8 +405,14 @@ class MailboxService:
         client = await self._open(mailbox)
         try:
             result = await import_recent(client, limit=self.deps.import_limit)
+            folders = await self._find_folders(client)
         finally:
             await close_imap(client)
+        if folders is not None:  # the letter actions' folders (services/letter_actions.py)
+            await save_folders(
+                self.session, mailbox.id, archive=folders.archive, trash=folders.trash, junk=folders.junk,
+                gmail=folders.gmail,
+            )
         mailbox.uidvalidity = result.uidvalidity
         mailbox.highest_uid = result.highest_uid
         await self.letters.delete_for_mailbox(mailbox.id, "INBOX")  # a repeated Save starts from a clean import

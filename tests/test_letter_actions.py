@@ -23,7 +23,7 @@ from mail.netguard import HostGuard
 from mail.outbox import FolderInfo, encode_mutf7, quote_mailbox
 from mail.tls import make_ssl_context
 from mail.types import Credentials, Security, ServerSettings
-from storage.models import Letter, LetterMark, Mailbox
+from storage.models import Letter, LetterMark, Mailbox, MailboxFolders
 from tests.harness.mailstack import MailStack, MailUser
 from tests.harness.plugin_app import BotHarness
 from tests.harness.tcp_proxy import TcpProxy
@@ -214,6 +214,9 @@ async def test_mark_read_unread_and_flag(bot_app: BotHarness) -> None:
     mu = new_mail_user(bot_app.stack, RENAMED)
     await create_folders(bot_app.stack, mu, "Stored")
     user, _clock = await start_user(bot_app, mu, 7101)
+    async with bot_app.session() as s:  # found in the import's session, before any alert
+        [row] = (await s.execute(select(MailboxFolders))).scalars().all()
+        assert (row.archive, row.trash, row.junk, row.gmail) == ("Stored", "Мусор", "Nuisance", False)
     alert = await alert_for(bot_app, user, mu, 1)
     labels = user.message(alert.message_id).labels
     assert labels == ["📖 Open", "✅ Mark read", "⭐ Flag", "📦 Archive", "🗑 Delete", "🚫 Spam"]
