@@ -28,6 +28,7 @@ from bot.db_checkpoint import install_commit_before_telegram
 from bot.fleet import InstanceGuard, PollingLeader, new_instance_id, redis_key
 from bot.gc_pauses import GcPauses
 from bot.i18n import Catalog
+from bot.letter_actions import LetterActionsUI
 from bot.middlewares import ContextMiddleware
 from bot.notifications import ChatNotifier
 from bot.sender import TelegramSender
@@ -43,6 +44,7 @@ from services.attention import AttentionData
 from services.catalog import seed_services
 from services.deps import MailDeps, WatchControl
 from services.fleet import FleetWatcher, LeaseStore
+from services.letter_actions import AlertActions, LetterStateSync
 from services.oauth_flows import OAuthFlows
 from services.watching import AlertData, DbWatchStore
 from storage.crypto import SecretBox, load_or_create_keys
@@ -93,7 +95,7 @@ class App:
         recorded (at most SHUTDOWN_GRACE seconds) while the watchers log out and the leases
         are handed back; then the connections close."""
         # broadcasts first: their requests in flight finish while the bot session is open
-        for part in ("broadcasts", "digests", "web", "webhook", "api_rate", "oauth_flows"):  # + web server, webhook, API limiter, device polling
+        for part in ("broadcasts", "digests", "web", "webhook", "api_rate", "oauth_flows", "letter_actions"):  # + web server, webhook, API limiter, device polling
             closer = self.extra.pop(part, None)
             if closer is not None:
                 await closer.close()  # type: ignore[attr-defined]
@@ -283,7 +285,21 @@ async def _build(
     )
     await _start_oauth(app)
     _start_broadcasts(app)
+    _start_letter_actions(app)
     return app
+
+
+def _start_letter_actions(app: App) -> None:
+    """Letter actions (bot/letter_actions.py): the handlers' helper, and the alert's action
+    buttons and remembered message (for the state shown to follow the server's changes)."""
+    sync = LetterStateSync(app.sessionmaker)
+    ui = LetterActionsUI(app.bot, app.catalog, AlertActions(app.sessionmaker, app.deps), sync=sync)
+    app.dispatcher["letter_actions"] = ui
+    app.extra["letter_actions"] = ui
+    app.notifier.extend_alert = ui.extend_alert
+    app.notifier.alert_sent = ui.alert_sent
+    app.notifier.on_letters_changed = ui.letters_changed
+    app.watchers.letter_sync = sync
 
 
 SEED_LOCK = lock_key("mailbridge:seed")

@@ -78,6 +78,13 @@ def alert_markup(t: Translator, letter_id: int, from_addr: str, *, reply_all: bo
     return kb.markup([*base.inline_keyboard, *rule_rows(t, letter_id, from_addr)])
 
 
+def alert_keyboard(t: Translator, letter_id: int, from_addr: str, *, reply_all: bool, code: str | None) -> InlineKeyboardMarkup:
+    """Every single alert's keyboard before the letter's action rows (bot/letter_actions.py):
+    the one-time code's copy button, Open, Reply/Forward and the Mute row. One builder for the
+    alert and for its redraw when the server changes the letter, so no row is lost then."""
+    return kb.with_copy_code(t, alert_markup(t, letter_id, from_addr, reply_all=reply_all), code)
+
+
 def undo_markup(t: Translator, letter_id: int, rule_id: int, previous: str) -> InlineKeyboardMarkup:
     """Right after muting from an alert: Open, and Undo (back to ``previous``: "" = no rule)."""
     base = kb.open_letter(t, letter_id)

@@ -117,7 +117,15 @@ class DraftCB(CallbackData, prefix="dft"):
     action: str
 
 
+class LetterActCB(CallbackData, prefix="la"):
+    """Mark read/unread, flag, Archive, Delete, Spam, Undo on a received letter
+    (services.letter_actions.Action). The letter id is checked against the owner."""
+
+    letter_id: int
+    action: str
+
+
 ALL_CALLBACKS: tuple[type[CallbackData], ...] = (
     MenuCB, LangCB, ServiceCB, WizardCB, AccountCB, LetterCB, InboxCB, SentCB, AdminCB,
-    RuleCB, QuietCB, SearchCB, ComposeCB, DraftCB,
+    RuleCB, QuietCB, SearchCB, ComposeCB, DraftCB, LetterActCB,
 )

@@ -47,11 +47,12 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 from aiogram.methods import TelegramMethod
+from aiogram.types import InlineKeyboardMarkup
 
 from bot import keyboards as kb
-from bot.attention import AlertAttention, alert_markup
+from bot.attention import AlertAttention, alert_keyboard
 from bot.claim_guard import install_claim_guard
-from bot.i18n import Catalog, Html
+from bot.i18n import Catalog, Html, Translator
 from bot.letter_view import render_alert
 from bot.render import failure_reason, when
 from bot.sender import SendResult, SendStatus, TelegramSender
@@ -161,12 +162,22 @@ class ChatNotifier:
         self._retries: asyncio.Task[None] | None = None
         # rules, quiet hours and bursts (bot/attention.py); None: every letter alerted as before
         self.attention: AlertAttention | None = None
+        # set by the app (bot/letter_actions.py): the alert's action buttons, and which
+        # message carries them (for the state shown to follow the server)
+        self.extend_alert: Callable[[Translator, Letter, InlineKeyboardMarkup], Awaitable[InlineKeyboardMarkup]] | None = None
+        self.alert_sent: Callable[[int, int, int], Awaitable[None]] | None = None
+        self.on_letters_changed: Callable[[int, list[int]], Awaitable[None]] | None = None
         install_claim_guard(sender.bot, _alert)
 
     async def new_letters(self, mailbox_id: int, letters: list[LetterSummary]) -> None:
         """Queue the alerts and return at once: the watcher goes back to IDLE while the
         sender paces the messages (about one a second per chat)."""
         self._schedule(mailbox_id)
+
+    async def letters_changed(self, mailbox_id: int, letter_ids: list[int]) -> None:
+        """The server says these letters changed (mail.watcher step 5): their alerts' buttons follow."""
+        if self.on_letters_changed is not None:
+            await self.on_letters_changed(mailbox_id, letter_ids)
 
     async def pending_for(self, mailbox_ids: list[int]) -> None:
         """Mailboxes this instance just took over: alerts their previous holder left pending."""
@@ -277,16 +288,17 @@ class ChatNotifier:
                 return
             attempt = _AlertAttempt(self.data, letter.id, self.instance_id, lambda: self._stopping)
             self._attempts[mailbox_id] = attempt
+            markup = alert_keyboard(
+                t, letter.id, letter.from_addr, reply_all=others_addressed(letter.to_addrs, target.email), code=letter.code
+            )
+            if self.extend_alert is not None:
+                markup = await self.extend_alert(t, letter, markup)
             token = _alert.set(attempt)
             try:
                 result = await self.sender.send_message(
                     target.user_id,
                     render_alert(t, summary_of(letter)),
-                    reply_markup=kb.with_copy_code(
-                        t,
-                        alert_markup(t, letter.id, letter.from_addr, reply_all=others_addressed(letter.to_addrs, target.email)),
-                        letter.code,
-                    ),
+                    reply_markup=markup,
                     disable_notification=not loud.get(letter.id, target.notify_sound),
                 )
             finally:
@@ -301,6 +313,8 @@ class ChatNotifier:
                     return
             finally:
                 attempt.recording = False
+            if self.alert_sent is not None and result.ok and result.message_id is not None:
+                await self.alert_sent(letter.id, target.user_id, result.message_id)
 
     async def _record(
         self, letter_id: int, attempt: _AlertAttempt, result: SendResult, pending: list[Letter]

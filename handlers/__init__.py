@@ -8,6 +8,7 @@ from handlers import (
     compose,
     connect,
     fallback,
+    letter_actions,
     letters,
     membership,
     oauth,
@@ -24,5 +25,5 @@ def all_routers() -> list[Router]:
     must win over a wizard step that takes any text); the wizard's /cancel and mid-wizard commands come
     before /start; the fallback router is last. Compose (answering letters) takes only its own
     states and buttons, and replies to the bot's letter messages in no state. Membership (blocked / unblocked) takes no messages."""
-    modules = (oauth, admin, membership, compose, connect, start, account, settings, letters, rules, quiet, search, fallback)
+    modules = (oauth, admin, membership, compose, connect, start, account, settings, letters, letter_actions, rules, quiet, search, fallback)
     return [m.router.create_router() for m in modules]

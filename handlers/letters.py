@@ -15,6 +15,7 @@ from bot.i18n import Translator
 from bot.letter_view import human_size, render_letter
 from bot.render import letter_page
 from bot.routing import RouteTable
+from handlers.letter_actions import opened_letter_rows
 from mail.compose import others_addressed
 from mail.reader import FullLetter
 from mail.types import MailCheckError
@@ -89,6 +90,7 @@ async def on_open(cb: CallbackQuery, callback_data: LetterCB, t: Translator, mai
         if att.size <= mailboxes.deps.attachment_limit and len(att.part) <= 20
     ]
     buttons.append(await _compose_row(t, mailboxes, user, callback_data.letter_id, letter))
+    buttons += await opened_letter_rows(t, mailboxes, user.id, callback_data.letter_id)
     for index, chunk in enumerate(chunks):
         last = index == len(chunks) - 1
         markup: InlineKeyboardMarkup | None = kb.markup(buttons) if last and buttons else None

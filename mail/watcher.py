@@ -10,6 +10,14 @@
    each round, alert what `record()` returned;
 4. IDLE on INBOX; when the server announces new mail (``* n EXISTS``) leave IDLE (DONE),
    catch up as in 3, re-enter IDLE. IDLE is re-issued every `idle_refresh` seconds.
+5. When, during IDLE, the server announces that letters changed (``* n FETCH (FLAGS ...)``,
+   ``* n EXPUNGE``, ``* VANISHED``: another client read, flagged, deleted or moved one) and a
+   `letter_sync` is set: leave IDLE, ask it which UIDs it shows to the user, ``UID FETCH
+   <those> (UID FLAGS)`` in one command and hand it the answer (a UID missing: gone); what
+   changed goes to the notifier's `letters_changed` (the alerts' buttons follow). The same
+   look is taken once after every (re)connect and catch-up, for what changed meanwhile. A
+   flag change announced while no IDLE runs (during a catch-up) waits for the next look; an
+   EXPUNGE is noticed whenever it comes (the watcher never expunges, so it is always news).
 
 Only what `record()` returns is alerted, so the store's dedup (UIDVALIDITY + UID) is what
 makes "never twice" hold across reconnects and restarts; "never lost" holds because progress
@@ -75,6 +83,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from mail.actions import Flags, flags_of
 from mail.imap import LOGOUT_TIMEOUT, close_imap, open_imap, select_inbox
 from mail.importer import fetch_latest, fetch_new, parse_select
 from mail.netguard import HostGuard, as_mail_error
@@ -98,6 +107,7 @@ AUTH_KINDS = frozenset(
 # the account locked by the provider.
 _TEMPORARY = re.compile(r"\[(?:UNAVAILABLE|SERVERBUG|INUSE|LIMIT)\]|temporary", re.IGNORECASE)
 _NEW_MAIL = re.compile(rb"\* \d+ (?:EXISTS|RECENT)\b")
+_CHANGED = re.compile(rb"\* (?:\d+ (?:FETCH|EXPUNGE)\b|VANISHED\b)", re.IGNORECASE)
 _TAIL = 32
 STOP_TIMEOUT = 5.0
 ERROR_MAX = 500
@@ -149,6 +159,19 @@ class WatchNotifier(Protocol):
     async def recovered(self, mailbox_id: int) -> None: ...
 
 
+class LetterSync(Protocol):
+    """Optional (WatcherPool.letter_sync): the letters whose state the user sees, and what
+    the server says of them now. The notifier may have `letters_changed(mailbox_id, ids)`."""
+
+    async def tracked(self, mailbox_id: int, uidvalidity: int) -> list[int]:
+        """INBOX UIDs worth looking at (a bounded, recent few)."""
+        ...
+
+    async def observed(self, mailbox_id: int, uidvalidity: int, flags: dict[int, Flags | None]) -> list[int]:
+        """Record the server's flags (None: gone); the ids of the letters whose state changed."""
+        ...
+
+
 @dataclass
 class WatchConfig:
     idle_refresh: float = 290.0  # re-issue IDLE at least every 5 minutes
@@ -188,6 +211,7 @@ class _Slot:
         "outage_sent",
         "idle",
         "stopped",
+        "changed",
     )
 
     def __init__(self, mailbox_id: int) -> None:
@@ -210,6 +234,7 @@ class _Slot:
         self.outage_wall: datetime | None = None
         self.outage_sent = False
         self.idle: bool | None = None  # the server offers IDLE (None: not connected yet)
+        self.changed = False  # during IDLE the server said letters changed (flags, expunge)
 
 
 class _Tap(asyncio.Protocol):
@@ -246,6 +271,8 @@ class _Tap(asyncio.Protocol):
             _wake(self.slot)
         else:
             self.tail = chunk[-_TAIL:]
+        if b"EXPUNGE" in chunk or b"VANISHED" in chunk:
+            self.slot.changed = True  # _wake follows when IDLE is on (_idle_lines)
         if self.idle_state == _NOT_IDLE:
             self.inner.data_received(data)
         else:
@@ -300,7 +327,9 @@ class _Tap(asyncio.Protocol):
                 self._answer(line)
             elif line[:5].upper() == b"* BYE":
                 self.inner.data_received(line)  # the connection's protocol notes the BYE
-            # other untagged data (EXPUNGE, FETCH flags, ...) doesn't matter to the watcher
+            elif _CHANGED.match(line):  # flags changed, a letter expunged: see letter_sync
+                self.slot.changed = True
+                _wake(self.slot)
 
     def _answer(self, line: bytes) -> None:
         reply = self.reply
@@ -385,6 +414,7 @@ class WatcherPool:
         self.config = config or WatchConfig()
         # how a logged-in client is made (default: open_imap); the benchmark swaps it
         self._opener: Opener = opener or self._open_imap
+        self.letter_sync: LetterSync | None = None  # set by the app: see step 5 of the module doc
         self._slots: dict[int, _Slot] = {}
         self._next_connect = 0.0
 
@@ -640,9 +670,14 @@ class WatcherPool:
                 highest = await self._catch_up(slot, client, uidvalidity, highest)
 
         idle = slot.idle = "IDLE" in client.protocol.capabilities
+        # what changed while this mailbox was not watched (or during the catch-up): look once
+        slot.changed = self.letter_sync is not None
         while True:
             if slot.hint:
                 highest = await self._catch_up(slot, client, uidvalidity, highest)
+                continue
+            if slot.changed:
+                await self._sync_letters(slot, client, uidvalidity, highest)
                 continue
             if idle:
                 await self._idle_once(slot, client)
@@ -662,7 +697,7 @@ class WatcherPool:
     async def _wait_news(self, slot: _Slot, client: Any, timeout: float) -> None:  # noqa: ASYNC109
         """Until new mail is announced or `timeout`; raise if the server left."""
         wire = client.wire
-        if not (slot.hint or wire.lost.done() or wire.bye_seen.done()):
+        if not (slot.hint or slot.changed or wire.lost.done() or wire.bye_seen.done()):
             loop = asyncio.get_running_loop()
             waiter = slot.waiter = loop.create_future()
             timer = loop.call_later(timeout, _wake, slot)
@@ -692,6 +727,30 @@ class WatcherPool:
                     )
             if not batch.more and not slot.hint:
                 return highest
+
+    async def _sync_letters(self, slot: _Slot, client: Any, uidvalidity: int, highest: int) -> None:
+        """Flags and presence of the letters `letter_sync` tracks, in one UID FETCH. Only
+        UIDs up to `highest` (the catch-up's progress): a higher one (a letter just moved back
+        into INBOX) may not be known to this session yet, and its absence from the answer
+        would not mean it is gone."""
+        slot.changed = False
+        sync = self.letter_sync
+        if sync is None:
+            return
+        try:
+            uids = [uid for uid in await sync.tracked(slot.mailbox_id, uidvalidity) if uid <= highest]
+        except Exception as exc:
+            raise _StoreFailure("letter_sync.tracked failed") from exc
+        if not uids:
+            return
+        found = await flags_of(client, uids, timeout=self.config.command_timeout)
+        try:
+            changed = await sync.observed(slot.mailbox_id, uidvalidity, {u: found.get(u) for u in uids})
+        except Exception as exc:
+            raise _StoreFailure("letter_sync.observed failed") from exc
+        tell = getattr(self.notifier, "letters_changed", None)
+        if changed and tell is not None:
+            await self._notify("letters_changed", tell(slot.mailbox_id, changed))
 
     async def _guarded(self, client: Any, aw: Awaitable[Any], what: str) -> Any:
         """`aw` within command_timeout; fail fast if the connection drops."""

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mail.check import check_account
 from mail.discovery import Proposal, discover
+from mail.folders import SpecialFolders, discover_folders
 from mail.imap import MailIMAP, close_imap, open_imap
 from mail.importer import import_recent
 from mail.oauth2 import TokenSet
@@ -31,7 +32,17 @@ from services.deps import MailDeps
 from services.hooks import after_commit, checkpoint
 from services.letters import letter_row
 from services.oauth import OAuthService
-from storage.models import AuthKind, ItemLink, Letter, Mailbox, MailboxState, Service
+from storage.folders import save_folders
+from storage.models import (
+    AuthKind,
+    ItemLink,
+    Letter,
+    LetterMark,
+    LetterPlace,
+    Mailbox,
+    MailboxState,
+    Service,
+)
 from storage.repositories import LetterRepo, MailboxRepo, ServiceRepo
 
 log = logging.getLogger(__name__)
@@ -309,12 +320,13 @@ class MailboxService:
     async def read_letter(self, user_id: int, letter_id: int) -> FullLetter:
         """The whole letter, fetched from the server (bodies are not kept in the database)."""
         mailbox, letter = await self.owned_letter(user_id, letter_id)
-        inbox = letter.folder == "INBOX"
+        folder, uid = await self._place(letter)
+        inbox = folder == "INBOX"
         if inbox and mailbox.uidvalidity is not None and letter.uidvalidity != mailbox.uidvalidity:
             raise LetterNotFound(letter_id)
         client = await self._open(mailbox)
         try:  # a sent letter lives in the Sent folder (services/outgoing.py)
-            full = await fetch_letter(client, letter.uid, mailbox=encode_mutf7(letter.folder))
+            full = await fetch_letter(client, uid, mailbox=encode_mutf7(folder))
         finally:
             await close_imap(client)
         if full is None:
@@ -323,10 +335,11 @@ class MailboxService:
 
     async def attachment(self, user_id: int, letter_id: int, part: str) -> tuple[str, bytes]:
         mailbox, letter = await self.owned_letter(user_id, letter_id)
+        folder, uid = await self._place(letter)
         client = await self._open(mailbox)
         try:
             info, data = await fetch_attachment(
-                client, letter.uid, part, max_bytes=self.deps.attachment_limit, mailbox=encode_mutf7(letter.folder)
+                client, uid, part, max_bytes=self.deps.attachment_limit, mailbox=encode_mutf7(folder)
             )
         except AttachmentTooLarge as exc:
             raise AttachmentTooBig(exc.info.filename, exc.info.size, self.deps.attachment_limit) from exc
@@ -335,6 +348,23 @@ class MailboxService:
         finally:
             await close_imap(client)
         return info.filename, data
+
+    async def _find_folders(self, client: MailIMAP) -> SpecialFolders | None:
+        """Archive, Trash and Junk, found in the import's session (one LIST); None when the
+        server refuses (the first alert looks again)."""
+        try:
+            return await discover_folders(client, timeout=self.deps.timeout)
+        except MailCheckError as exc:
+            log.info("folders not found at import (%s)", exc.kind.value)
+            return None
+
+    async def _place(self, letter: Letter) -> tuple[str, int]:
+        """Where the letter is read from: its folder, or where it was archived, deleted or
+        reported as spam to from the chat (services/letter_actions.py keeps that)."""
+        mark = await self.session.get(LetterMark, letter.id)
+        if mark is not None and mark.place != LetterPlace.INBOX.value and mark.folder and mark.folder_uid:
+            return mark.folder, int(mark.folder_uid)
+        return letter.folder, letter.uid
 
     async def _open(self, mailbox: Mailbox) -> MailIMAP:
         return await open_imap(
@@ -378,8 +408,14 @@ class MailboxService:
         client = await self._open(mailbox)
         try:
             result = await import_recent(client, limit=self.deps.import_limit)
+            folders = await self._find_folders(client)
         finally:
             await close_imap(client)
+        if folders is not None:  # the letter actions' folders (services/letter_actions.py)
+            await save_folders(
+                self.session, mailbox.id, archive=folders.archive, trash=folders.trash, junk=folders.junk,
+                gmail=folders.gmail,
+            )
         mailbox.uidvalidity = result.uidvalidity
         mailbox.highest_uid = result.highest_uid
         await self.letters.delete_for_mailbox(mailbox.id, "INBOX")  # a repeated Save starts from a clean import

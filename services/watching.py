@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mail.types import LetterSummary
@@ -72,6 +73,23 @@ class DbWatchStore:
             return WatchTarget(mailbox.id, servers_of(mailbox).imap, creds, mailbox.uidvalidity, mailbox.highest_uid)
 
     async def record(
+        self,
+        mailbox_id: int,
+        uidvalidity: int,
+        highest_uid: int,
+        letters: list[LetterSummary],
+        *,
+        rebaseline: bool,
+    ) -> list[LetterSummary]:
+        try:
+            return await self._record(mailbox_id, uidvalidity, highest_uid, letters, rebaseline=rebaseline)
+        except IntegrityError:
+            # a letter moved back into INBOX (Undo, services/letter_actions.py) took its new
+            # UID in another transaction between our look and our insert: look again
+            log.info("mailbox %s: a letter became known meanwhile; recording again", mailbox_id)
+            return await self._record(mailbox_id, uidvalidity, highest_uid, letters, rebaseline=rebaseline)
+
+    async def _record(
         self,
         mailbox_id: int,
         uidvalidity: int,

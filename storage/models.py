@@ -378,3 +378,47 @@ class AttentionPrefs(Base):
     vip_breaks_quiet: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     burst_threshold: Mapped[int] = mapped_column(Integer, default=6, server_default="6")  # 0 = off
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LetterPlace(str, enum.Enum):
+    """Where a letter is, as far as the bot knows (services/letter_actions.py)."""
+
+    INBOX = "inbox"
+    ARCHIVE = "archive"
+    TRASH = "trash"
+    JUNK = "junk"
+    GONE = "gone"  # deleted or moved elsewhere, not by the bot
+
+
+class LetterMark(Base):
+    """What the user did to a received letter from the chat, and what the server says of it:
+    its flags, where it was moved (folder and UID there, for Undo, until `undo_until`), and the
+    alert message whose buttons show that state. One row per letter acted on or alerted."""
+
+    __tablename__ = "letter_marks"
+
+    letter_id: Mapped[int] = mapped_column(ForeignKey("letters.id", ondelete="CASCADE"), primary_key=True)
+    seen: Mapped[bool | None] = mapped_column(Boolean)
+    flagged: Mapped[bool | None] = mapped_column(Boolean)
+    place: Mapped[str] = mapped_column(String(16), default=LetterPlace.INBOX.value)
+    folder: Mapped[str | None] = mapped_column(String(255))
+    folder_uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    folder_uid: Mapped[int | None] = mapped_column(BigInteger)
+    undo_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    alert_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    alert_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MailboxFolders(Base):
+    """A mailbox's Archive, Trash and Junk folders as found on its server (mail/folders.py),
+    kept so that alerts offer only the buttons that can work without asking the server."""
+
+    __tablename__ = "mailbox_folders"
+
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    archive: Mapped[str | None] = mapped_column(String(255))
+    trash: Mapped[str | None] = mapped_column(String(255))
+    junk: Mapped[str | None] = mapped_column(String(255))
+    gmail: Mapped[bool] = mapped_column(Boolean, default=False)
+    found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

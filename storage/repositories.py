@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Letter, Mailbox, Service, User, utcnow
+from storage.models import Letter, LetterMark, LetterPlace, Mailbox, Service, User, utcnow
 
 
 class UserRepo:
@@ -105,6 +105,12 @@ class MailboxRepo:
         await self.session.flush()
 
 
+def _not_moved() -> Any:
+    """Not archived, deleted or reported as spam from the chat, nor gone from INBOX
+    (services/letter_actions.py): such letters are not listed as being in Inbox."""
+    return ~exists().where(LetterMark.letter_id == Letter.id, LetterMark.place != LetterPlace.INBOX.value)
+
+
 class LetterRepo:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -119,7 +125,9 @@ class LetterRepo:
         return await self.session.get(Letter, letter_id)
 
     async def count(self, mailbox_id: int, folder: str = "INBOX") -> int:
-        stmt = select(func.count()).select_from(Letter).where(Letter.mailbox_id == mailbox_id, Letter.folder == folder)
+        stmt = select(func.count()).select_from(Letter).where(
+            Letter.mailbox_id == mailbox_id, Letter.folder == folder, _not_moved()
+        )
         return int((await self.session.execute(stmt)).scalar_one())
 
     async def count_sent(self, mailbox_id: int) -> int:
@@ -141,7 +149,7 @@ class LetterRepo:
     async def latest(self, mailbox_id: int, limit: int = 10, offset: int = 0, folder: str = "INBOX") -> Sequence[Letter]:
         stmt = (
             select(Letter)
-            .where(Letter.mailbox_id == mailbox_id, Letter.folder == folder)
+            .where(Letter.mailbox_id == mailbox_id, Letter.folder == folder, _not_moved())
             .order_by(Letter.uid.desc())
             .limit(limit)
             .offset(offset)

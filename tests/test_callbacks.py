@@ -13,6 +13,7 @@ from bot.callbacks import (
     DraftCB,
     InboxCB,
     LangCB,
+    LetterActCB,
     LetterCB,
     MenuCB,
     QuietCB,
@@ -42,6 +43,7 @@ LARGEST: dict[type[CallbackData], CallbackData] = {
     SearchCB: SearchCB(action="cancel", sid=NONCE, page=2**31 - 1),
     ComposeCB: ComposeCB(letter_id=BIG_ID, mode="reply"),
     DraftCB: DraftCB(draft="f" * 8, action="cancel"),
+    LetterActCB: LetterActCB(letter_id=BIG_ID, action="archive"),  # the longest action name
 }
 
 

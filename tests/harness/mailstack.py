@@ -705,19 +705,31 @@ class MailStack:
 
     # ---------------------------------------------------------------- users
 
-    def add_user(self, address: str, password: str, *, imap_capability: str | None = None) -> None:
+    def add_user(
+        self,
+        address: str,
+        password: str,
+        *,
+        imap_capability: str | None = None,
+        userdb: dict[str, str] | None = None,
+    ) -> None:
         """Add a mailbox user (login name == full address); usable at once.
 
         imap_capability: the CAPABILITY list Dovecot announces to this user once logged in
-        (e.g. one without IDLE, as some servers have), through a userdb field in the passdb."""
+        (e.g. one without IDLE, as some servers have), through a userdb field in the passdb.
+        userdb: more per-user settings the same way (name -> value, without "userdb_"), e.g.
+        PLAIN_FOLDERS: this user's folders carry no SPECIAL-USE flags."""
         self._check_fields(address, password)
         with self._users_lock:
             key = address.lower()
             if key in self._users:
                 raise ValueError(f"user {address} already exists")
             self._users[key] = password
+            settings = {f"userdb_{name}": value for name, value in (userdb or {}).items()}
             if imap_capability is not None:
-                self._user_settings[key] = {"userdb_imap_capability": imap_capability}
+                settings["userdb_imap_capability"] = imap_capability
+            if settings:
+                self._user_settings[key] = settings
             self._write_user(key, password)
 
     def set_password(self, address: str, password: str) -> None:
