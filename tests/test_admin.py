@@ -136,7 +136,7 @@ def menu_of(h: BotHarness, scope: dict[str, Any], language: str = "") -> list[st
 
 async def test_only_admins_see_admin_in_their_command_menu(harness: BotHarness) -> None:
     await harness.start(admin_ids=[ADMIN])
-    everyone = ["start", "inbox", "settings", "cancel", "help"]
+    everyone = ["start", "inbox", "search", "settings", "cancel", "help"]
     assert menu_of(harness, {"type": "default"}) == everyone
     assert menu_of(harness, {"type": "default"}, "ru") == everyone
     for language in ("", "ru"):
@@ -460,7 +460,7 @@ async def test_an_admin_who_never_opened_the_bot_does_not_cost_the_others_their_
     # Telegram answers "chat not found" for an admin who never opened the bot
     harness.fake.fail("setMyCommands", status=400, description="Bad Request: chat not found", chat_id=ghost, times=None)
     await harness.start(admin_ids=[ghost, ADMIN, other])
-    everyone = ["start", "inbox", "settings", "cancel", "help"]
+    everyone = ["start", "inbox", "search", "settings", "cancel", "help"]
     for admin_id in (ADMIN, other):
         for language in ("", "ru"):
             assert menu_of(harness, {"type": "chat", "chat_id": admin_id}, language) == [*everyone, "admin"]
