@@ -252,9 +252,9 @@ def _replied_letter(message: Message) -> dict[str, int] | bool:
     """A filter: the message answers one of the bot's messages that names a letter (an alert,
     an opened letter). Gives `replied_letter_id`; the owner is checked by the service."""
     target = message.reply_to_message
-    if target is None or target.from_user is None or not target.from_user.is_bot or target.reply_markup is None:
+    if target is None or target.from_user is None or not target.from_user.is_bot:
         return False
-    for row in target.reply_markup.inline_keyboard:
+    for row in target.reply_markup.inline_keyboard if target.reply_markup else ():
         for button in row:
             data = button.callback_data or ""
             for parse in (_letter_cb, _compose_cb):
@@ -262,6 +262,16 @@ def _replied_letter(message: Message) -> dict[str, int] | bool:
                 if letter_id is not None:
                     return {"replied_letter_id": letter_id}
     return False
+
+
+def _replied_bare(message: Message) -> dict[str, int] | bool:
+    """A filter: the message answers a message of the bot that came without its keyboard
+    (Telegram may leave `reply_markup` out of `reply_to_message`): the handler asks the
+    database which letter, if any, that alert was about."""
+    target = message.reply_to_message
+    if target is None or target.from_user is None or not target.from_user.is_bot or target.reply_markup is not None:
+        return False
+    return {"replied_message_id": target.message_id}
 
 
 def _letter_cb(data: str) -> int | None:
@@ -316,6 +326,20 @@ async def on_reply_to_alert(
     await state.set_state(S.waiting_text)
     if await _take_content(message, t, draft, settings):
         await _show(message, state, t, mailboxes, user, draft)
+
+
+@router.message(StateFilter(None), ~F.text.startswith("/"), _replied_bare)
+async def on_reply_to_bare_alert(
+    message: Message, replied_message_id: int, state: FSMContext, t: Translator, session: AsyncSession,
+    mailboxes: MailboxService, user: User, settings: Settings, compose_clock: Clock | None = None,
+) -> None:
+    """An answer to a message of the bot that came without its keyboard: a reply when that
+    message was a letter's alert (remembered with the letter), else an ordinary unknown text."""
+    letter_id = await mailboxes.letter_of_alert(user.id, replied_message_id)
+    if letter_id is None:
+        await message.answer(t("error.unknown_command"))
+        return
+    await on_reply_to_alert(message, letter_id, state, t, session, mailboxes, user, settings, compose_clock)
 
 
 # --------------------------------------------------------------------------- writing

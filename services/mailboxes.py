@@ -306,6 +306,12 @@ class MailboxService:
         letters = list(await latest(mailbox.id, limit=per_page, offset=page * per_page))
         return LetterPage(mailbox, letters, total, page, sent=sent, others=others)
 
+    async def letter_of_alert(self, user_id: int, message_id: int) -> int | None:
+        """Which of the user's letters an alert message (its Telegram message id) was about."""
+        if not 0 < message_id <= 2**63 - 1:
+            return None
+        return await self.letters.by_alert_message(user_id, message_id)
+
     async def owned_letter(self, user_id: int, letter_id: int) -> tuple[Mailbox, Letter]:
         if not 0 < letter_id <= MAX_ROW_ID:  # forged callback data: PostgreSQL would refuse the value
             raise LetterNotFound(letter_id)

@@ -115,6 +115,17 @@ class LetterRepo:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def by_alert_message(self, user_id: int, message_id: int) -> int | None:
+        """The letter whose alert is that message of the user's private chat (the chat is the user)."""
+        stmt = (
+            select(LetterMark.letter_id)
+            .join(Letter, Letter.id == LetterMark.letter_id)
+            .join(Mailbox, Mailbox.id == Letter.mailbox_id)
+            .where(Mailbox.user_id == user_id, LetterMark.alert_chat_id == user_id, LetterMark.alert_message_id == message_id)
+            .limit(1)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def add_many(self, letters: Iterable[Letter]) -> int:
         items = list(letters)
         self.session.add_all(items)

@@ -310,6 +310,30 @@ async def test_answering_the_alert_in_russian(bot_app: BotHarness, mail_user: Ma
     assert "Ваше письмо" not in user.last().text and len(stack.submitted) == before
 
 
+async def test_a_reply_to_an_alert_that_came_without_its_keyboard(bot_app: BotHarness, mail_user: MailUser) -> None:
+    """Telegram may leave the answered message's keyboard out of `reply_to_message`: the alert
+    is then known by its message id, remembered with the letter when it was sent."""
+    stack = bot_app.stack
+    bob = new_user(stack, "bob")
+    user = await connected_user(bot_app, mail_user, 9110)
+    orig = original(bob, [mail_user.address], subject="Plans")
+    alert = await alert_for(bot_app, user, stack, mail_user, orig)
+    bot_app.fake.replies_carry_keyboard = False
+    await user.send("Agreed.", reply_to=alert.message_id)
+    preview = user.last()
+    assert "Subject: Re: Plans" in preview.text and bob.address in preview.text
+    await user.press("📤 Send", message_id=preview.message_id)
+    await wait_text(user, "✅ Sent")
+    [got] = await received(stack, bob)
+    assert got.message["In-Reply-To"] == orig["Message-ID"]
+    # a reply to another message of the bot is no answer to a letter
+    await user.send("/start")
+    menu = user.last()
+    before = len(stack.submitted)
+    await user.send("just text", reply_to=menu.message_id)
+    assert "Subject:" not in user.last().text and len(stack.submitted) == before
+
+
 async def test_forward_carries_the_attachments_and_a_telegram_photo(bot_app: BotHarness, mail_user: MailUser) -> None:
     stack = bot_app.stack
     bob, erin = new_user(stack, "bob"), new_user(stack, "erin")

@@ -1008,6 +1008,8 @@ class FakeTelegram:
         self.strict_ampersand = True  # see parse_html()
         self.max_upload_bytes = MAX_UPLOAD_BYTES
         self.max_download_bytes = MAX_DOWNLOAD_BYTES
+        # False: a reply's `reply_to_message` comes without the answered message's keyboard
+        self.replies_carry_keyboard = True
         self.process_timeout = DEFAULT_PROCESS_TIMEOUT
         self.webhook_url = ""
         self.webhook_secret: str | None = None
@@ -1425,6 +1427,8 @@ class FakeTelegram:
             if target is not None and not target.deleted:
                 inner = self._message_api(target)
                 inner.pop("reply_to_message", None)
+                if not self.replies_carry_keyboard:
+                    inner.pop("reply_markup", None)
                 msg["reply_to_message"] = inner
         return msg
 
