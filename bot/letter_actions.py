@@ -211,3 +211,4 @@ class LetterActionsUI:
             task.cancel()
         await asyncio.gather(*timers, return_exceptions=True)
         self._timers.clear()
+        await self.alerts.close()

@@ -19,6 +19,7 @@ UNDO_SECONDS. No aiogram here: the handler renders the LetterState this returns.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from dataclasses import dataclass, replace
@@ -165,19 +166,23 @@ class LetterActionService:
         # and redraws the alert's buttons too
         return replace(state, seen=True) if opened else state
 
-    async def alert_state(self, letter: Letter) -> LetterState:
-        """The state of a just-arrived letter for its alert's buttons. The mailbox's folders
-        are found when it is connected (the import's session); for one connected before
-        that, here, once, within ALERT_DISCOVERY_TIMEOUT (the alert goes without the move
-        buttons rather than late)."""
+    async def alert_state(self, letter: Letter) -> tuple[LetterState, bool]:
+        """The state of a just-arrived letter for its alert's buttons, and whether the
+        mailbox's folders are still unknown. They are found when it is connected (the import's
+        session); for one connected before that, AlertActions finds them after the alert has
+        gone (never on its way: a login to the mail server would delay it)."""
         mark = await self._mark(letter.id)
         folders = await self._cached_folders(letter.mailbox_id)
-        if folders is None:
-            mailbox = await self.session.get(Mailbox, letter.mailbox_id)
-            if mailbox is not None:
-                folders = await self._discover_quietly(mailbox, timeout=ALERT_DISCOVERY_TIMEOUT)
         await self.session.flush()
-        return self._state(mark, folders)
+        return self._state(mark, folders), folders is None
+
+    async def discover_folders(self, mailbox_id: int) -> None:
+        """Find and keep the folders of a mailbox connected before they were looked for."""
+        if await self._cached_folders(mailbox_id) is not None:
+            return
+        mailbox = await self.session.get(Mailbox, mailbox_id)
+        if mailbox is not None:
+            await self._discover_quietly(mailbox, timeout=ALERT_DISCOVERY_TIMEOUT)
 
     async def remember_alert(self, letter_id: int, chat_id: int, message_id: int) -> None:
         mark = await self._mark(letter_id)
@@ -380,15 +385,41 @@ class AlertActions:
         self.sessionmaker = sessionmaker
         self.deps = deps
         self.clock: Clock = clock or SystemWallClock()
+        # mailboxes whose folders are being found (per process: at worst two instances both
+        # look once; the result is the same row)
+        self._finding: dict[int, asyncio.Task[None]] = {}
 
     def service(self, session: AsyncSession) -> LetterActionService:
         return LetterActionService(session, self.deps, clock=self.clock)
 
     async def state_for_alert(self, letter: Letter) -> LetterState:
         async with self.sessionmaker() as session:
-            state = await self.service(session).alert_state(letter)
+            state, unknown = await self.service(session).alert_state(letter)
             await session.commit()
-            return state
+        if unknown and letter.mailbox_id not in self._finding:
+            # this alert goes now without the move buttons; the next ones and the letter
+            # opened have them
+            self._finding[letter.mailbox_id] = asyncio.create_task(
+                self._find_folders(letter.mailbox_id), name=f"folders-{letter.mailbox_id}"
+            )
+        return state
+
+    async def _find_folders(self, mailbox_id: int) -> None:
+        try:
+            async with self.sessionmaker() as session:
+                await self.service(session).discover_folders(mailbox_id)
+                await session.commit()
+        except Exception:  # noqa: BLE001 - the next alert or action tries again
+            log.warning("mailbox %s: folders not found", mailbox_id, exc_info=True)
+        finally:
+            self._finding.pop(mailbox_id, None)
+
+    async def close(self) -> None:
+        """A stop: the folder look-ups under way end (the next start looks again)."""
+        tasks = list(self._finding.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def alert_sent(self, letter_id: int, chat_id: int, message_id: int) -> None:
         async with self.sessionmaker() as session:

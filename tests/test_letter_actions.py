@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from bot.callbacks import LetterActCB
 from mail.folders import choose_folders, discover_folders
@@ -237,6 +237,30 @@ async def test_mark_read_unread_and_flag(bot_app: BotHarness) -> None:
     await press(user, "⭐ Unflag", alert.message_id)
     assert_flags(bot_app.stack, mu, "")
     assert ours(user.message(alert.message_id))[:3] == ["📖 Open", "✅ Mark read", "⭐ Flag"]
+
+
+async def test_folders_of_a_mailbox_connected_before_are_found_after_its_first_alert(bot_app: BotHarness) -> None:
+    """A mailbox connected before folders were looked for: its first alert goes at once with
+    the flag buttons (no login to the mail server on an alert's way), the folders are found
+    right after, and the next alert offers the moves too."""
+    mu = new_mail_user(bot_app.stack, RENAMED)
+    await create_folders(bot_app.stack, mu, "Stored")
+    user, _clock = await start_user(bot_app, mu, 7109)
+    async with bot_app.session() as s:
+        await s.execute(delete(MailboxFolders))
+        await s.commit()
+    first = await alert_for(bot_app, user, mu, 1)
+    assert ours(user.message(first.message_id)) == ["📖 Open", "✅ Mark read", "⭐ Flag"]
+
+    for _ in range(100):
+        async with bot_app.session() as s:
+            if (await s.execute(select(func.count()).select_from(MailboxFolders))).scalar_one() == 1:
+                break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the folders were not found after the first alert")
+    second = await alert_for(bot_app, user, mu, 2)
+    assert ours(user.message(second.message_id)) == ["📖 Open", "✅ Mark read", "⭐ Flag", "📦 Archive", "🗑 Delete", "🚫 Spam"]
 
 
 def assert_flags(stack: MailStack, mu: MailUser, flags: str) -> None:
