@@ -26,26 +26,19 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
 
-from aiogram import Bot
-from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
 from aiogram.exceptions import (
     TelegramAPIError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
 )
-from aiogram.methods import TelegramMethod
 from aiogram.types import InlineKeyboardMarkup
 
 from bot import keyboards as kb
 from bot.callbacks import InboxCB, LetterCB, RuleCB
-from bot.claim_guard import install_claim_guard
+from bot.claim_guard import ClaimedSend, install_claim_guard
 from bot.i18n import Catalog, Translator
 from bot.letter_view import MAX_MESSAGE, sender_text, shorten, visible_len
 from bot.sender import SendResult, SendStatus, TelegramSender
-from bot.telegram_limits import SystemClock, interactive, may_have_arrived
+from bot.telegram_limits import SystemClock, interactive
 from services.attention import AttentionData, Clock, Plan, plan
 from services.watching import AlertData, AlertTarget
 from storage.models import AlertState, Letter
@@ -178,7 +171,7 @@ _group: ContextVar[_GroupAttempt | None] = ContextVar("group_attempt", default=N
 
 
 @dataclass
-class _GroupAttempt:
+class _GroupAttempt(ClaimedSend):
     """One grouped alert or digest message; the guard claims its letters right before the
     request leaves and reports what happened on the wire."""
 
@@ -189,35 +182,18 @@ class _GroupAttempt:
     stopping: Callable[[], bool]
     claimed: list[int] = field(default_factory=list)
     requests: int = 0
+    in_flight: bool = False
     uncertain: str = ""
     released: str = ""
     not_claimed: bool = False
+    refusals = (GroupUncertainRetry, GroupStopping, GroupNotClaimed)
+    not_claimed_text = "the letters are not waiting any more"
 
-    async def around(self, make_request: NextRequestMiddlewareType[Any], bot: Bot, method: TelegramMethod[Any]) -> Any:
-        if self.uncertain:
-            raise GroupUncertainRetry(method=method, message="an earlier attempt may have been delivered; not resent")
-        if self.stopping():
-            raise GroupStopping(method=method, message="the bot is stopping")
+    async def claim(self) -> bool:
         self.claimed = await self.data.claim(self.letter_ids, self.owner, self.source)
-        if not self.claimed:
-            self.not_claimed = True
-            raise GroupNotClaimed(method=method, message="the letters are not waiting any more")
-        self.released = ""
-        self.requests += 1
-        try:
-            return await make_request(bot, method)
-        except TelegramRetryAfter as exc:
-            await self._release(f"429: retry after {exc.retry_after}")
-            raise
-        except (TelegramNetworkError, TelegramServerError) as exc:
-            if may_have_arrived(exc):
-                self.uncertain = f"{type(exc).__name__}: {exc.message}"
-            else:
-                await self._release(exc.message)
-            raise
+        return bool(self.claimed)
 
-    async def _release(self, reason: str) -> None:
-        self.released = reason
+    async def release(self, reason: str) -> None:
         await self.data.release(self.claimed, self.owner, self.source, reason)
 
 

@@ -36,27 +36,20 @@ from collections.abc import Awaitable, Callable, Collection
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from aiogram import Bot
-from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
 from aiogram.exceptions import (
     TelegramAPIError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
 )
-from aiogram.methods import TelegramMethod
 from aiogram.types import InlineKeyboardMarkup
 
 from bot import keyboards as kb
 from bot.attention import AlertAttention, alert_keyboard
-from bot.claim_guard import install_claim_guard
+from bot.claim_guard import ClaimedSend, install_claim_guard
 from bot.i18n import Catalog, Html, Translator
 from bot.letter_view import render_alert
 from bot.render import failure_reason, when
 from bot.sender import SendResult, SendStatus, TelegramSender
-from bot.telegram_limits import Priority, interactive, may_have_arrived
+from bot.telegram_limits import Priority, interactive
 from mail.compose import others_addressed
 from mail.types import LetterSummary, MailCheckError
 from services.letters import summary_of
@@ -82,54 +75,27 @@ _alert: ContextVar[_AlertAttempt | None] = ContextVar("alert_attempt", default=N
 
 
 @dataclass
-class _AlertAttempt:
+class _AlertAttempt(ClaimedSend):
     """One letter's alert being sent; the guard reports what happened on the wire."""
 
     data: AlertData
     letter_id: int
     owner: str
     stopping: Callable[[], bool]
-    requests: int = 0  # requests that left (or may have left)
-    in_flight: bool = False  # claiming, or the request is on its way
+    requests: int = 0
+    in_flight: bool = False
     recording: bool = False  # answered; the outcome is being written
-    uncertain: str = ""  # why the request may have been delivered without an answer
-    released: str = ""  # it certainly did not go out: back to pending, with this reason
+    uncertain: str = ""
+    released: str = ""  # back to pending, with this reason
     not_claimed: bool = False
+    refusals = (AlertUncertainRetry, AlertStopping, AlertNotClaimed)
+    not_claimed_text = "the alert is not pending any more"
 
-    async def around(self, make_request: NextRequestMiddlewareType[Any], bot: Bot, method: TelegramMethod[Any]) -> Any:
-        if self.uncertain:
-            raise AlertUncertainRetry(method=method, message="an earlier attempt may have been delivered; not resent")
-        if self.stopping():
-            raise AlertStopping(method=method, message="the bot is stopping")
-        self.in_flight = True
-        try:
-            if not await self.data.claim(self.letter_id, self.owner):
-                self.not_claimed = True
-                raise AlertNotClaimed(method=method, message="the alert is not pending any more")
-            self.released = ""
-            self.requests += 1
-            try:
-                return await make_request(bot, method)
-            except TelegramRetryAfter as exc:  # flood control: certainly not delivered
-                await self._release(f"429: retry after {exc.retry_after}")
-                raise
-            except (TelegramNetworkError, TelegramServerError) as exc:
-                # one rule with the limiter and broadcasts: a connection that never opened sent
-                # nothing; a 5xx, a timeout or a connection lost after the request left may
-                # have been carried out by Telegram, so the alert is never sent again
-                if may_have_arrived(exc):
-                    self.uncertain = f"{type(exc).__name__}: {exc.message}"
-                else:
-                    await self._release(exc.message)
-                raise
-        finally:
-            self.in_flight = False
+    async def claim(self) -> bool:
+        return await self.data.claim(self.letter_id, self.owner)
 
-    async def _release(self, reason: str) -> None:
-        self.released = reason
+    async def release(self, reason: str) -> None:
         await self.data.unclaim(self.letter_id, self.owner, reason)
-
-
 
 
 class ChatNotifier:
