@@ -1,7 +1,7 @@
 """Benchmark: a fleet of bot processes watching many mailboxes on the light IMAP server.
 
     .venv/bin/python bench/fleet_light.py [--instances 3] [--accounts 10000] [--letters 600]
-        [--rate 20] [--same-chat 0.2] [--ttl 20] [--renew 5] [--start-timeout 600]
+        [--rate 20] [--same-chat 0.2] [--ttl 20] [--renew 5] [--start-timeout 600] [--no-folders]
         [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
 
 `bench/fleet_watch.py` does this against the test Dovecot, one IMAP process per session: that
@@ -11,7 +11,8 @@ itself is what is measured. The plumbing is `bench/fleet_watch.py`'s: N real
 `python -m bot` processes (settings from the environment, `tests/harness/processes.py`) on a
 fresh PostgreSQL database and Redis prefix, M connected accounts created in the database
 (pointing at the light server: `localhost`, its port, ALLOW_PRIVATE_MAIL_HOSTS, a CA made
-for the run), the fake Bot API (`tests/harness/fake_telegram.py`) enforcing Telegram's
+for the run; with their Archive/Trash/Junk on record, as the connect wizard's import leaves
+them, unless --no-folders), the fake Bot API (`tests/harness/fake_telegram.py`) enforcing Telegram's
 limits (30/s in all, 1/s per chat after a burst of --chat-burst; the fleet shares one
 limiter in Redis). With --chat-burst 1 the fake is stricter than the bot's limiter assumes
 (it sends up to 3 to a chat at once): the 429s it then answers are counted.
@@ -152,7 +153,7 @@ async def main(args: argparse.Namespace) -> None:
         redis = redis_env(f"mbbench-{secrets.token_hex(5)}")
         try:
             t0 = time.monotonic()
-            accounts = await seed_mailboxes(engine, url, stack, fake, key, args.accounts)
+            accounts = await seed_mailboxes(engine, url, stack, fake, key, args.accounts, folders=not args.no_folders)
             print(f"  {args.accounts} accounts created in {time.monotonic() - t0:.1f} s", file=sys.stderr)
             env = bot_env(fake, stack, url, key, watch_lease_ttl=args.ttl, watch_lease_renew=args.renew,
                           telegram_global_rate=30, log_level="WARNING", mail_timeout=15) | redis
@@ -296,6 +297,9 @@ if __name__ == "__main__":
     parser.add_argument("--chat-burst", type=float, default=3.0,
                         help="messages to one chat the fake takes at once before its 1/s applies "
                              "(Telegram tolerates short bursts; the bot's limiter assumes 3)")
+    parser.add_argument("--no-folders", action="store_true",
+                        help="seed the mailboxes without their Archive/Trash/Junk on record (as if connected "
+                             "before the bot looked for them): each first alert then looks for them after it is sent")
     parser.add_argument("--ttl", type=float, default=20.0)
     parser.add_argument("--renew", type=float, default=5.0)
     parser.add_argument("--start-timeout", type=float, default=600.0)

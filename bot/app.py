@@ -296,6 +296,7 @@ def _start_letter_actions(app: App) -> None:
     ui = LetterActionsUI(app.bot, app.catalog, AlertActions(app.sessionmaker, app.deps), sync=sync)
     app.dispatcher["letter_actions"] = ui
     app.extra["letter_actions"] = ui
+    app.notifier.alert_states = ui.alert_states
     app.notifier.extend_alert = ui.extend_alert
     app.notifier.alert_sent = ui.alert_sent
     app.notifier.on_letters_changed = ui.letters_changed

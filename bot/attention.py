@@ -31,6 +31,7 @@ from aiogram.exceptions import (
     TelegramAPIError,
 )
 from aiogram.types import InlineKeyboardMarkup
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards as kb
 from bot.callbacks import InboxCB, LetterCB, RuleCB
@@ -260,10 +261,11 @@ class AlertAttention:
         self.group = group
         self.clock: Clock = clock or SystemClock()
 
-    async def sort(self, target: AlertTarget, pending: list[Letter]) -> Plan[Letter]:
+    async def sort(self, target: AlertTarget, pending: list[Letter], session: AsyncSession | None = None) -> Plan[Letter]:
         """Muted letters settle (skipped), held ones wait for the digest; the plan says how
-        the rest go (one by one, loud or silent, or as one grouped alert)."""
-        index, prefs = await self.data.facts(target.user_id)
+        the rest go (one by one, loud or silent, or as one grouped alert). The rules are read
+        on ``session`` when given (the alert's own reads, services.watching.AlertData.reading)."""
+        index, prefs = await self.data.facts(target.user_id, session)
         result = plan(pending, index, prefs, sound=target.notify_sound, now=self.clock.wall())
         await self.data.mute(result.muted)
         await self.data.hold(result.held)

@@ -19,6 +19,7 @@ from datetime import datetime
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards as kb
 from bot.attention import alert_keyboard
@@ -134,12 +135,20 @@ class LetterActionsUI:
             self.sync.clock = clock
 
     # ---- alerts ------------------------------------------------------------------------------
-    async def extend_alert(self, t: Translator, letter: Letter, markup: InlineKeyboardMarkup) -> InlineKeyboardMarkup:
-        """The alert's keyboard with the action rows (the Open row and others' rows kept)."""
+    async def alert_states(self, session: AsyncSession, letters: list[Letter]) -> dict[int, LetterState]:
+        """The action buttons' state of new letters, read on the alert's connection; a letter
+        missing here (the read failed) gets its alert without action buttons."""
         try:
-            state = await self.alerts.state_for_alert(letter)
+            return await self.alerts.states_for_alerts(session, letters)
         except Exception:
-            log.exception("letter %s: the alert goes without action buttons", letter.id)
+            log.exception("mailbox %s: the alerts go without action buttons", letters[0].mailbox_id if letters else "?")
+            return {}
+
+    def extend_alert(
+        self, t: Translator, letter: Letter, markup: InlineKeyboardMarkup, state: LetterState | None
+    ) -> InlineKeyboardMarkup:
+        """The alert's keyboard with the action rows (the Open row and others' rows kept)."""
+        if state is None:
             return markup
         return merged(other_rows(markup), action_rows(t, state, self.clock.wall()))
 

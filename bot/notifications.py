@@ -36,11 +36,13 @@ from collections.abc import Awaitable, Callable, Collection
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from aiogram.exceptions import (
     TelegramAPIError,
 )
 from aiogram.types import InlineKeyboardMarkup
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import keyboards as kb
 from bot.attention import AlertAttention, alert_keyboard
@@ -130,7 +132,10 @@ class ChatNotifier:
         self.attention: AlertAttention | None = None
         # set by the app (bot/letter_actions.py): the alert's action buttons, and which
         # message carries them (for the state shown to follow the server)
-        self.extend_alert: Callable[[Translator, Letter, InlineKeyboardMarkup], Awaitable[InlineKeyboardMarkup]] | None = None
+        # alert_states reads the buttons' state of new letters on the alert's connection,
+        # extend_alert adds their rows
+        self.alert_states: Callable[[AsyncSession, list[Letter]], Awaitable[dict[int, Any]]] | None = None
+        self.extend_alert: Callable[[Translator, Letter, InlineKeyboardMarkup, Any], InlineKeyboardMarkup] | None = None
         self.alert_sent: Callable[[int, int, int], Awaitable[None]] | None = None
         self.on_letters_changed: Callable[[int, list[int]], Awaitable[None]] | None = None
         install_claim_guard(sender.bot, _alert)
@@ -233,21 +238,28 @@ class ChatNotifier:
             self._attempts.pop(mailbox_id, None)
 
     async def _alert_pending(self, mailbox_id: int, uids: list[int] | None) -> None:
-        target = await self.data.target(mailbox_id)
-        if target is None:
-            return
-        pending = await self.data.pending(mailbox_id, uids)
-        if not target.notify or not target.active:
-            await self.data.mark_alerted([letter.id for letter in pending])
-            return
+        # everything the alerts show, on one connection (a few round trips in all)
         loud: dict[int, bool] = {}
-        if self.attention is not None:  # muted settle, held wait for the digest, a burst goes as one
-            sorted_ = await self.attention.sort(target, pending)
-            if sorted_.grouped:
-                await self.attention.send_group(target, sorted_.alerts, lambda: self._stopping)
+        states: dict[int, Any] = {}
+        async with self.data.reading() as session:
+            target = await self.data.target(mailbox_id, session)
+            if target is None:
                 return
-            pending = [letter for letter, _ in sorted_.alerts]
-            loud = {letter.id: is_loud for letter, is_loud in sorted_.alerts}
+            pending = await self.data.pending(mailbox_id, uids, session)
+            if not pending:
+                return
+            if not target.notify or not target.active:
+                await self.data.mark_alerted([letter.id for letter in pending])
+                return
+            if self.attention is not None:  # muted settle, held wait for the digest, a burst goes as one
+                sorted_ = await self.attention.sort(target, pending, session)
+                if sorted_.grouped:
+                    await self.attention.send_group(target, sorted_.alerts, lambda: self._stopping)
+                    return
+                pending = [letter for letter, _ in sorted_.alerts]
+                loud = {letter.id: is_loud for letter, is_loud in sorted_.alerts}
+            if self.alert_states is not None and pending:
+                states = await self.alert_states(session, pending)
         t = self.catalog.get(target.language)
         for letter in pending:
             if self._stopping:
@@ -258,7 +270,7 @@ class ChatNotifier:
                 t, letter.id, letter.from_addr, reply_all=others_addressed(letter.to_addrs, target.email), code=letter.code
             )
             if self.extend_alert is not None:
-                markup = await self.extend_alert(t, letter, markup)
+                markup = self.extend_alert(t, letter, markup, states.get(letter.id))
             token = _alert.set(attempt)
             try:
                 result = await self.sender.send_message(

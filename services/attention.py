@@ -342,15 +342,19 @@ class AttentionData:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessionmaker = sessionmaker
 
-    async def facts(self, user_id: int) -> tuple[RuleIndex, Prefs]:
-        async with self.sessionmaker() as session:
-            rules = (
-                await session.execute(
-                    select(AlertRule.kind, AlertRule.value, AlertRule.action).where(AlertRule.user_id == user_id)
-                )
-            ).all()
-            prefs = await session.get(AttentionPrefs, user_id)
-            return RuleIndex((r[0], r[1], r[2]) for r in rules), Prefs.of(prefs)
+    async def facts(self, user_id: int, session: AsyncSession | None = None) -> tuple[RuleIndex, Prefs]:
+        """The user's rules and quiet hours; on ``session`` when given (an alert's reads share
+        one connection, services.watching.AlertData.reading)."""
+        if session is None:
+            async with self.sessionmaker() as own:
+                return await self.facts(user_id, own)
+        rules = (
+            await session.execute(
+                select(AlertRule.kind, AlertRule.value, AlertRule.action).where(AlertRule.user_id == user_id)
+            )
+        ).all()
+        prefs = await session.get(AttentionPrefs, user_id)
+        return RuleIndex((r[0], r[1], r[2]) for r in rules), Prefs.of(prefs)
 
     async def mute(self, letter_ids: Sequence[int]) -> None:
         """Muted letters: imported, no alert; a final state, so nothing ever resends them."""

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mail import actions as imap_actions
@@ -166,15 +167,27 @@ class LetterActionService:
         # and redraws the alert's buttons too
         return replace(state, seen=True) if opened else state
 
-    async def alert_state(self, letter: Letter) -> tuple[LetterState, bool]:
-        """The state of a just-arrived letter for its alert's buttons, and whether the
-        mailbox's folders are still unknown. They are found when it is connected (the import's
-        session); for one connected before that, AlertActions finds them after the alert has
-        gone (never on its way: a login to the mail server would delay it)."""
-        mark = await self._mark(letter.id)
-        folders = await self._cached_folders(letter.mailbox_id)
-        await self.session.flush()
-        return self._state(mark, folders), folders is None
+    async def alert_states(self, mailbox_id: int, letter_ids: list[int]) -> tuple[dict[int, LetterState], bool]:
+        """The state of just-arrived letters for their alerts' buttons (two reads, nothing
+        written: a letter without a mark yet is in INBOX, unread, unflagged; the mark is
+        written with the alert's message id), and whether the mailbox's folders are still
+        unknown. They are found when it is connected (the import's session); for one connected
+        before that, AlertActions finds them after the alert has gone (never on its way: a
+        login to the mail server would delay it)."""
+        marks = {
+            mark.letter_id: mark
+            for mark in (
+                await self.session.execute(select(LetterMark).where(LetterMark.letter_id.in_(letter_ids)))
+            ).scalars()
+        } if letter_ids else {}
+        folders = await self._cached_folders(mailbox_id)
+        states = {
+            letter_id: self._state(
+                marks.get(letter_id) or LetterMark(letter_id=letter_id, place=LetterPlace.INBOX.value), folders
+            )
+            for letter_id in letter_ids
+        }
+        return states, folders is None
 
     async def discover_folders(self, mailbox_id: int) -> None:
         """Find and keep the folders of a mailbox connected before they were looked for."""
@@ -185,7 +198,10 @@ class LetterActionService:
             await self._discover_quietly(mailbox, timeout=ALERT_DISCOVERY_TIMEOUT)
 
     async def remember_alert(self, letter_id: int, chat_id: int, message_id: int) -> None:
-        mark = await self._mark(letter_id)
+        mark = await self.session.get(LetterMark, letter_id)
+        if mark is None:  # the usual case: the letter's mark is born with its alert (one INSERT)
+            mark = LetterMark(letter_id=letter_id, place=LetterPlace.INBOX.value, updated_at=self.clock.wall())
+            self.session.add(mark)
         mark.alert_chat_id, mark.alert_message_id = chat_id, message_id
         await self.session.flush()
 
@@ -392,17 +408,20 @@ class AlertActions:
     def service(self, session: AsyncSession) -> LetterActionService:
         return LetterActionService(session, self.deps, clock=self.clock)
 
-    async def state_for_alert(self, letter: Letter) -> LetterState:
-        async with self.sessionmaker() as session:
-            state, unknown = await self.service(session).alert_state(letter)
-            await session.commit()
-        if unknown and letter.mailbox_id not in self._finding:
-            # this alert goes now without the move buttons; the next ones and the letter
+    async def states_for_alerts(self, session: AsyncSession, letters: list[Letter]) -> dict[int, LetterState]:
+        """The buttons' state of a mailbox's new letters, read on the alert's own connection
+        (services.watching.AlertData.reading)."""
+        if not letters:
+            return {}
+        mailbox_id = letters[0].mailbox_id
+        states, unknown = await self.service(session).alert_states(mailbox_id, [letter.id for letter in letters])
+        if unknown and mailbox_id not in self._finding:
+            # these alerts go now without the move buttons; the next ones and the letter
             # opened have them
-            self._finding[letter.mailbox_id] = asyncio.create_task(
-                self._find_folders(letter.mailbox_id), name=f"folders-{letter.mailbox_id}"
+            self._finding[mailbox_id] = asyncio.create_task(
+                self._find_folders(mailbox_id), name=f"folders-{mailbox_id}"
             )
-        return state
+        return states
 
     async def _find_folders(self, mailbox_id: int) -> None:
         try:
@@ -422,9 +441,17 @@ class AlertActions:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def alert_sent(self, letter_id: int, chat_id: int, message_id: int) -> None:
-        async with self.sessionmaker() as session:
-            await self.service(session).remember_alert(letter_id, chat_id, message_id)
-            await session.commit()
+        """Which message is the letter's alert (its mark is first written here; a button
+        pressed on the alert at that very moment may have written it first: then once more)."""
+        for again in (False, True):
+            try:
+                async with self.sessionmaker() as session:
+                    await self.service(session).remember_alert(letter_id, chat_id, message_id)
+                    await session.commit()
+                return
+            except IntegrityError:
+                if again:
+                    raise
 
     async def user_state(self, user_id: int, letter_id: int) -> LetterState | None:
         """For a timer that refreshes buttons: the state, None when the letter is gone."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -18,7 +19,18 @@ from mail.watcher import ConnState, WatchTarget
 from services.deps import MailDeps
 from services.letters import letter_row
 from services.mailboxes import MailboxService, servers_of
-from storage.models import AlertState, AuthKind, ItemLink, Letter, Mailbox, MailboxState, User
+from storage.db import autocommit_sessionmaker
+from storage.models import (
+    AlertState,
+    AuthKind,
+    ItemLink,
+    Letter,
+    LetterMark,
+    LetterPlace,
+    Mailbox,
+    MailboxState,
+    User,
+)
 
 ALERT_ERROR_MAX = 300
 # requests that certainly did not go out before an alert is given up: above the limiter's own
@@ -127,7 +139,17 @@ class DbWatchStore:
                     ).scalars()
                 ) if uids else set()
                 new = [item for item in letters if item.uid not in known]
-                session.add_all(letter_row(mailbox_id, uidvalidity, item, alerted=False) for item in new)
+                rows = [letter_row(mailbox_id, uidvalidity, item, alerted=False) for item in new]
+                session.add_all(rows)
+                if rows:
+                    # each new letter's mark (what its alert's buttons show) is born with it:
+                    # a button pressed on the alert and the alert's own message id, written
+                    # at about the same moment, then update one row instead of racing to insert it
+                    await session.flush()
+                    now = datetime.now(UTC)
+                    session.add_all(
+                        LetterMark(letter_id=row.id, place=LetterPlace.INBOX.value, updated_at=now) for row in rows
+                    )
                 mailbox.highest_uid = max(mailbox.highest_uid or 0, highest_uid)
             mailbox.uidvalidity = uidvalidity
         return new
@@ -169,38 +191,53 @@ class AlertTarget:
 
 
 class AlertData:
-    """Reads and marks what the notifier needs; one short transaction per call."""
+    """Reads and marks what the notifier needs. The alert's way is kept to few round trips:
+    what an alert shows is read on one autocommit connection (:meth:`reading`), and the claim
+    and the outcome are single atomic statements in autocommit (no BEGIN/COMMIT)."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessionmaker = sessionmaker
+        self.quick = autocommit_sessionmaker(sessionmaker)
 
-    async def target(self, mailbox_id: int) -> AlertTarget | None:
-        async with self.sessionmaker() as session:
-            row = (
-                await session.execute(
-                    select(Mailbox, User).join(User, User.id == Mailbox.user_id).where(Mailbox.id == mailbox_id)
-                )
-            ).first()
-            if row is None:
-                return None
-            mailbox, user = row
-            return AlertTarget(
-                mailbox.id, user.id, user.language, mailbox.email, mailbox.notify, mailbox.notify_sound,
-                user.is_active, mailbox.outage_notified, mailbox.auth_kind == AuthKind.OAUTH2.value,
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """One connection for an alert's reads (target, letters, rules, buttons' state)."""
+        async with self.quick() as session:
+            yield session
+
+    async def target(self, mailbox_id: int, session: AsyncSession | None = None) -> AlertTarget | None:
+        if session is None:
+            async with self.reading() as own:
+                return await self.target(mailbox_id, own)
+        row = (
+            await session.execute(
+                select(Mailbox, User).join(User, User.id == Mailbox.user_id).where(Mailbox.id == mailbox_id)
             )
+        ).first()
+        if row is None:
+            return None
+        mailbox, user = row
+        return AlertTarget(
+            mailbox.id, user.id, user.language, mailbox.email, mailbox.notify, mailbox.notify_sound,
+            user.is_active, mailbox.outage_notified, mailbox.auth_kind == AuthKind.OAUTH2.value,
+        )
 
-    async def pending(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[Letter]:
+    async def pending(
+        self, mailbox_id: int, uids: Sequence[int] | None = None, session: AsyncSession | None = None
+    ) -> list[Letter]:
         """Letters of this mailbox whose alert is still to be sent, oldest first (not those
         another instance is sending right now)."""
-        async with self.sessionmaker() as session:
-            stmt = select(Letter).where(
-                Letter.mailbox_id == mailbox_id,
-                Letter.alerted.is_(False),
-                Letter.alert_state == AlertState.PENDING.value,
-            )
-            if uids is not None:
-                stmt = stmt.where(Letter.uid.in_(list(uids)))
-            return list((await session.execute(stmt.order_by(Letter.uid))).scalars())
+        if session is None:
+            async with self.reading() as own:
+                return await self.pending(mailbox_id, uids, own)
+        stmt = select(Letter).where(
+            Letter.mailbox_id == mailbox_id,
+            Letter.alerted.is_(False),
+            Letter.alert_state == AlertState.PENDING.value,
+        )
+        if uids is not None:
+            stmt = stmt.where(Letter.uid.in_(list(uids)))
+        return list((await session.execute(stmt.order_by(Letter.uid))).scalars())
 
     async def mailboxes_with_pending(self) -> list[int]:
         async with self.sessionmaker() as session:
@@ -223,9 +260,9 @@ class AlertData:
 
     # ---- exactly once: claim before the request leaves, record right after the answer ----
     async def claim(self, letter_id: int, owner: str) -> bool:
-        """pending -> sending by `owner`, committed before the request leaves. False: it is not
-        pending any more (sent, or claimed by another instance)."""
-        async with self.sessionmaker() as session, session.begin():
+        """pending -> sending by `owner`, committed before the request leaves (one atomic
+        statement). False: it is not pending any more (sent, or claimed by another instance)."""
+        async with self.quick() as session:
             result = await session.execute(
                 update(Letter)
                 .where(
@@ -244,23 +281,24 @@ class AlertData:
 
     async def finish(self, letter_id: int, owner: str, state: AlertState, error: str | None = None) -> None:
         """The outcome of a claimed send: sent, uncertain, rejected or skipped (final)."""
-        await self._settle(letter_id, owner, state, error, final=True)
+        error = None if error is None else error[:ALERT_ERROR_MAX]
+        await self._settle(letter_id, owner, alert_state=state.value, alerted=True, alert_error=error)
 
     async def unclaim(self, letter_id: int, owner: str, error: str) -> None:
         """The request certainly did not go out (429, a connection that never opened, no slot in
-        time, the stop came first): pending again, for the next pass; given up after
-        MAX_ALERT_ATTEMPTS."""
-        async with self.sessionmaker() as session:
-            attempts = (
-                await session.execute(select(Letter.alert_attempts).where(Letter.id == letter_id))
-            ).scalar_one_or_none()
-        if attempts is not None and attempts >= MAX_ALERT_ATTEMPTS:
-            await self._settle(letter_id, owner, AlertState.REJECTED, f"gave up: {error}", final=True)
-        else:
-            await self._settle(letter_id, owner, AlertState.PENDING, error, final=False)
+        time, the stop came first): pending again, for the next pass; given up (rejected) after
+        MAX_ALERT_ATTEMPTS. One statement: the attempts are counted where they are kept."""
+        spent = Letter.alert_attempts >= MAX_ALERT_ATTEMPTS
+        await self._settle(
+            letter_id,
+            owner,
+            alert_state=case((spent, AlertState.REJECTED.value), else_=AlertState.PENDING.value),
+            alerted=case((spent, True), else_=False),
+            alert_error=case((spent, f"gave up: {error}"[:ALERT_ERROR_MAX]), else_=error[:ALERT_ERROR_MAX]),
+        )
 
-    async def _settle(self, letter_id: int, owner: str, state: AlertState, error: str | None, *, final: bool) -> None:
-        async with self.sessionmaker() as session, session.begin():
+    async def _settle(self, letter_id: int, owner: str, **values: object) -> None:
+        async with self.quick() as session:
             await session.execute(
                 update(Letter)
                 .where(
@@ -268,11 +306,7 @@ class AlertData:
                     Letter.alert_state == AlertState.SENDING.value,
                     Letter.alert_owner == owner,
                 )
-                .values(
-                    alert_state=state.value,
-                    alerted=final,
-                    alert_error=None if error is None else error[:ALERT_ERROR_MAX],
-                )
+                .values(**values)
                 .execution_options(synchronize_session=False)
             )
 

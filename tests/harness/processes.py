@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from services.catalog import seed_services
 from storage.crypto import SecretBox
 from storage.db import migrate
-from storage.models import Letter, Mailbox, MailboxState, Service, User
+from storage.models import Letter, Mailbox, MailboxFolders, MailboxState, Service, User
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,9 +39,12 @@ class Account:
 
 
 async def seed_mailboxes(
-    engine: AsyncEngine, db_url: str, stack: Any, fake: Any, key: str, count: int, *, first_user: int = 50_000
+    engine: AsyncEngine, db_url: str, stack: Any, fake: Any, key: str, count: int, *, first_user: int = 50_000,
+    folders: bool = False,
 ) -> list[Account]:
-    """Migrate, seed the services, then `count` connected accounts on the local Dovecot (TLS)."""
+    """Migrate, seed the services, then `count` connected accounts on the local Dovecot (TLS).
+    ``folders``: with their Archive/Trash/Junk on record, as the connect wizard's import leaves
+    them (else the first alert of each looks for them, a login, right after it is sent)."""
     await migrate(db_url)
     sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
     box = SecretBox([key])
@@ -65,6 +68,12 @@ async def seed_mailboxes(
             session.add(mailbox)
             pending.append((user_id, address, mailbox))
         await session.commit()
+        if folders:
+            session.add_all(
+                MailboxFolders(mailbox_id=mailbox.id, archive="Archive", trash="Trash", junk="Junk")
+                for _uid, _address, mailbox in pending
+            )
+            await session.commit()
         return [Account(uid, address, mailbox.id) for uid, address, mailbox in pending]
 
 
