@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from mail.watcher import ConnState
-from services.fleet import FleetWatcher, LeaseStore
+from services.fleet import RENEW_CHUNK, FleetWatcher, LeaseStore
 from storage.db import create_engine, migrate
 from storage.models import Instance, Mailbox, MailboxState, Service, User
 from tests.harness import database
@@ -343,3 +343,65 @@ def _stops(world: World, name: str) -> int:
     pool = world.fleet[name].pool
     assert isinstance(pool, StopCountingPool)
     return pool.stops
+
+
+async def test_renewal_in_chunks_extends_every_lease_held_and_no_other(world: World) -> None:
+    count = 2 * RENEW_CHUNK + 50  # three chunks
+    ids = await world.add_mailboxes(count)
+    world.instance("a")
+    await world.tick("a")
+    assert len(world.pool("a").watching) == count
+    async with world.sessionmaker() as session, session.begin():  # one ran out, one was taken
+        await session.execute(update(Mailbox).where(Mailbox.id == ids[5]).values(lease_until=world.clock.now))
+        await session.execute(update(Mailbox).where(Mailbox.id == ids[-1]).values(lease_owner="b"))
+    world.clock.advance(5)
+    store = world.fleet["a"].leases
+    held = await store.renew(world.clock.now)
+    assert set(held) == set(ids) - {ids[5], ids[-1]}
+    async with world.sessionmaker() as session:
+        rows = dict((await session.execute(select(Mailbox.id, Mailbox.lease_until))).all())
+    until = world.clock.now + timedelta(seconds=TTL)
+    assert {_aware(rows[m]) for m in held} == {until}
+    assert _aware(rows[ids[5]]) < until and _aware(rows[ids[-1]]) < until
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+async def test_a_renewal_holds_few_row_locks_at_a_time(tmp_path: Path) -> None:
+    """A new letter's record updates its mailbox's row on the alert's way; a renewal must not
+    hold every leased row locked until it ends (it did, in one statement over all of them).
+    PostgreSQL (row locks): while a record holds the last mailbox's row, the renewal's
+    earlier chunks are already committed and visible."""
+    url = await database.create_database(tmp_path, base=database.postgres_base())
+    await migrate(url)
+    engine = create_engine(url)
+    try:
+        world = World(engine)
+        ids = await world.add_mailboxes(2 * RENEW_CHUNK + 10)
+        world.instance("a")
+        await world.tick("a")
+        world.clock.advance(5)
+        until = world.clock.now + timedelta(seconds=TTL)
+        async with engine.connect() as record:  # a letter's record of the last mailbox, not committed yet
+            await record.execute(update(Mailbox).where(Mailbox.id == ids[-1]).values(highest_uid=7))
+            renewal = asyncio.create_task(world.fleet["a"].leases.renew(world.clock.now))
+            async with asyncio.timeout(20):
+                while True:
+                    async with engine.connect() as look:
+                        renewed = (
+                            await look.execute(
+                                select(func.count()).select_from(Mailbox).where(Mailbox.lease_until == until)
+                            )
+                        ).scalar_one()
+                    if renewed >= RENEW_CHUNK:
+                        break
+                    await asyncio.sleep(0.05)
+            assert not renewal.done()  # still waiting for the row the record holds
+            await record.commit()
+        held = await asyncio.wait_for(renewal, 20)
+        assert set(held) == set(ids)
+    finally:
+        await engine.dispose()
+        await database.drop_database(url)
