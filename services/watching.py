@@ -96,10 +96,13 @@ class DbWatchStore:
         try:
             return await self._record(mailbox_id, uidvalidity, highest_uid, letters, rebaseline=rebaseline)
         except IntegrityError:
-            # a letter moved back into INBOX (Undo, services/letter_actions.py) took its new
-            # UID in another transaction between our look and our insert: look again
+            # another session recorded one of these UIDs between our look and our insert: a
+            # letter moved back into INBOX (Undo, services/letter_actions.py) took its new UID,
+            # or the previous holder of the mailbox's lease was still recording it: look again
             log.info("mailbox %s: a letter became known meanwhile; recording again", mailbox_id)
-            return await self._record(mailbox_id, uidvalidity, highest_uid, letters, rebaseline=rebaseline)
+            return await self._record(
+                mailbox_id, uidvalidity, highest_uid, letters, rebaseline=rebaseline, look=True
+            )
 
     async def _record(
         self,
@@ -109,13 +112,22 @@ class DbWatchStore:
         letters: list[LetterSummary],
         *,
         rebaseline: bool,
+        look: bool = False,
     ) -> list[LetterSummary]:
-        # not gated: new letters are on an alert's way (a reconnecting watcher has passed the
-        # gate twice already, for its target and its state, before it records anything)
+        """One transaction, on an alert's way (not gated: a reconnecting watcher has passed
+        the gate twice already, for its target and its state, before it records anything).
+        UIDs above the highest one recorded are new without a look at the letters (the usual
+        case: a push); ``look`` (or any lower UID) checks which are known first. The unique
+        key on the letter's UID is what keeps a letter recorded twice at bay either way."""
         async with self.sessionmaker() as session, session.begin():
-            mailbox = await session.get(Mailbox, mailbox_id)
-            if mailbox is None or mailbox.state == MailboxState.DRAFT.value:
+            row = (
+                await session.execute(
+                    select(Mailbox.state, Mailbox.uidvalidity, Mailbox.highest_uid).where(Mailbox.id == mailbox_id)
+                )
+            ).first()
+            if row is None or row.state == MailboxState.DRAFT.value:
                 return []
+            stored = (row.highest_uid or 0) if row.uidvalidity == uidvalidity else 0
             if rebaseline:
                 # a new UIDVALIDITY: the old UIDs mean nothing now; start again without alerts
                 old = select(Letter.id).where(Letter.mailbox_id == mailbox_id, Letter.folder == INBOX)
@@ -123,21 +135,23 @@ class DbWatchStore:
                 await session.execute(delete(Letter).where(Letter.mailbox_id == mailbox_id, Letter.folder == INBOX))
                 session.add_all(letter_row(mailbox_id, uidvalidity, item, alerted=True) for item in letters)
                 new: list[LetterSummary] = []
-                mailbox.highest_uid = highest_uid
+                highest = highest_uid
             else:
                 uids = [item.uid for item in letters]
-                known = set(
-                    (
-                        await session.execute(
-                            select(Letter.uid).where(
-                                Letter.mailbox_id == mailbox_id,
-                                Letter.folder == INBOX,
-                                Letter.uidvalidity == uidvalidity,
-                                Letter.uid.in_(uids),
+                known: set[int] = set()
+                if uids and (look or row.uidvalidity != uidvalidity or min(uids) <= stored):
+                    known = set(
+                        (
+                            await session.execute(
+                                select(Letter.uid).where(
+                                    Letter.mailbox_id == mailbox_id,
+                                    Letter.folder == INBOX,
+                                    Letter.uidvalidity == uidvalidity,
+                                    Letter.uid.in_(uids),
+                                )
                             )
-                        )
-                    ).scalars()
-                ) if uids else set()
+                        ).scalars()
+                    )
                 new = [item for item in letters if item.uid not in known]
                 rows = [letter_row(mailbox_id, uidvalidity, item, alerted=False) for item in new]
                 session.add_all(rows)
@@ -148,10 +162,16 @@ class DbWatchStore:
                     await session.flush()
                     now = datetime.now(UTC)
                     session.add_all(
-                        LetterMark(letter_id=row.id, place=LetterPlace.INBOX.value, updated_at=now) for row in rows
+                        LetterMark(letter_id=added.id, place=LetterPlace.INBOX.value, updated_at=now) for added in rows
                     )
-                mailbox.highest_uid = max(mailbox.highest_uid or 0, highest_uid)
-            mailbox.uidvalidity = uidvalidity
+                highest = max(row.highest_uid or 0, highest_uid)
+            if (row.uidvalidity, row.highest_uid) != (uidvalidity, highest):
+                await session.execute(
+                    update(Mailbox)
+                    .where(Mailbox.id == mailbox_id)
+                    .values(uidvalidity=uidvalidity, highest_uid=highest)
+                    .execution_options(synchronize_session=False)
+                )
         return new
 
     async def set_state(self, mailbox_id: int, state: ConnState, error: str | None) -> None:

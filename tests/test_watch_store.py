@@ -9,13 +9,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mail.types import LetterSummary
 from mail.watcher import ConnState
+from services.letters import letter_row
 from services.watching import AlertData, DbWatchStore
 from storage.db import create_engine, create_sessionmaker, migrate
-from storage.models import Mailbox, MailboxState, Service, User
+from storage.models import Letter, LetterMark, Mailbox, MailboxState, Service, User
 from tests.harness import database
 
 
@@ -74,3 +76,40 @@ async def test_a_storm_of_watcher_writes_leaves_connections_for_the_alerts(engin
     async with engine.connect() as conn:
         states = set((await conn.execute(text("SELECT DISTINCT state FROM mailboxes WHERE id <> :o"), {"o": other})).scalars())
     assert states == {ConnState.RECONNECTING.value}
+
+
+def summary(uid: int) -> LetterSummary:
+    return LetterSummary(uid, f"<{uid}@example.org>", "A", "a@example.org", "w@example.org", f"letter {uid}", None, "", False)
+
+
+async def test_record_keeps_each_letter_once_and_each_new_one_with_its_mark(engine: AsyncEngine) -> None:
+    """New UIDs above the highest recorded go in without a look at the letters; a UID seen
+    before (a fetch repeated after a reconnect), or one that another session recorded in
+    the meantime (a letter moved back into INBOX; the lease's previous holder), is not
+    recorded (nor alerted) twice."""
+    [mailbox_id] = await add_mailboxes(engine, 1)
+    store = DbWatchStore(create_sessionmaker(engine))
+    new = await store.record(mailbox_id, 7, 0, [], rebaseline=True)  # the baseline: empty INBOX
+    assert new == []
+    new = await store.record(mailbox_id, 7, 2, [summary(1), summary(2)], rebaseline=False)
+    assert [x.uid for x in new] == [1, 2]
+    new = await store.record(mailbox_id, 7, 3, [summary(2), summary(3)], rebaseline=False)  # 2 again
+    assert [x.uid for x in new] == [3]
+    async with create_sessionmaker(engine)() as session, session.begin():  # recorded elsewhere meanwhile
+        session.add(letter_row(mailbox_id, 7, summary(5), alerted=False))
+    new = await store.record(mailbox_id, 7, 6, [summary(4), summary(5), summary(6)], rebaseline=False)
+    assert [x.uid for x in new] == [4, 6]
+    async with engine.connect() as conn:
+        uids = sorted((await conn.execute(select(Letter.uid).where(Letter.mailbox_id == mailbox_id))).scalars())
+        marked = set(
+            (await conn.execute(select(Letter.uid).join(LetterMark, LetterMark.letter_id == Letter.id))).scalars()
+        )
+        box = (await conn.execute(select(Mailbox.uidvalidity, Mailbox.highest_uid).where(Mailbox.id == mailbox_id))).one()
+    assert uids == [1, 2, 3, 4, 5, 6]
+    assert marked == {1, 2, 3, 4, 6}  # born with the letter (5 came without the watcher)
+    assert tuple(box) == (7, 6)
+    new = await store.record(mailbox_id, 8, 1, [summary(1)], rebaseline=True)  # a new UIDVALIDITY
+    assert new == []
+    async with engine.connect() as conn:
+        box = (await conn.execute(select(Mailbox.uidvalidity, Mailbox.highest_uid).where(Mailbox.id == mailbox_id))).one()
+    assert tuple(box) == (8, 1)
