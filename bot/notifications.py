@@ -242,11 +242,8 @@ class ChatNotifier:
         loud: dict[int, bool] = {}
         states: dict[int, Any] = {}
         async with self.data.reading() as session:
-            target = await self.data.target(mailbox_id, session)
-            if target is None:
-                return
-            pending = await self.data.pending(mailbox_id, uids, session)
-            if not pending:
+            target, pending = await self.data.target_and_pending(mailbox_id, uids, session)
+            if target is None or not pending:
                 return
             if not target.notify or not target.active:
                 await self.data.mark_alerted([letter.id for letter in pending])

@@ -24,7 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.watching import MAX_ALERT_ATTEMPTS
-from storage.models import AlertRule, AlertState, AttentionPrefs, Letter, Mailbox
+from storage.models import AlertRule, AlertState, AttentionPrefs, Letter, Mailbox, User
 
 DEFAULT_BURST = 6  # letters waiting at once that make one grouped alert (0 = never group)
 BURST_CHOICES = (0, 3, 6, 10, 20)
@@ -348,13 +348,18 @@ class AttentionData:
         if session is None:
             async with self.sessionmaker() as own:
                 return await self.facts(user_id, own)
-        rules = (
-            await session.execute(
-                select(AlertRule.kind, AlertRule.value, AlertRule.action).where(AlertRule.user_id == user_id)
-            )
-        ).all()
-        prefs = await session.get(AttentionPrefs, user_id)
-        return RuleIndex((r[0], r[1], r[2]) for r in rules), Prefs.of(prefs)
+        # one statement (an alert's round trips count): the preferences beside each rule, or
+        # one row of NULLs when the user has neither
+        stmt = (
+            select(AttentionPrefs, AlertRule.kind, AlertRule.value, AlertRule.action)
+            .select_from(User)
+            .outerjoin(AttentionPrefs, AttentionPrefs.user_id == User.id)
+            .outerjoin(AlertRule, AlertRule.user_id == User.id)
+            .where(User.id == user_id)
+        )
+        rows = (await session.execute(stmt)).all()
+        prefs = rows[0][0] if rows else None
+        return RuleIndex((r[1], r[2], r[3]) for r in rows if r[1] is not None), Prefs.of(prefs)
 
     async def mute(self, letter_ids: Sequence[int]) -> None:
         """Muted letters: imported, no alert; a final state, so nothing ever resends them."""

@@ -174,13 +174,17 @@ class LetterActionService:
         unknown. They are found when it is connected (the import's session); for one connected
         before that, AlertActions finds them after the alert has gone (never on its way: a
         login to the mail server would delay it)."""
-        marks = {
-            mark.letter_id: mark
-            for mark in (
-                await self.session.execute(select(LetterMark).where(LetterMark.letter_id.in_(letter_ids)))
-            ).scalars()
-        } if letter_ids else {}
-        folders = await self._cached_folders(mailbox_id)
+        # one statement: the mailbox's folders beside each mark found (or one row without)
+        stmt = (
+            select(MailboxFolders, LetterMark)
+            .select_from(Mailbox)
+            .outerjoin(MailboxFolders, MailboxFolders.mailbox_id == Mailbox.id)
+            .outerjoin(LetterMark, LetterMark.letter_id.in_(letter_ids or [0]))
+            .where(Mailbox.id == mailbox_id)
+        )
+        rows = (await self.session.execute(stmt)).all()
+        marks = {mark.letter_id: mark for _, mark in rows if mark is not None}
+        folders = folders_of(rows[0][0]) if rows else None
         states = {
             letter_id: self._state(
                 marks.get(letter_id) or LetterMark(letter_id=letter_id, place=LetterPlace.INBOX.value), folders

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -210,6 +210,13 @@ class AlertTarget:
     oauth2: bool = False  # signed in at the provider: a refused login means "sign in again"
 
 
+def _target_of(mailbox: Mailbox, user: User) -> AlertTarget:
+    return AlertTarget(
+        mailbox.id, user.id, user.language, mailbox.email, mailbox.notify, mailbox.notify_sound,
+        user.is_active, mailbox.outage_notified, mailbox.auth_kind == AuthKind.OAUTH2.value,
+    )
+
+
 class AlertData:
     """Reads and marks what the notifier needs. The alert's way is kept to few round trips:
     what an alert shows is read on one autocommit connection (:meth:`reading`), and the claim
@@ -234,13 +241,31 @@ class AlertData:
                 select(Mailbox, User).join(User, User.id == Mailbox.user_id).where(Mailbox.id == mailbox_id)
             )
         ).first()
-        if row is None:
-            return None
-        mailbox, user = row
-        return AlertTarget(
-            mailbox.id, user.id, user.language, mailbox.email, mailbox.notify, mailbox.notify_sound,
-            user.is_active, mailbox.outage_notified, mailbox.auth_kind == AuthKind.OAUTH2.value,
+        return None if row is None else _target_of(row[0], row[1])
+
+    async def target_and_pending(
+        self, mailbox_id: int, uids: Sequence[int] | None, session: AsyncSession
+    ) -> tuple[AlertTarget | None, list[Letter]]:
+        """:meth:`target` and :meth:`pending` in one statement (the mailbox and its user beside
+        each pending letter, or once without one): an alert's first read."""
+        pending = and_(
+            Letter.mailbox_id == Mailbox.id,
+            Letter.alerted.is_(False),
+            Letter.alert_state == AlertState.PENDING.value,
         )
+        if uids is not None:
+            pending = and_(pending, Letter.uid.in_(list(uids)))
+        stmt = (
+            select(Mailbox, User, Letter)
+            .join(User, User.id == Mailbox.user_id)
+            .outerjoin(Letter, pending)
+            .where(Mailbox.id == mailbox_id)
+            .order_by(Letter.uid)
+        )
+        rows = (await session.execute(stmt)).all()
+        if not rows:
+            return None, []
+        return _target_of(rows[0][0], rows[0][1]), [row[2] for row in rows if row[2] is not None]
 
     async def pending(
         self, mailbox_id: int, uids: Sequence[int] | None = None, session: AsyncSession | None = None
