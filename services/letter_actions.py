@@ -168,10 +168,10 @@ class LetterActionService:
         return replace(state, seen=True) if opened else state
 
     async def alert_states(self, mailbox_id: int, letter_ids: list[int]) -> tuple[dict[int, LetterState], bool]:
-        """The state of just-arrived letters for their alerts' buttons (two reads, nothing
-        written: a letter without a mark yet is in INBOX, unread, unflagged; the mark is
-        written with the alert's message id), and whether the mailbox's folders are still
-        unknown. They are found when it is connected (the import's session); for one connected
+        """The state of just-arrived letters for their alerts' buttons (one read, nothing
+        written: the watcher's record gave each new letter its mark; a letter without one,
+        recorded before marks were, is in INBOX, unread, unflagged), and whether the
+        mailbox's folders are still unknown. They are found when it is connected (the import's session); for one connected
         before that, AlertActions finds them after the alert has gone (never on its way: a
         login to the mail server would delay it)."""
         # one statement: the mailbox's folders beside each mark found (or one row without)
@@ -203,7 +203,7 @@ class LetterActionService:
 
     async def remember_alert(self, letter_id: int, chat_id: int, message_id: int) -> None:
         mark = await self.session.get(LetterMark, letter_id)
-        if mark is None:  # the usual case: the letter's mark is born with its alert (one INSERT)
+        if mark is None:  # a letter recorded before marks were born with the letter
             mark = LetterMark(letter_id=letter_id, place=LetterPlace.INBOX.value, updated_at=self.clock.wall())
             self.session.add(mark)
         mark.alert_chat_id, mark.alert_message_id = chat_id, message_id
@@ -445,8 +445,9 @@ class AlertActions:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def alert_sent(self, letter_id: int, chat_id: int, message_id: int) -> None:
-        """Which message is the letter's alert (its mark is first written here; a button
-        pressed on the alert at that very moment may have written it first: then once more)."""
+        """Which message is the letter's alert. Its mark exists (the watcher's record wrote
+        it), except for a letter recorded before that: then it is written here, and a button
+        pressed on the alert at that very moment may write it first (then once more)."""
         for again in (False, True):
             try:
                 async with self.sessionmaker() as session:
