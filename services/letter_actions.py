@@ -203,7 +203,7 @@ class LetterActionService:
 
     async def remember_alert(self, letter_id: int, chat_id: int, message_id: int) -> None:
         mark = await self.session.get(LetterMark, letter_id)
-        if mark is None:  # a letter recorded before marks were born with the letter
+        if mark is None:  # recorded by an older version, which wrote no mark with the letter
             mark = LetterMark(letter_id=letter_id, place=LetterPlace.INBOX.value, updated_at=self.clock.wall())
             self.session.add(mark)
         mark.alert_chat_id, mark.alert_message_id = chat_id, message_id
