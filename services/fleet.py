@@ -1,6 +1,6 @@
 """Several bot instances share the mailboxes: each mailbox is watched by exactly one of them.
 
-Ownership is a lease in the database (`mailboxes.lease_owner`, `mailboxes.lease_until`), kept
+Ownership is a lease in the database (`mailbox_leases`: owner and until, a row per mailbox), kept
 by :class:`LeaseStore` and driven by :class:`FleetWatcher`, once per `renew_every` seconds:
 
 1. **Heartbeat**: the instance's row in `instances` gets `last_seen = now`. Instances seen
@@ -19,9 +19,10 @@ by :class:`LeaseStore` and driven by :class:`FleetWatcher`, once per `renew_ever
    had started). The cap does not slow a start: connects are paced at `start_rate` anyway, and
    with the defaults (50/s, 5 s) a dead instance's 1,667 mailboxes per survivor of a fleet of
    three at 10,000 are taken in two passes, within 30 s of its death. On PostgreSQL the claim is
-   ``UPDATE mailboxes ... WHERE id IN (SELECT id ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING``,
-   so instances claiming at the same moment never take the same row; SQLite runs the same
-   statement without the lock clause (it has one writer, and one instance).
+   ``UPDATE mailbox_leases ... WHERE mailbox_id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)
+   RETURNING``, so instances claiming at the same moment never take the same row; SQLite runs
+   the same statement without the lock clause (it has one writer, and one instance). A new
+   account's lease row is added by the first claim that sees it.
 4. **Start**: every held mailbox that is connected or reconnecting gets its watcher; one whose
    `watch_epoch` changed (new credentials, Reconnect, on whichever instance the user was
    served) is restarted. Held broken mailboxes wait for the user.
@@ -55,17 +56,19 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mail.watcher import ConnState
-from storage.models import Instance, Mailbox, MailboxState, utcnow
+from storage.models import Instance, Mailbox, MailboxLease, MailboxState, utcnow
 
 log = logging.getLogger(__name__)
 
 WATCHED_STATES = (MailboxState.CONNECTED.value, MailboxState.RECONNECTING.value)
 FORGET_AFTER = 10  # lease lifetimes after which a silent instance's row is deleted
-# leases extended per transaction (LeaseStore.renew: row locks held briefly)
-RENEW_CHUNK = 200
+# mailbox ids per IN (...) list (bound parameters per statement stay few)
+READ_CHUNK = 1000
 
 Clock = Callable[[], datetime]
 
@@ -141,9 +144,9 @@ class LeaseStore:
         """A graceful stop: release every lease and forget this instance."""
         async with self.sessionmaker() as session, session.begin():
             await session.execute(
-                update(Mailbox)
-                .where(Mailbox.lease_owner == self.instance_id)
-                .values(lease_owner=None, lease_until=None)
+                update(MailboxLease)
+                .where(MailboxLease.owner == self.instance_id)
+                .values(owner=None, until=None)
                 .execution_options(synchronize_session=False)
             )
             await session.execute(delete(Instance).where(Instance.id == self.instance_id))
@@ -151,38 +154,25 @@ class LeaseStore:
     async def renew(self, now: datetime) -> dict[int, Held]:
         """Extend every lease held and not run out; returns them.
 
-        In transactions of RENEW_CHUNK mailboxes, in id order: an update holds its rows'
-        locks until it commits, and a new letter's record updates its mailbox's row (the
-        highest UID) on the alert's way. One statement over all 3,000+ leases of a busy
-        instance held them for tens of milliseconds every renewal, and an alert that came
-        then waited as long (the p99 of bench/fleet_light.py); a chunk holds them for about
-        a millisecond. All chunks extend to the same ``now + ttl``."""
-        async with self.sessionmaker() as session:
-            ids = list(
-                (
-                    await session.execute(
-                        select(Mailbox.id)
-                        .where(Mailbox.lease_owner == self.instance_id, Mailbox.lease_until > now)
-                        .order_by(Mailbox.id)
-                    )
-                ).scalars()
+        The leases are rows of their own (storage.models.MailboxLease): a renewal neither
+        rewrites the mailboxes' rows nor locks them, so a new letter's record (which updates
+        its mailbox's row on the alert's way) never waits behind it. Claims skip the rows it
+        holds locked (SKIP LOCKED), and a lease it extends is not free anyway."""
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(MailboxLease)
+                .where(MailboxLease.owner == self.instance_id, MailboxLease.until > now)
+                .values(until=now + self.ttl)
+                .execution_options(synchronize_session=False)
             )
-        held: dict[int, Held] = {}
-        for start in range(0, len(ids), RENEW_CHUNK):
-            async with self.sessionmaker() as session, session.begin():
-                stmt = (
-                    update(Mailbox)
-                    .where(
-                        Mailbox.id.in_(ids[start : start + RENEW_CHUNK]),
-                        Mailbox.lease_owner == self.instance_id,
-                        Mailbox.lease_until > now,
-                    )
-                    .values(lease_until=now + self.ttl)
-                    .returning(Mailbox.id, Mailbox.watch_epoch, Mailbox.state)
-                    .execution_options(synchronize_session=False)
-                )
-                held.update((row.id, Held(row.watch_epoch, row.state)) for row in await session.execute(stmt))
-        return held
+            # what was just extended (this transaction's view: no one else can hold a lease
+            # that runs after `now`), with what the watchers need of each mailbox
+            rows = await session.execute(
+                select(Mailbox.id, Mailbox.watch_epoch, Mailbox.state)
+                .join(MailboxLease, MailboxLease.mailbox_id == Mailbox.id)
+                .where(MailboxLease.owner == self.instance_id, MailboxLease.until > now)
+            )
+            return {row.id: Held(row.watch_epoch, row.state) for row in rows}
 
     async def count(self) -> int:
         """Mailboxes to share out (every account past the wizard)."""
@@ -191,7 +181,18 @@ class LeaseStore:
             return int((await session.execute(stmt)).scalar_one())
 
     def _free(self, now: datetime):  # type: ignore[no-untyped-def]
-        return or_(Mailbox.lease_until.is_(None), Mailbox.lease_until < now)
+        return or_(MailboxLease.until.is_(None), MailboxLease.until < now)
+
+    async def _add_lease_rows(self, session: AsyncSession, only: int | None) -> None:
+        """A lease row for every mailbox past the wizard that has none yet (a new account)."""
+        has_row = select(MailboxLease.mailbox_id).where(MailboxLease.mailbox_id == Mailbox.id).exists()
+        missing = select(Mailbox.id).where(Mailbox.state != MailboxState.DRAFT.value, ~has_row)
+        if only is not None:
+            missing = missing.where(Mailbox.id == only)
+        dialect = session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        stmt = insert(MailboxLease).from_select(["mailbox_id"], missing).on_conflict_do_nothing()
+        await session.execute(stmt)
 
     async def claim(self, limit: int, now: datetime, *, only: int | None = None) -> dict[int, Held]:
         """Take up to `limit` free or expired leases (or just mailbox `only`, also when this
@@ -199,35 +200,53 @@ class LeaseStore:
         if limit <= 0:
             return {}
         async with self.sessionmaker() as session, session.begin():
+            await self._add_lease_rows(session, only)
             free = self._free(now)
             if only is not None:
-                free = or_(free, Mailbox.lease_owner == self.instance_id)
-            pick = select(Mailbox.id).where(Mailbox.state != MailboxState.DRAFT.value, free)
+                free = or_(free, MailboxLease.owner == self.instance_id)
+            pick = (
+                select(MailboxLease.mailbox_id)
+                .join(Mailbox, Mailbox.id == MailboxLease.mailbox_id)
+                .where(Mailbox.state != MailboxState.DRAFT.value, free)
+            )
             if only is not None:
-                pick = pick.where(Mailbox.id == only)
-            pick = pick.order_by(Mailbox.id).limit(limit)
+                pick = pick.where(MailboxLease.mailbox_id == only)
+            pick = pick.order_by(MailboxLease.mailbox_id).limit(limit)
             if self._postgres(session):
-                pick = pick.with_for_update(skip_locked=True)
+                pick = pick.with_for_update(of=MailboxLease, skip_locked=True)
             stmt = (
-                update(Mailbox)
-                .where(Mailbox.id.in_(pick.scalar_subquery()), free)
-                .values(lease_owner=self.instance_id, lease_until=now + self.ttl)
-                .returning(Mailbox.id, Mailbox.watch_epoch, Mailbox.state)
+                update(MailboxLease)
+                .where(MailboxLease.mailbox_id.in_(pick.scalar_subquery()), free)
+                .values(owner=self.instance_id, until=now + self.ttl)
+                .returning(MailboxLease.mailbox_id)
                 .execution_options(synchronize_session=False)
             )
-            return {row.id: Held(row.watch_epoch, row.state) for row in await session.execute(stmt)}
+            claimed = sorted((await session.execute(stmt)).scalars())
+            held: dict[int, Held] = {}
+            for start in range(0, len(claimed), READ_CHUNK):
+                rows = await session.execute(
+                    select(Mailbox.id, Mailbox.watch_epoch, Mailbox.state).where(
+                        Mailbox.id.in_(claimed[start : start + READ_CHUNK])
+                    )
+                )
+                held.update((row.id, Held(row.watch_epoch, row.state)) for row in rows)
+            return held
 
     async def release(self, mailbox_ids: Iterable[int]) -> None:
         ids = list(mailbox_ids)
         if not ids:
             return
         async with self.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(Mailbox)
-                .where(Mailbox.lease_owner == self.instance_id, Mailbox.id.in_(ids))
-                .values(lease_owner=None, lease_until=None)
-                .execution_options(synchronize_session=False)
-            )
+            for start in range(0, len(ids), READ_CHUNK):
+                await session.execute(
+                    update(MailboxLease)
+                    .where(
+                        MailboxLease.owner == self.instance_id,
+                        MailboxLease.mailbox_id.in_(ids[start : start + READ_CHUNK]),
+                    )
+                    .values(owner=None, until=None)
+                    .execution_options(synchronize_session=False)
+                )
 
     async def bump(self, mailbox_id: int) -> tuple[int, str | None, datetime | None] | None:
         """Ask the lease holder to start the watcher over; returns (epoch, owner, lease_until)."""
@@ -236,11 +255,24 @@ class LeaseStore:
                 update(Mailbox)
                 .where(Mailbox.id == mailbox_id)
                 .values(watch_epoch=Mailbox.watch_epoch + 1)
-                .returning(Mailbox.watch_epoch, Mailbox.lease_owner, Mailbox.lease_until)
+                .returning(Mailbox.watch_epoch)
                 .execution_options(synchronize_session=False)
             )
-            row = (await session.execute(stmt)).first()
-            return None if row is None else (row[0], row[1], row[2])
+            epoch = (await session.execute(stmt)).scalar_one_or_none()
+            if epoch is None:
+                return None
+            lease = (
+                await session.execute(
+                    select(MailboxLease.owner, MailboxLease.until).where(MailboxLease.mailbox_id == mailbox_id)
+                )
+            ).first()
+            return (epoch, None, None) if lease is None else (epoch, lease.owner, lease.until)
+
+
+async def lease_owner(session: AsyncSession, mailbox_id: int) -> str | None:
+    """Who holds the mailbox's lease (the watcher's check before it connects)."""
+    stmt = select(MailboxLease.owner).where(MailboxLease.mailbox_id == mailbox_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 class Pool(Protocol):

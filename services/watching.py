@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mail.types import LetterSummary
 from mail.watcher import ConnState, WatchTarget
 from services.deps import MailDeps
+from services.fleet import lease_owner
 from services.letters import letter_row
 from services.mailboxes import MailboxService, servers_of
 from storage.db import autocommit_sessionmaker
@@ -77,9 +78,11 @@ class DbWatchStore:
             mailbox = await session.get(Mailbox, mailbox_id)
             if mailbox is None or mailbox.state == MailboxState.DRAFT.value:
                 return None
-            if self.instance_id is not None and mailbox.lease_owner != self.instance_id:
-                log.info("mailbox %s: leased by %s, not watched here", mailbox_id, mailbox.lease_owner)
-                return None
+            if self.instance_id is not None:
+                owner = await lease_owner(session, mailbox_id)
+                if owner != self.instance_id:
+                    log.info("mailbox %s: leased by %s, not watched here", mailbox_id, owner)
+                    return None
             creds = await MailboxService(session, self.deps).credentials(mailbox)
             await session.commit()  # a refreshed (rotated) token is stored at once
             return WatchTarget(mailbox.id, servers_of(mailbox).imap, creds, mailbox.uidvalidity, mailbox.highest_uid)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bot.callbacks import AdminCB
 from services.oauth import OAuthService
-from storage.models import FeatureFlag, Mailbox, Service, User
+from storage.models import FeatureFlag, Mailbox, MailboxLease, Service, User
 from tests.harness.plugin_app import BotHarness
 from tests.test_connect_wizard import connect, letter, stored_mailbox
 from tests.test_live_mailbox import wait_alerts, wait_watching
@@ -375,14 +375,16 @@ async def test_status_counts(harness: BotHarness) -> None:
             uid = 7500 + n
             s.add(User(id=uid, language="en", is_active=n != 4))
             await s.flush()
-            s.add(Mailbox(
+            box = Mailbox(
                 user_id=uid, service_id=service.id, email=f"u{n}@status.test", login=f"u{n}", secret_enc="x",
                 imap_host="localhost", imap_port=1, imap_security="ssl", smtp_host="localhost", smtp_port=1,
                 smtp_security="ssl", state=state, last_error=error, state_since=now - timedelta(minutes=n),
-                # watched by another instance of the fleet: this one's lease pass leaves them be
-                # (else it would try localhost:1 and move them to reconnecting mid-test)
-                lease_owner="another-instance", lease_until=now + timedelta(days=1),
-            ))
+            )
+            s.add(box)
+            await s.flush()
+            # watched by another instance of the fleet: this one's lease pass leaves them be
+            # (else it would try localhost:1 and move them to reconnecting mid-test)
+            s.add(MailboxLease(mailbox_id=box.id, owner="another-instance", until=now + timedelta(days=1)))
         s.add(User(id=7599, language="ru", is_active=False))
         await s.commit()
     admin = await open_admin(harness, "📊 Status")

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from mail.watcher import ConnState
-from services.fleet import RENEW_CHUNK, FleetWatcher, LeaseStore
+from services.fleet import FleetWatcher, LeaseStore
 from storage.db import create_engine, migrate
-from storage.models import Instance, Mailbox, MailboxState, Service, User
+from storage.models import Instance, Mailbox, MailboxLease, MailboxState, Service, User
 from tests.harness import database
 
 TTL = 20.0
@@ -110,8 +110,14 @@ class World:
 
     async def owners(self) -> dict[int, str | None]:
         async with self.sessionmaker() as session:
-            rows = await session.execute(select(Mailbox.id, Mailbox.lease_owner))
+            rows = await session.execute(
+                select(Mailbox.id, MailboxLease.owner).outerjoin(MailboxLease, MailboxLease.mailbox_id == Mailbox.id)
+            )
             return {mid: owner for mid, owner in rows}
+
+    async def lease_rows(self) -> dict[int, str | None]:
+        async with self.sessionmaker() as session:
+            return dict((await session.execute(select(MailboxLease.mailbox_id, MailboxLease.owner))).all())
 
     async def tick(self, *names: str) -> None:
         for name in names:
@@ -345,21 +351,22 @@ def _stops(world: World, name: str) -> int:
     return pool.stops
 
 
-async def test_renewal_in_chunks_extends_every_lease_held_and_no_other(world: World) -> None:
-    count = 2 * RENEW_CHUNK + 50  # three chunks
-    ids = await world.add_mailboxes(count)
+async def test_renewal_extends_every_lease_held_and_no_other(world: World) -> None:
+    ids = await world.add_mailboxes(250)
     world.instance("a")
     await world.tick("a")
-    assert len(world.pool("a").watching) == count
+    assert len(world.pool("a").watching) == len(ids)
     async with world.sessionmaker() as session, session.begin():  # one ran out, one was taken
-        await session.execute(update(Mailbox).where(Mailbox.id == ids[5]).values(lease_until=world.clock.now))
-        await session.execute(update(Mailbox).where(Mailbox.id == ids[-1]).values(lease_owner="b"))
+        await session.execute(
+            update(MailboxLease).where(MailboxLease.mailbox_id == ids[5]).values(until=world.clock.now)
+        )
+        await session.execute(update(MailboxLease).where(MailboxLease.mailbox_id == ids[-1]).values(owner="b"))
     world.clock.advance(5)
     store = world.fleet["a"].leases
     held = await store.renew(world.clock.now)
     assert set(held) == set(ids) - {ids[5], ids[-1]}
     async with world.sessionmaker() as session:
-        rows = dict((await session.execute(select(Mailbox.id, Mailbox.lease_until))).all())
+        rows = dict((await session.execute(select(MailboxLease.mailbox_id, MailboxLease.until))).all())
     until = world.clock.now + timedelta(seconds=TTL)
     assert {_aware(rows[m]) for m in held} == {until}
     assert _aware(rows[ids[5]]) < until and _aware(rows[ids[-1]]) < until
@@ -369,38 +376,44 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-async def test_a_renewal_holds_few_row_locks_at_a_time(tmp_path: Path) -> None:
-    """A new letter's record updates its mailbox's row on the alert's way; a renewal must not
-    hold every leased row locked until it ends (it did, in one statement over all of them).
-    PostgreSQL (row locks): while a record holds the last mailbox's row, the renewal's
-    earlier chunks are already committed and visible."""
+async def test_a_new_account_gets_its_lease_and_a_deleted_one_takes_it_along(world: World) -> None:
+    first = await world.add_mailboxes(3)
+    world.instance("a")
+    await world.tick("a")
+    [late] = await world.add_mailboxes(1)
+    [draft] = await world.add_mailboxes(1, state=MailboxState.DRAFT.value)
+    world.clock.advance(5)
+    await world.tick("a")
+    assert world.pool("a").watching == {*first, late}
+    assert await world.lease_rows() == {m: "a" for m in (*first, late)}  # the draft has no lease row
+    async with world.sessionmaker() as session, session.begin():
+        await session.execute(delete(Mailbox).where(Mailbox.id == first[0]))
+    world.clock.advance(5)
+    await world.tick("a")
+    assert world.pool("a").watching == {first[1], first[2], late}
+    assert set(await world.lease_rows()) == {first[1], first[2], late}
+    assert draft not in world.pool("a").watching
+
+
+async def test_a_renewal_never_waits_for_a_letters_record(tmp_path: Path) -> None:
+    """A new letter's record updates its mailbox's row on the alert's way (the highest UID).
+    The leases are rows of their own: a renewal neither locks nor rewrites the mailboxes'
+    rows, so it never waits for a record, and a record never waits for it. (PostgreSQL: row
+    locks. With the lease on the mailbox's row, the renewal waited here until the record's
+    transaction ended.)"""
     url = await database.create_database(tmp_path, base=database.postgres_base())
     await migrate(url)
     engine = create_engine(url)
     try:
         world = World(engine)
-        ids = await world.add_mailboxes(2 * RENEW_CHUNK + 10)
+        ids = await world.add_mailboxes(50)
         world.instance("a")
         await world.tick("a")
         world.clock.advance(5)
-        until = world.clock.now + timedelta(seconds=TTL)
-        async with engine.connect() as record:  # a letter's record of the last mailbox, not committed yet
+        async with engine.connect() as record:  # a letter's record of a mailbox, not committed yet
             await record.execute(update(Mailbox).where(Mailbox.id == ids[-1]).values(highest_uid=7))
-            renewal = asyncio.create_task(world.fleet["a"].leases.renew(world.clock.now))
-            async with asyncio.timeout(20):
-                while True:
-                    async with engine.connect() as look:
-                        renewed = (
-                            await look.execute(
-                                select(func.count()).select_from(Mailbox).where(Mailbox.lease_until == until)
-                            )
-                        ).scalar_one()
-                    if renewed >= RENEW_CHUNK:
-                        break
-                    await asyncio.sleep(0.05)
-            assert not renewal.done()  # still waiting for the row the record holds
+            held = await asyncio.wait_for(world.fleet["a"].leases.renew(world.clock.now), 10)
             await record.commit()
-        held = await asyncio.wait_for(renewal, 20)
         assert set(held) == set(ids)
     finally:
         await engine.dispose()

@@ -26,7 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from services.catalog import seed_services
 from storage.crypto import SecretBox
 from storage.db import migrate
-from storage.models import Letter, Mailbox, MailboxFolders, MailboxState, Service, User
+from storage.models import (
+    Letter,
+    Mailbox,
+    MailboxFolders,
+    MailboxLease,
+    MailboxState,
+    Service,
+    User,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,9 +89,9 @@ async def lease_owners(engine: AsyncEngine) -> dict[str, int]:
     """Live leases per instance, by the database's clock."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            select(Mailbox.lease_owner, func.count())
-            .where(Mailbox.lease_owner.is_not(None), Mailbox.lease_until > func.now())
-            .group_by(Mailbox.lease_owner)
+            select(MailboxLease.owner, func.count())
+            .where(MailboxLease.owner.is_not(None), MailboxLease.until > func.now())
+            .group_by(MailboxLease.owner)
         )
         return {owner: n for owner, n in rows}
 
