@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/fleet_light.py [--instances 3] [--accounts 10000] [--letters 600]
         [--rate 20] [--same-chat 0.2] [--ttl 20] [--renew 5] [--start-timeout 600] [--no-folders]
+        [--dump alerts.txt]
         [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
 
 `bench/fleet_watch.py` does this against the test Dovecot, one IMAP process per session: that
@@ -57,9 +58,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography.fernet import Fernet  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from bench import idle_server  # noqa: E402
 from bench.memory import make_certs  # noqa: E402
+from storage.models import Mailbox, MailboxLease  # noqa: E402
 from tests.harness import database  # noqa: E402
 from tests.harness.fake_telegram import FakeTelegram  # noqa: E402
 from tests.harness.processes import (  # noqa: E402
@@ -221,6 +224,19 @@ async def main(args: argparse.Namespace) -> None:
                 latency = (at - push) * 1000
                 busy = any(push - 1.1 <= other < at for other in per_chat.get(chat, []) if other != at)
                 (paced if busy else ours).append(latency)
+            if args.dump:  # one line per timed alert, to line slow ones up with other logs
+                async with engine.connect() as conn:
+                    holder = dict((await conn.execute(
+                        select(Mailbox.user_id, MailboxLease.owner).join(
+                            MailboxLease, MailboxLease.mailbox_id == Mailbox.id)
+                    )).all())
+                with open(args.dump, "w") as out:
+                    out.write("# push (monotonic s)  latency ms  share  chat  instance\n")
+                    for subject, at in sorted(arrived.items(), key=lambda item: pushed[item[0]][1]):
+                        chat, push = pushed[subject]
+                        busy = any(push - 1.1 <= other < at for other in per_chat.get(chat, []) if other != at)
+                        out.write(f"{push:.3f} {(at - push) * 1000:.1f} {'paced' if busy else 'ours'} "
+                                  f"{chat} {holder.get(chat)}\n")
             copies = [sum(1 for m in fake.user(chat).messages() if s in m.text) for s, (chat, _) in pushed.items()]
             report.append(f"alert latency, the server's `* n EXISTS` -> sendMessage at the Bot API, p50 / p99 / max, "
                           f"{args.letters} letters at {args.rate:g}/s, same chat next with p={args.same_chat:g}, "
@@ -303,5 +319,6 @@ if __name__ == "__main__":
     parser.add_argument("--ttl", type=float, default=20.0)
     parser.add_argument("--renew", type=float, default=5.0)
     parser.add_argument("--start-timeout", type=float, default=600.0)
+    parser.add_argument("--dump", help="write each timed alert (push time, latency, instance) to this file")
     parser.add_argument("--postgres", default=database.DEFAULT_POSTGRES_URL)
     asyncio.run(main(parser.parse_args()))
