@@ -29,7 +29,10 @@ Measured:
   processes) to the alert's sendMessage arriving at the fake Bot API. Reported apart:
   letters whose chat had no other message in the 1.1 s before the push (our share: IDLE
   push -> fetch -> database -> claim -> limiter -> HTTP) and letters that waited for the
-  per-chat pacing;
+  per-chat pacing; each instance's first alert since its start is reported on its own (on
+  its way the process compiles the SQL statements and fills the caches of the alert's path
+  for the first time: 40-130 ms, once per process). --dump writes every timed alert with its
+  instance, to line slow ones up with the bots' logs;
 * failover: one instance killed with SIGKILL; the time until every mailbox is leased by a
   live instance again and has exactly one session, in IDLE, at the server;
 * memory: RSS of each instance with M/N mailboxes, and of the survivors with M/(N-1) after
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import re
@@ -111,6 +115,36 @@ def summary(values: list[float]) -> str:
         return "     -  /      -  /      - ms (0 letters)"
     return (f"{statistics.median(values):6.1f} / {pct(values, 0.99):6.1f} / {max(values):6.1f} ms"
             f" ({len(values)} letters)")
+
+
+class OwnStalls:
+    """How late this process's event loop runs (a 1 ms sleep's lateness, at worst) and how long
+    its collections of the oldest generation take, until closed."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.full: list[float] = []
+        self._gc_started = 0.0
+        gc.callbacks.append(self._gc)
+        self._task = asyncio.create_task(self._probe())
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.full.append(time.perf_counter() - self._gc_started)
+
+    async def _probe(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.worst = max(self.worst, time.perf_counter() - before - 0.001)
+
+    def close(self) -> None:
+        self._task.cancel()
+        gc.callbacks.remove(self._gc)
 
 
 async def settle(engine: Any, server: idle_server.Spawned, n: int, share: int, timeout: float,
@@ -184,6 +218,9 @@ async def main(args: argparse.Namespace) -> None:
             cpu_idle = {name: (cpu_seconds(pid) - cpu0[name]) / 10 for name, pid in pids.items()}
 
             # ---------------------------------------------------------------- alerts
+            # this process hosts the fake Bot API: a stall of its event loop (its own garbage
+            # collection above all) makes alerts look late that the bots sent in time
+            own = OwnStalls()
             pushed: dict[str, tuple[int, float]] = {}  # subject -> (chat, push time)
             no_push = 0
             account = random.choice(accounts)
@@ -200,6 +237,8 @@ async def main(args: argparse.Namespace) -> None:
                     pushed[subject] = (account.user_id, at)
                 await asyncio.sleep(max(0.0, letters_started + (n + 1) / args.rate - time.monotonic()))
             letters_time = time.monotonic() - letters_started
+            await asyncio.sleep(1.0)  # the last alerts arrive
+            own.close()
             cpu_busy = {name: (cpu_seconds(pid) - cpu0[name]) / letters_time for name, pid in pids.items()}
             deadline = time.monotonic() + 30
             arrived: dict[str, float] = {}
@@ -217,32 +256,46 @@ async def main(args: argparse.Namespace) -> None:
                     per_chat.setdefault(int(call.params.get("chat_id", 0)), []).append(call.at)
                 except (TypeError, ValueError):
                     pass
+            # who holds each chat's mailbox: an instance's first alert after its start is
+            # reported apart (its SQL statements are compiled, its caches filled on the way)
+            async with engine.connect() as conn:
+                holder = dict((await conn.execute(
+                    select(Mailbox.user_id, MailboxLease.owner).join(
+                        MailboxLease, MailboxLease.mailbox_id == Mailbox.id)
+                )).all())
             ours: list[float] = []
             paced: list[float] = []
-            for subject, at in arrived.items():
+            first: list[float] = []
+            kinds: dict[str, str] = {}
+            seen: set[str | None] = set()
+            for subject, at in sorted(arrived.items(), key=lambda item: pushed[item[0]][1]):
                 chat, push = pushed[subject]
                 latency = (at - push) * 1000
                 busy = any(push - 1.1 <= other < at for other in per_chat.get(chat, []) if other != at)
-                (paced if busy else ours).append(latency)
+                if holder.get(chat) not in seen:
+                    seen.add(holder.get(chat))
+                    kinds[subject] = "first"
+                    first.append(latency)
+                else:
+                    kinds[subject] = "paced" if busy else "ours"
+                    (paced if busy else ours).append(latency)
             if args.dump:  # one line per timed alert, to line slow ones up with other logs
-                async with engine.connect() as conn:
-                    holder = dict((await conn.execute(
-                        select(Mailbox.user_id, MailboxLease.owner).join(
-                            MailboxLease, MailboxLease.mailbox_id == Mailbox.id)
-                    )).all())
                 with open(args.dump, "w") as out:
                     out.write("# push (monotonic s)  latency ms  share  chat  instance\n")
-                    for subject, at in sorted(arrived.items(), key=lambda item: pushed[item[0]][1]):
+                    for subject, kind in kinds.items():
                         chat, push = pushed[subject]
-                        busy = any(push - 1.1 <= other < at for other in per_chat.get(chat, []) if other != at)
-                        out.write(f"{push:.3f} {(at - push) * 1000:.1f} {'paced' if busy else 'ours'} "
-                                  f"{chat} {holder.get(chat)}\n")
+                        out.write(f"{push:.3f} {(arrived[subject] - push) * 1000:.1f} {kind} {chat} {holder.get(chat)}\n")
             copies = [sum(1 for m in fake.user(chat).messages() if s in m.text) for s, (chat, _) in pushed.items()]
             report.append(f"alert latency, the server's `* n EXISTS` -> sendMessage at the Bot API, p50 / p99 / max, "
                           f"{args.letters} letters at {args.rate:g}/s, same chat next with p={args.same_chat:g}, "
                           f"the fake taking bursts of {args.chat_burst:g} per chat:")
             report.append(f"  our share (chat had no message in the 1.1 s before): {summary(ours)}")
             report.append(f"  waited for Telegram's 1/s per chat:                  {summary(paced)}")
+            report.append("  each instance's first alert since its start:          "
+                          + " / ".join(f"{v:.1f}" for v in first) + " ms")
+            report.append(f"  this process (the fake Bot API) meanwhile: longest event-loop stall {own.worst * 1000:.1f} ms, "
+                          f"garbage collections of the oldest generation {len(own.full)}"
+                          + (f" ({', '.join(f'{d * 1000:.0f}' for d in own.full)} ms)" if own.full else ""))
             report.append(f"  letters delivered while the session was between IDLEs (not timed): {no_push}; "
                           f"alerts missing: {len(pushed) - len(arrived)}")
             calls = [c for c in fake.calls_of("sendMessage") if c.at >= letters_started]

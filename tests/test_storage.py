@@ -4,17 +4,20 @@ is created private."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from storage.crypto import SecretBox, load_or_create_keys
-from storage.db import create_engine, create_sessionmaker, migrate
+from storage.db import alembic_config, create_engine, create_sessionmaker, migrate
 from storage.models import Base, IdempotencyKey, Mailbox, Service, User
 
 
@@ -90,5 +93,48 @@ async def test_one_claim_per_token_and_idempotency_key_is_enforced_by_the_databa
             with pytest.raises(IntegrityError):
                 await s.commit()
             await s.rollback()
+    finally:
+        await engine.dispose()
+
+
+async def test_leases_held_before_their_own_table_are_carried_over_and_back(db_url: str) -> None:
+    """Migration 0011 moves the mailbox leases out of `mailboxes` into `mailbox_leases`: an
+    instance holding a lease at the upgrade still holds it after, and a downgrade puts it back."""
+    config = alembic_config(db_url)
+    await asyncio.to_thread(command.upgrade, config, "0010")
+    engine = create_engine(db_url)
+    try:
+        async with create_sessionmaker(engine)() as s:
+            service = Service(code="t-lease", kind="other", name_en="T", name_ru="T")
+            s.add(service)
+            s.add_all([User(id=777101, language="en"), User(id=777102, language="en")])
+            await s.flush()
+            for uid in (777101, 777102):
+                s.add(Mailbox(
+                    user_id=uid, service_id=service.id, email=f"{uid}@lease.test", login="l", secret_enc="x",
+                    imap_host="h", imap_port=1, imap_security="ssl", smtp_host="h", smtp_port=1,
+                    smtp_security="ssl", state="connected",
+                ))
+            await s.commit()
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "UPDATE mailboxes SET lease_owner = 'host:1:abc', lease_until = CURRENT_TIMESTAMP "
+                "WHERE user_id = 777101"
+            ))
+        await migrate(db_url)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT m.user_id, l.owner, l.until IS NOT NULL FROM mailbox_leases l "
+                "JOIN mailboxes m ON m.id = l.mailbox_id"
+            ))).all()
+            assert [tuple(r) for r in rows] == [(777101, "host:1:abc", True)]
+            columns = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("mailboxes")})
+            assert not {"lease_owner", "lease_until"} & columns
+        await asyncio.to_thread(command.downgrade, config, "0010")
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT user_id, lease_owner, lease_until IS NOT NULL FROM mailboxes ORDER BY user_id"
+            ))).all()
+            assert [tuple(r) for r in rows] == [(777101, "host:1:abc", True), (777102, None, False)]
     finally:
         await engine.dispose()

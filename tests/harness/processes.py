@@ -93,7 +93,7 @@ async def lease_owners(engine: AsyncEngine) -> dict[str, int]:
             .where(MailboxLease.owner.is_not(None), MailboxLease.until > func.now())
             .group_by(MailboxLease.owner)
         )
-        return {owner: n for owner, n in rows}
+        return {owner: n for owner, n in rows if owner is not None}
 
 
 async def watched(engine: AsyncEngine) -> int:
