@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from storage.crypto import SecretBox, load_or_create_keys
 from storage.db import alembic_config, create_engine, create_sessionmaker, migrate
 from storage.models import Base, IdempotencyKey, Mailbox, Service, User
+from tests.harness import database
 
 
 async def test_migrations_match_models(db_url: str) -> None:
@@ -97,9 +98,11 @@ async def test_one_claim_per_token_and_idempotency_key_is_enforced_by_the_databa
         await engine.dispose()
 
 
-async def test_leases_held_before_their_own_table_are_carried_over_and_back(db_url: str) -> None:
+async def test_leases_held_before_their_own_table_are_carried_over_and_back(tmp_path: Path) -> None:
     """Migration 0011 moves the mailbox leases out of `mailboxes` into `mailbox_leases`: an
-    instance holding a lease at the upgrade still holds it after, and a downgrade puts it back."""
+    instance holding a lease at the upgrade still holds it after, and a downgrade puts it back.
+    (A database of its own: the suite's shared one is at head already.)"""
+    db_url = await database.create_database(tmp_path)
     config = alembic_config(db_url)
     await asyncio.to_thread(command.upgrade, config, "0010")
     engine = create_engine(db_url)
@@ -138,3 +141,4 @@ async def test_leases_held_before_their_own_table_are_carried_over_and_back(db_u
             assert [tuple(r) for r in rows] == [(777101, "host:1:abc", True), (777102, None, False)]
     finally:
         await engine.dispose()
+        await database.drop_database(db_url)
