@@ -221,6 +221,7 @@ async def main(args: argparse.Namespace) -> None:
             # this process hosts the fake Bot API: a stall of its event loop (its own garbage
             # collection above all) makes alerts look late that the bots sent in time
             own = OwnStalls()
+            await server.full_collections()  # counted from here
             pushed: dict[str, tuple[int, float]] = {}  # subject -> (chat, push time)
             no_push = 0
             account = random.choice(accounts)
@@ -239,6 +240,7 @@ async def main(args: argparse.Namespace) -> None:
             letters_time = time.monotonic() - letters_started
             await asyncio.sleep(1.0)  # the last alerts arrive
             own.close()
+            server_gc = await server.full_collections()
             cpu_busy = {name: (cpu_seconds(pid) - cpu0[name]) / letters_time for name, pid in pids.items()}
             deadline = time.monotonic() + 30
             arrived: dict[str, float] = {}
@@ -296,6 +298,8 @@ async def main(args: argparse.Namespace) -> None:
             report.append(f"  this process (the fake Bot API) meanwhile: longest event-loop stall {own.worst * 1000:.1f} ms, "
                           f"garbage collections of the oldest generation {len(own.full)}"
                           + (f" ({', '.join(f'{d * 1000:.0f}' for d in own.full)} ms)" if own.full else ""))
+            report.append(f"  the light IMAP server meanwhile: full garbage collections {server_gc[0]}"
+                          + (f" (longest {server_gc[1]:.0f} ms)" if server_gc[0] else ""))
             report.append(f"  letters delivered while the session was between IDLEs (not timed): {no_push}; "
                           f"alerts missing: {len(pushed) - len(arrived)}")
             calls = [c for c in fake.calls_of("sendMessage") if c.at >= letters_started]

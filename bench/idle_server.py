@@ -24,7 +24,11 @@ prints ``READY <port>`` on stdout, then reads commands on stdin, one per line:
 ``DELIVER <user> <subject>`` (answers ``OK <uid> <push>``, push: the server's
 time.monotonic() when ``* n EXISTS`` was written to an IDLE session, ``-`` if none idled),
 ``STATS`` (``OK <connections> <idling> <rss KiB>``), ``USERS`` (``OK <users idling>
-<users with more than one session>``), ``QUIT``. `spawn()` does that from Python.
+<users with more than one session>``), ``GC`` (``OK <full collections> <longest ms>`` since
+the last ``GC``), ``QUIT``. `spawn()` does that from Python. As a process of its own it keeps
+the garbage collector's full passes out of the way as the bot does (`bot/gc_pauses.py`): a
+pass over 10,000 sessions' objects would stall every session at once, and the bench would
+count that stall as the bot's latency.
 
 TLS: the server side uses the same small-buffer TLS layer as the client (`mail.tls`), so
 10,000 TLS sessions fit in a few hundred MiB here too (asyncio's own TLS transport would hold
@@ -37,6 +41,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import gc
 import re
 import resource
 import ssl
@@ -51,6 +56,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bot.gc_pauses import GcPauses  # noqa: E402
 from mail.tls import TLSProtocol  # noqa: E402
 
 CAPABILITIES = "IMAP4rev1 IDLE SASL-IR AUTH=PLAIN LITERAL+ UIDPLUS"
@@ -505,6 +511,11 @@ class Spawned:
         conns, idling, rss = (int(x) for x in (await self._ask("STATS")).split())
         return conns, idling, rss
 
+    async def full_collections(self) -> tuple[int, float]:
+        """The server's full garbage collections since the last ask: (count, longest ms)."""
+        count, longest = (await self._ask("GC")).split()
+        return int(count), float(longest)
+
     async def close(self) -> None:
         if self.proc.returncode is None:
             with contextlib.suppress(Exception):
@@ -542,6 +553,22 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    # the server stands in for the mail provider: its own garbage collection (10,000 sessions'
+    # objects walked in each full pass) must not pass for the bot's latency, so it keeps its
+    # full passes out of the way as the bot does (bot/gc_pauses.py), and counts those left
+    pauses = GcPauses()
+    pauses.run_in_background()
+    full: list[float] = []
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") == 2:
+            if phase == "start":
+                gc_started[0] = time.perf_counter()
+            else:
+                full.append(time.perf_counter() - gc_started[0])
+
+    gc.callbacks.append(on_gc)
     print(f"READY {server.port}", flush=True)
     try:
         while line := (await reader.readline()).decode().strip():
@@ -556,12 +583,16 @@ async def _serve(args: argparse.Namespace) -> None:
             elif verb == "USERS":
                 idle, multi = server.users()
                 print(f"OK {idle} {multi}", flush=True)
+            elif verb == "GC":
+                print(f"OK {len(full)} {max(full, default=0.0) * 1000:.1f}", flush=True)
+                full.clear()
             elif verb == "QUIT":
                 print("OK", flush=True)
                 break
             else:
                 print(f"ERR unknown {verb}", flush=True)
     finally:
+        await pauses.close()
         await server.close()
 
 
