@@ -25,7 +25,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,39 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert, select  # noqa: E402
 from sqlalchemy.ext.asyncio import async_sessionmaker  # noqa: E402
 
-from mail.watcher import ConnState  # noqa: E402
 from services.fleet import FleetWatcher, LeaseStore  # noqa: E402
 from storage.db import create_engine, migrate  # noqa: E402
 from storage.models import Mailbox, MailboxState, Service, User  # noqa: E402
 from tests.harness import database  # noqa: E402
-
-
-class RecordingPool:
-    """The watchers, as far as the pass sees them: started or not."""
-
-    def __init__(self) -> None:
-        self.watching: set[int] = set()
-
-    async def start(self, mailbox_id: int) -> None:
-        self.watching.add(mailbox_id)
-
-    async def start_many(self, mailbox_ids: Iterable[int], *, per_second: float = 50.0) -> None:
-        self.watching.update(mailbox_ids)
-
-    async def stop(self, mailbox_id: int) -> None:
-        self.watching.discard(mailbox_id)
-
-    async def restart(self, mailbox_id: int) -> None:
-        self.watching.add(mailbox_id)
-
-    async def close(self) -> None:
-        self.watching.clear()
-
-    def running(self, mailbox_id: int) -> bool:
-        return mailbox_id in self.watching
-
-    def states(self) -> dict[int, ConnState]:
-        return {m: ConnState.CONNECTED for m in self.watching}
+from tests.harness.recording_pool import RecordingPool  # noqa: E402
 
 
 async def seed(url: str, count: int) -> None:

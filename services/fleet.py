@@ -55,12 +55,11 @@ from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from sqlalchemy import Select, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mail.watcher import ConnState
 from storage.models import Instance, Mailbox, MailboxLease, MailboxState, utcnow
+from storage.repositories import insert_for
 
 log = logging.getLogger(__name__)
 
@@ -204,9 +203,7 @@ class LeaseStore:
         missing = select(Mailbox.id).where(Mailbox.state != MailboxState.DRAFT.value, ~has_row)
         if only is not None:
             missing = missing.where(Mailbox.id == only)
-        dialect = session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        stmt = insert(MailboxLease).from_select(["mailbox_id"], missing).on_conflict_do_nothing()
+        stmt = insert_for(session)(MailboxLease).from_select(["mailbox_id"], missing).on_conflict_do_nothing()
         await session.execute(stmt)
 
     async def claim(self, limit: int, now: datetime, *, only: int | None = None) -> dict[int, Held]:

@@ -30,7 +30,7 @@ class UserRepo:
         ``reactivate`` is false."""
         user = await self.get(user_id)
         if user is None:
-            stmt = _insert_for(self.session)(User).values(
+            stmt = insert_for(self.session)(User).values(
                 id=user_id, language=language, first_name=first_name, is_active=True, created_at=utcnow()
             )
             await self.session.execute(stmt.on_conflict_do_nothing(index_elements=[User.id]))
@@ -47,7 +47,7 @@ class UserRepo:
         await self.session.execute(update(User).where(User.id == user_id).values(is_active=active))
 
 
-def _insert_for(session: AsyncSession) -> Any:
+def insert_for(session: AsyncSession) -> Any:
     """The dialect's INSERT (both have ON CONFLICT DO NOTHING; plain INSERT has not)."""
     if session.get_bind().dialect.name == "postgresql":
         return pg_insert

@@ -7,7 +7,7 @@ told (the IMAP side of the fleet is tested with real processes in test_fleet_wat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from mail.watcher import ConnState
 from services.fleet import FleetWatcher, LeaseStore
 from storage.db import create_engine, migrate
 from storage.models import Instance, Mailbox, MailboxLease, MailboxState, Service, User
 from tests.harness import database
+from tests.harness.recording_pool import RecordingPool
 
 TTL = 20.0
 
@@ -34,37 +34,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-class RecordingPool:
-    """What FleetWatcher tells the watcher pool to do (no IMAP here)."""
-
-    def __init__(self) -> None:
-        self.watching: set[int] = set()
-        self.restarts: list[int] = []
-
-    async def start(self, mailbox_id: int) -> None:
-        self.watching.add(mailbox_id)
-
-    async def start_many(self, mailbox_ids: Iterable[int], *, per_second: float = 50.0) -> None:
-        self.watching.update(mailbox_ids)
-
-    async def stop(self, mailbox_id: int) -> None:
-        await asyncio.sleep(0)
-        self.watching.discard(mailbox_id)
-
-    async def restart(self, mailbox_id: int) -> None:
-        self.restarts.append(mailbox_id)
-        self.watching.add(mailbox_id)
-
-    async def close(self) -> None:
-        self.watching.clear()
-
-    def running(self, mailbox_id: int) -> bool:
-        return mailbox_id in self.watching
-
-    def states(self) -> dict[int, ConnState]:
-        return {}
 
 
 class World:
