@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import random
 import re
@@ -66,6 +65,7 @@ from sqlalchemy import select  # noqa: E402
 
 from bench import idle_server  # noqa: E402
 from bench.memory import make_certs  # noqa: E402
+from bench.stalls import FullCollections, LoopStalls  # noqa: E402
 from storage.models import Mailbox, MailboxLease  # noqa: E402
 from tests.harness import database  # noqa: E402
 from tests.harness.fake_telegram import FakeTelegram  # noqa: E402
@@ -115,36 +115,6 @@ def summary(values: list[float]) -> str:
         return "     -  /      -  /      - ms (0 letters)"
     return (f"{statistics.median(values):6.1f} / {pct(values, 0.99):6.1f} / {max(values):6.1f} ms"
             f" ({len(values)} letters)")
-
-
-class OwnStalls:
-    """How late this process's event loop runs (a 1 ms sleep's lateness, at worst) and how long
-    its collections of the oldest generation take, until closed."""
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-        self.full: list[float] = []
-        self._gc_started = 0.0
-        gc.callbacks.append(self._gc)
-        self._task = asyncio.create_task(self._probe())
-
-    def _gc(self, phase: str, info: dict[str, int]) -> None:
-        if info.get("generation") != 2:
-            return
-        if phase == "start":
-            self._gc_started = time.perf_counter()
-        else:
-            self.full.append(time.perf_counter() - self._gc_started)
-
-    async def _probe(self) -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(0.001)
-            self.worst = max(self.worst, time.perf_counter() - before - 0.001)
-
-    def close(self) -> None:
-        self._task.cancel()
-        gc.callbacks.remove(self._gc)
 
 
 async def settle(engine: Any, server: idle_server.Spawned, n: int, share: int, timeout: float,
@@ -220,7 +190,7 @@ async def main(args: argparse.Namespace) -> None:
             # ---------------------------------------------------------------- alerts
             # this process hosts the fake Bot API: a stall of its event loop (its own garbage
             # collection above all) makes alerts look late that the bots sent in time
-            own = OwnStalls()
+            own, own_gc = LoopStalls(), FullCollections()
             await server.full_collections()  # counted from here
             pushed: dict[str, tuple[int, float]] = {}  # subject -> (chat, push time)
             no_push = 0
@@ -239,7 +209,8 @@ async def main(args: argparse.Namespace) -> None:
                 await asyncio.sleep(max(0.0, letters_started + (n + 1) / args.rate - time.monotonic()))
             letters_time = time.monotonic() - letters_started
             await asyncio.sleep(1.0)  # the last alerts arrive
-            own.close()
+            await own.close()
+            own_gc.close()
             server_gc = await server.full_collections()
             cpu_busy = {name: (cpu_seconds(pid) - cpu0[name]) / letters_time for name, pid in pids.items()}
             deadline = time.monotonic() + 30
@@ -296,8 +267,8 @@ async def main(args: argparse.Namespace) -> None:
             report.append("  each instance's first alert since its start:          "
                           + " / ".join(f"{v:.1f}" for v in first) + " ms")
             report.append(f"  this process (the fake Bot API) meanwhile: longest event-loop stall {own.worst * 1000:.1f} ms, "
-                          f"garbage collections of the oldest generation {len(own.full)}"
-                          + (f" ({', '.join(f'{d * 1000:.0f}' for d in own.full)} ms)" if own.full else ""))
+                          f"garbage collections of the oldest generation {len(own_gc.full)}"
+                          + (f" ({', '.join(f'{d * 1000:.0f}' for d in own_gc.full)} ms)" if own_gc.full else ""))
             report.append(f"  the light IMAP server meanwhile: full garbage collections {server_gc[0]}"
                           + (f" (longest {server_gc[1]:.0f} ms)" if server_gc[0] else ""))
             report.append(f"  letters delivered while the session was between IDLEs (not timed): {no_push}; "

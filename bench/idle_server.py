@@ -41,7 +41,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import gc
 import re
 import resource
 import ssl
@@ -56,6 +55,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stalls import FullCollections  # noqa: E402
 from bot.gc_pauses import GcPauses  # noqa: E402
 from mail.tls import TLSProtocol  # noqa: E402
 
@@ -558,17 +558,8 @@ async def _serve(args: argparse.Namespace) -> None:
     # full passes out of the way as the bot does (bot/gc_pauses.py), and counts those left
     pauses = GcPauses()
     pauses.run_in_background()
-    full: list[float] = []
-    gc_started = [0.0]
-
-    def on_gc(phase: str, info: dict[str, int]) -> None:
-        if info.get("generation") == 2:
-            if phase == "start":
-                gc_started[0] = time.perf_counter()
-            else:
-                full.append(time.perf_counter() - gc_started[0])
-
-    gc.callbacks.append(on_gc)
+    collections = FullCollections()
+    full = collections.full
     print(f"READY {server.port}", flush=True)
     try:
         while line := (await reader.readline()).decode().strip():
@@ -592,6 +583,7 @@ async def _serve(args: argparse.Namespace) -> None:
             else:
                 print(f"ERR unknown {verb}", flush=True)
     finally:
+        collections.close()
         await pauses.close()
         await server.close()
 

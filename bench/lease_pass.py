@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert, select  # noqa: E402
 from sqlalchemy.ext.asyncio import async_sessionmaker  # noqa: E402
 
+from bench.stalls import LoopStalls  # noqa: E402
 from services.fleet import FleetWatcher, LeaseStore  # noqa: E402
 from storage.db import create_engine, migrate  # noqa: E402
 from storage.models import Mailbox, MailboxState, Service, User  # noqa: E402
@@ -66,27 +67,6 @@ async def seed(url: str, count: int) -> None:
         await engine.dispose()
 
 
-class Probe:
-    """How late a 1 ms sleep wakes up: the longest the event loop was busy with something else."""
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(0.001)
-            self.worst = max(self.worst, time.perf_counter() - before - 0.001)
-
-    async def close(self) -> None:
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-
-
 async def measure(base: str, count: int, passes: int) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         url = await database.create_database(Path(tmp), base=base)
@@ -106,7 +86,7 @@ async def measure(base: str, count: int, passes: int) -> str:
                 stalls: list[float] = []
                 for _ in range(passes):
                     await asyncio.sleep(0.05)
-                    probe = Probe()
+                    probe = LoopStalls()
                     await asyncio.sleep(0.005)
                     probe.worst = 0.0
                     started = time.perf_counter()
