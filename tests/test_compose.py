@@ -28,7 +28,7 @@ from mail.compose import (
 )
 from mail.outbox import Draft, Recipient, build_message
 from services.compose import ComposeDraft, parse_recipients
-from storage.models import Letter, Mailbox, User
+from storage.models import Letter, LetterMark, Mailbox, User
 from tests.harness.mailstack import MailStack, MailUser
 from tests.harness.oauth_server import ScriptedBrowser
 from tests.harness.plugin_app import BotHarness
@@ -94,6 +94,18 @@ async def alert_for(h: BotHarness, user: Any, stack: MailStack, mailbox: MailUse
     await stack.deliver(mailbox.address, msg)
     found = await wait_alerts(h, user, n)
     return found[n - 1]
+
+
+async def alert_remembered(h: BotHarness, alert_message_id: int, timeout: float = 10.0) -> None:
+    """Wait until the alert's message id is stored with its letter (after the send's answer)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with h.session() as s:
+            stmt = select(LetterMark.letter_id).where(LetterMark.alert_message_id == alert_message_id)
+            if (await s.execute(stmt)).first() is not None:
+                return
+        assert asyncio.get_running_loop().time() < deadline, "the alert's message id was never stored"
+        await asyncio.sleep(0.05)
 
 
 async def letter_id(h: BotHarness, message_id: str) -> int:
@@ -318,6 +330,9 @@ async def test_a_reply_to_an_alert_that_came_without_its_keyboard(bot_app: BotHa
     user = await connected_user(bot_app, mail_user, 9110)
     orig = original(bob, [mail_user.address], subject="Plans")
     alert = await alert_for(bot_app, user, stack, mail_user, orig)
+    # the alert's message id is stored once Telegram has answered the send; a user answers
+    # seconds later, the test at once: wait for it to be stored first
+    await alert_remembered(bot_app, alert.message_id)
     bot_app.fake.replies_carry_keyboard = False
     await user.send("Agreed.", reply_to=alert.message_id)
     preview = user.last()
