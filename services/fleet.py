@@ -1,28 +1,40 @@
 """Several bot instances share the mailboxes: each mailbox is watched by exactly one of them.
 
-Ownership is a lease in the database (`mailbox_leases`: owner and until, a row per mailbox), kept
-by :class:`LeaseStore` and driven by :class:`FleetWatcher`, once per `renew_every` seconds:
+Ownership is a lease in the database (`mailbox_leases`: a row per mailbox naming its owner),
+kept by :class:`LeaseStore` and driven by :class:`FleetWatcher`, once per `renew_every` seconds
+(give or take a tenth, so that instances started together do not load the database together):
 
-1. **Heartbeat**: the instance's row in `instances` gets `last_seen = now`. Instances seen
-   within one lease lifetime (`ttl`) are *live*; rows older than ten lifetimes are deleted.
-2. **Renew**: every lease this instance holds and that has not run out is extended to
-   `now + ttl`. A mailbox whose lease could not be renewed (it ran out, another instance took
-   it, the account was deleted) is stopped at once. If the renewal itself fails (the
-   database is unreachable) every watcher of this instance stops at once: its leases will run
-   out and another instance must be free to take them without a second IMAP session.
+1. **Heartbeat, which renews every lease at once**: the instance's row in `instances` gets
+   `last_seen = now`. Instances seen within one lease lifetime (`ttl`) are *live*, and a lease
+   is valid while its owner is live: keeping thousands of leases costs this one row update
+   (each lease carrying its own end cost an update of every lease row every pass, and the
+   three instances' bursts of that delayed the whole fleet's alerts). Rows older than ten
+   lifetimes are deleted. If the heartbeat fails (the database is unreachable) every watcher
+   of this instance stops at once: its leases will run out and another instance must be free
+   to take them without a second IMAP session.
+2. **Held**: the leases this instance owns are read; a mailbox this instance watches whose
+   lease it no longer owns (another instance took it after this one's heartbeat ran out, the
+   account was deleted) is stopped at once.
 3. **Balance**: the fair share is ``ceil(mailboxes / live instances)``. An instance above it
    releases the surplus (its watchers log out first, then the lease is cleared so another
    instance can take it at its next pass); one below it claims free or expired leases, up to
-   its share, and at most `claim_cap` per pass (by default what it can start in four passes at
+   its share (free: no owner, or an owner that is not live), and at most `claim_cap` per pass (by default what it can start in four passes at
    `start_rate`): instances started together see each other at their second pass, so the first
    one up does not take every mailbox only to hand two thirds back (logging out the ones it
    had started). The cap does not slow a start: connects are paced at `start_rate` anyway, and
    with the defaults (50/s, 5 s) a dead instance's 1,667 mailboxes per survivor of a fleet of
-   three at 10,000 are taken in two passes, within 30 s of its death. On PostgreSQL the claim is
+   three at 10,000 are taken in two passes, within 30 s of its death. On PostgreSQL the claim
+   first locks the rows in `instances` of the owners it finds dead (``FOR UPDATE``), then runs
    ``UPDATE mailbox_leases ... WHERE mailbox_id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)
-   RETURNING``, so instances claiming at the same moment never take the same row; SQLite runs
-   the same statement without the lock clause (it has one writer, and one instance). A new
-   account's lease row is added by the first claim that sees it.
+   RETURNING``: instances claiming at the same moment never take the same row, and an
+   instance that comes back to life (a stalled process) cannot renew its leases by a
+   heartbeat while a claim is taking them (its heartbeat waits for the claim's commit, and
+   then its read of what it holds sees them gone; a heartbeat that came first makes the claim
+   see the owner live). An instance whose row was deleted meanwhile (silent for ten
+   lifetimes: nothing to lock) gives up every lease it still has on record when its heartbeat
+   adds the row back. SQLite runs the same statements without the lock clauses (it has one
+   writer, and one instance). A new account's lease row is added by the first claim that sees
+   it.
 4. **Start**: every held mailbox that is connected or reconnecting gets its watcher; one whose
    `watch_epoch` changed (new credentials, Reconnect, on whichever instance the user was
    served) is restarted. Held broken mailboxes wait for the user.
@@ -31,9 +43,9 @@ Times come from the database server's clock (``now()`` on PostgreSQL), so hosts 
 clocks agree on when a lease ends; SQLite (one host) uses this process's clock. Tests drive
 their own clock (`clock=`) and call :meth:`FleetWatcher.tick` instead of waiting.
 
-Failover: a dead instance's leases run out after at most `ttl` seconds; the others take them
-at their next pass, so its mailboxes are watched again within ``ttl + renew_every`` (25 s with
-the defaults). A graceful stop releases its leases (after logging out) for an immediate
+Failover: a dead instance's leases run out with its heartbeat, after at most `ttl` seconds; the
+others take them at their next pass, so its mailboxes are leased again within
+``ttl + 1.1 * renew_every`` (25.5 s with the defaults). A graceful stop releases its leases (after logging out) for an immediate
 hand-over.
 
 Several instances: correct by construction (all shared state is in the database; the only
@@ -50,11 +62,12 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mail.watcher import ConnState
@@ -74,7 +87,7 @@ Clock = Callable[[], datetime]
 
 
 class Held(NamedTuple):
-    """A lease this instance holds: the mailbox's watch epoch and state when last renewed.
+    """A lease this instance holds: the mailbox's watch epoch and state as of the last pass.
     (A tuple: a pass makes one per mailbox held, thousands.)"""
 
     epoch: int
@@ -133,16 +146,31 @@ class LeaseStore:
             return await self._now(session)
 
     async def heartbeat(self) -> tuple[datetime, list[str]]:
-        """Say this instance is alive; returns the database's time and the live instances."""
+        """Say this instance is alive, which keeps every lease it owns valid for another
+        `ttl`; returns the database's time and the live instances."""
         async with self.sessionmaker() as session, session.begin():
             now = await self._now(session)
             result = await session.execute(
                 update(Instance).where(Instance.id == self.instance_id).values(last_seen=now)
             )
             if not result.rowcount:  # type: ignore[attr-defined]
+                # the first heartbeat, or this instance was forgotten: a lease it still has on
+                # record may have been taken as free meanwhile (no row of its to lock), so it
+                # gives them all up and claims afresh
+                await self._release_where(session, MailboxLease.owner == self.instance_id)
                 session.add(Instance(id=self.instance_id, started_at=now, last_seen=now))
                 await session.flush()
-            await session.execute(delete(Instance).where(Instance.last_seen < now - FORGET_AFTER * self.ttl))
+            # forget instances silent for ten lifetimes; rows a claim has locked wait for the
+            # next time (never waiting here: a claim waiting for this transaction's lease rows
+            # must not be waited for in turn)
+            silent = select(Instance.id).where(Instance.last_seen < now - FORGET_AFTER * self.ttl)
+            if self._postgres(session):
+                silent = silent.with_for_update(skip_locked=True)
+            await session.execute(
+                delete(Instance).where(Instance.id.in_(silent.scalar_subquery())).execution_options(
+                    synchronize_session=False
+                )
+            )
             live = (
                 await session.execute(select(Instance.id).where(Instance.last_seen > now - self.ttl))
             ).scalars()
@@ -154,38 +182,28 @@ class LeaseStore:
             stmt = select(Instance.id).where(Instance.last_seen > now - self.ttl)
             return list((await session.execute(stmt)).scalars())
 
+    @staticmethod
+    async def _release_where(session: AsyncSession, condition: ColumnElement[bool]) -> None:
+        await session.execute(
+            update(MailboxLease).where(condition).values(owner=None).execution_options(synchronize_session=False)
+        )
+
     async def leave(self) -> None:
         """A graceful stop: release every lease and forget this instance."""
         async with self.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(MailboxLease)
-                .where(MailboxLease.owner == self.instance_id)
-                .values(owner=None, until=None)
-                .execution_options(synchronize_session=False)
-            )
+            await self._release_where(session, MailboxLease.owner == self.instance_id)
             await session.execute(delete(Instance).where(Instance.id == self.instance_id))
 
-    async def renew(self, now: datetime) -> dict[int, Held]:
-        """Extend every lease held and not run out; returns them.
-
-        The leases are rows of their own (storage.models.MailboxLease): a renewal neither
-        rewrites the mailboxes' rows nor locks them, so a new letter's record (which updates
-        its mailbox's row on the alert's way) never waits behind it. Claims skip the rows it
-        holds locked (SKIP LOCKED), and a lease it extends is not free anyway."""
-        async with self.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(MailboxLease)
-                .where(MailboxLease.owner == self.instance_id, MailboxLease.until > now)
-                .values(until=now + self.ttl)
-                .execution_options(synchronize_session=False)
-            )
-            # what was just extended (this transaction's view: no one else can hold a lease
-            # that runs after `now`), with what the watchers need of each mailbox
+    async def held(self) -> dict[int, Held]:
+        """The leases this instance owns (valid since its heartbeat), with what the watchers
+        need of each mailbox. A read: it neither writes nor locks a lease's or a mailbox's
+        row, so a new letter's record never waits for it, nor it for a record."""
+        async with self.sessionmaker() as session:
             return await _held_rows(
                 session,
                 select(Mailbox.id, Mailbox.watch_epoch, Mailbox.state)
                 .join(MailboxLease, MailboxLease.mailbox_id == Mailbox.id)
-                .where(MailboxLease.owner == self.instance_id, MailboxLease.until > now),
+                .where(MailboxLease.owner == self.instance_id),
             )
 
     async def count(self) -> int:
@@ -194,8 +212,22 @@ class LeaseStore:
             stmt = select(func.count()).select_from(Mailbox).where(Mailbox.state != MailboxState.DRAFT.value)
             return int((await session.execute(stmt)).scalar_one())
 
-    def _free(self, now: datetime):  # type: ignore[no-untyped-def]
-        return or_(MailboxLease.until.is_(None), MailboxLease.until < now)
+    async def _dead_owners(self, session: AsyncSession, now: datetime) -> list[str]:
+        """Instances whose heartbeat ran out, their rows locked until the claim commits: a
+        heartbeat of theirs meanwhile waits for it, then finds the leases gone (see the
+        module doc)."""
+        stmt = select(Instance.id).where(Instance.last_seen <= now - self.ttl).order_by(Instance.id)
+        if self._postgres(session):
+            stmt = stmt.with_for_update()
+        return list((await session.execute(stmt)).scalars())
+
+    @staticmethod
+    def _free(dead: list[str]) -> ColumnElement[bool]:
+        """No owner, an owner whose heartbeat ran out, or one forgotten altogether."""
+        forgotten = ~select(Instance.id).where(Instance.id == MailboxLease.owner).exists()
+        if dead:
+            return or_(MailboxLease.owner.is_(None), MailboxLease.owner.in_(dead), forgotten)
+        return or_(MailboxLease.owner.is_(None), forgotten)
 
     async def _add_lease_rows(self, session: AsyncSession, only: int | None) -> None:
         """A lease row for every mailbox past the wizard that has none yet (a new account)."""
@@ -213,7 +245,7 @@ class LeaseStore:
             return {}
         async with self.sessionmaker() as session, session.begin():
             await self._add_lease_rows(session, only)
-            free = self._free(now)
+            free = self._free(await self._dead_owners(session, now))
             if only is not None:
                 free = or_(free, MailboxLease.owner == self.instance_id)
             pick = (
@@ -229,7 +261,7 @@ class LeaseStore:
             stmt = (
                 update(MailboxLease)
                 .where(MailboxLease.mailbox_id.in_(pick.scalar_subquery()), free)
-                .values(owner=self.instance_id, until=now + self.ttl)
+                .values(owner=self.instance_id)
                 .returning(MailboxLease.mailbox_id)
                 .execution_options(synchronize_session=False)
             )
@@ -252,18 +284,13 @@ class LeaseStore:
             return
         async with self.sessionmaker() as session, session.begin():
             for start in range(0, len(ids), READ_CHUNK):
-                await session.execute(
-                    update(MailboxLease)
-                    .where(
-                        MailboxLease.owner == self.instance_id,
-                        MailboxLease.mailbox_id.in_(ids[start : start + READ_CHUNK]),
-                    )
-                    .values(owner=None, until=None)
-                    .execution_options(synchronize_session=False)
+                await self._release_where(
+                    session,
+                    and_(MailboxLease.owner == self.instance_id, MailboxLease.mailbox_id.in_(ids[start : start + READ_CHUNK])),
                 )
 
-    async def bump(self, mailbox_id: int) -> tuple[int, str | None, datetime | None] | None:
-        """Ask the lease holder to start the watcher over; returns (epoch, owner, lease_until)."""
+    async def bump(self, mailbox_id: int) -> tuple[int, str | None] | None:
+        """Ask the lease holder to start the watcher over; returns (epoch, owner)."""
         async with self.sessionmaker() as session, session.begin():
             stmt = (
                 update(Mailbox)
@@ -275,12 +302,8 @@ class LeaseStore:
             epoch = (await session.execute(stmt)).scalar_one_or_none()
             if epoch is None:
                 return None
-            lease = (
-                await session.execute(
-                    select(MailboxLease.owner, MailboxLease.until).where(MailboxLease.mailbox_id == mailbox_id)
-                )
-            ).first()
-            return (epoch, None, None) if lease is None else (epoch, lease.owner, lease.until)
+            owner = await lease_owner(session, mailbox_id)
+            return epoch, owner
 
 
 async def lease_owner(session: AsyncSession, mailbox_id: int) -> str | None:
@@ -388,7 +411,7 @@ class FleetWatcher:
             bumped = await self.leases.bump(mailbox_id)
             if bumped is None:
                 return
-            epoch, owner, _until = bumped
+            epoch, owner = bumped
             if owner != self.instance_id:
                 claimed = await self.leases.claim(1, await self.leases.now(), only=mailbox_id)
                 if mailbox_id not in claimed:
@@ -411,17 +434,19 @@ class FleetWatcher:
                 raise
             except Exception:
                 log.exception("lease pass failed")
-            await asyncio.sleep(self.renew_every)
+            # give or take a tenth: instances started together drift apart instead of loading
+            # the database (and the alerts of all of them) at the same moments
+            await asyncio.sleep(self.renew_every * random.uniform(0.9, 1.1))
 
     async def tick(self) -> None:
-        """One pass: heartbeat, renew, balance, start. Never holds a transaction across them."""
+        """One pass: heartbeat (renewing every lease held), held, balance, start. Never holds a transaction across them."""
         async with self._lock:
             if self._closed:
                 return
             started = asyncio.get_running_loop().time()
             try:
                 now, live = await self.leases.heartbeat()
-                held = await self.leases.renew(now)
+                held = await self.leases.held()
             except Exception as exc:  # noqa: BLE001 - leases may be running out: stop watching
                 if self._held:
                     log.warning("lease renewal failed (%r): stopping all %d watchers", exc, len(self._held))

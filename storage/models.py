@@ -149,23 +149,24 @@ class Mailbox(Base):
 
 
 class MailboxLease(Base):
-    """Which bot instance watches a mailbox, and until when (services/fleet.py): a lease
-    claimed, renewed and released in the database, so exactly one instance of a fleet holds
-    the IMAP session; owner NULL = nobody. A row appears when the mailbox is first claimed and
-    goes with the mailbox.
+    """Which bot instance watches a mailbox (services/fleet.py), so exactly one instance of a
+    fleet holds the IMAP session; owner NULL = nobody. A row appears when the mailbox is first
+    claimed and goes with the mailbox.
 
-    A table of its own rather than two columns of `mailboxes`: every held lease is renewed
-    every few seconds (3,334 rows per instance every 5 s in a fleet of three at 10,000), and
-    on PostgreSQL an update writes the whole row anew. On the mailbox's wide row that was
-    megabytes of write-ahead log per pass after each checkpoint (a full page image of every
-    mailbox page), which a new letter's commit on the alert's way had to wait to flush, and
-    row locks a letter's record (which updates the mailbox's highest UID) waited behind."""
+    A lease has no end of its own: it is valid while its owner is alive, i.e. while the
+    owner's `instances` row has a heartbeat younger than the lease lifetime. So keeping 3,334
+    leases (an instance's share in a fleet of three at 10,000) costs one row update every 5 s,
+    the heartbeat, not 3,334: when every lease carried its own end, the renewals of three
+    instances rewrote 10,000 rows every 5 s, and the alerts of the whole fleet waited behind
+    that burst of the database's work.
+
+    A table of its own rather than a column of `mailboxes`: a claim locks and rewrites the
+    lease rows it takes, never the mailboxes' wide rows a new letter's record updates."""
 
     __tablename__ = "mailbox_leases"
 
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
-    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Letter(Base):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bot.callbacks import AdminCB
 from services.oauth import OAuthService
-from storage.models import FeatureFlag, Mailbox, MailboxLease, Service, User
+from storage.models import FeatureFlag, Instance, Mailbox, MailboxLease, Service, User
 from tests.harness.plugin_app import BotHarness
 from tests.test_connect_wizard import connect, letter, stored_mailbox
 from tests.test_live_mailbox import wait_alerts, wait_watching
@@ -371,6 +371,8 @@ async def test_status_counts(harness: BotHarness) -> None:
         (yandex, "reconnecting", "imap: timeout: no answer"), (yandex, "connected", None), (yandex, "draft", None),
     ]
     async with harness.session() as s:
+        # another instance of the fleet, alive all day: this one's lease pass leaves its mailboxes be
+        s.add(Instance(id="another-instance", started_at=now, last_seen=now + timedelta(days=1)))
         for n, (service, state, error) in enumerate(states):
             uid = 7500 + n
             s.add(User(id=uid, language="en", is_active=n != 4))
@@ -384,7 +386,7 @@ async def test_status_counts(harness: BotHarness) -> None:
             await s.flush()
             # watched by another instance of the fleet: this one's lease pass leaves them be
             # (else it would try localhost:1 and move them to reconnecting mid-test)
-            s.add(MailboxLease(mailbox_id=box.id, owner="another-instance", until=now + timedelta(days=1)))
+            s.add(MailboxLease(mailbox_id=box.id, owner="another-instance"))
         s.add(User(id=7599, language="ru", is_active=False))
         await s.commit()
     admin = await open_admin(harness, "📊 Status")

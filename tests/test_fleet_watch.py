@@ -212,7 +212,7 @@ async def test_mailboxes_shared_out_taken_over_and_alerted_exactly_once(pg_fleet
 
 
 async def _shares(fleet: Fleet, expected: dict[str, int]) -> bool:
-    return await lease_owners(fleet.engine) == expected
+    return await lease_owners(fleet.engine, LEASE["watch_lease_ttl"]) == expected
 
 
 async def _all_watched(fleet: Fleet) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -124,7 +125,7 @@ async def test_leases_held_before_their_own_table_are_carried_over_and_back(tmp_
                 "UPDATE mailboxes SET lease_owner = 'host:1:abc', lease_until = CURRENT_TIMESTAMP "
                 "WHERE user_id = 777101"
             ))
-        await migrate(db_url)
+        await asyncio.to_thread(command.upgrade, config, "0011")
         async with engine.connect() as conn:
             rows = (await conn.execute(text(
                 "SELECT m.user_id, l.owner, l.until IS NOT NULL FROM mailbox_leases l "
@@ -139,6 +140,56 @@ async def test_leases_held_before_their_own_table_are_carried_over_and_back(tmp_
                 "SELECT user_id, lease_owner, lease_until IS NOT NULL FROM mailboxes ORDER BY user_id"
             ))).all()
             assert [tuple(r) for r in rows] == [(777101, "host:1:abc", True), (777102, None, False)]
+    finally:
+        await engine.dispose()
+        await database.drop_database(db_url)
+
+
+async def test_leases_outlive_the_column_of_their_own_end_and_get_it_back(tmp_path: Path) -> None:
+    """Migration 0012 drops mailbox_leases.until (a lease lasts as long as its owner's
+    heartbeat): the owners stay; a downgrade gives every held lease one lifetime from then
+    and leaves the free ones without an end."""
+    db_url = await database.create_database(tmp_path)
+    config = alembic_config(db_url)
+    await asyncio.to_thread(command.upgrade, config, "0011")
+    engine = create_engine(db_url)
+    try:
+        async with create_sessionmaker(engine)() as s:
+            service = Service(code="t-lease", kind="other", name_en="T", name_ru="T")
+            s.add(service)
+            s.add_all([User(id=777201, language="en"), User(id=777202, language="en")])
+            await s.flush()
+            for uid in (777201, 777202):
+                s.add(Mailbox(
+                    user_id=uid, service_id=service.id, email=f"{uid}@lease.test", login="l", secret_enc="x",
+                    imap_host="h", imap_port=1, imap_security="ssl", smtp_host="h", smtp_port=1,
+                    smtp_security="ssl", state="connected",
+                ))
+            await s.commit()
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO mailbox_leases (mailbox_id, owner, until) "
+                "SELECT id, CASE WHEN user_id = 777201 THEN 'host:1:abc' END, CURRENT_TIMESTAMP FROM mailboxes"
+            ))
+        await migrate(db_url)
+        query = (
+            "SELECT m.user_id, l.owner{} FROM mailbox_leases l JOIN mailboxes m ON m.id = l.mailbox_id "
+            "ORDER BY m.user_id"
+        )
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text(query.format("")))).all()
+            assert [tuple(r) for r in rows] == [(777201, "host:1:abc"), (777202, None)]
+            columns = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("mailbox_leases")})
+            assert columns == {"mailbox_id", "owner"}
+        before = datetime.now(UTC)
+        await asyncio.to_thread(command.downgrade, config, "0011")
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text(query.format(", l.until")))).all()
+        assert [tuple(r)[:2] for r in rows] == [(777201, "host:1:abc"), (777202, None)]
+        held_until = rows[0][2] if isinstance(rows[0][2], datetime) else datetime.fromisoformat(rows[0][2])
+        held_until = held_until if held_until.tzinfo else held_until.replace(tzinfo=UTC)
+        assert before + timedelta(seconds=19) < held_until < datetime.now(UTC) + timedelta(seconds=21)
+        assert rows[1][2] is None
     finally:
         await engine.dispose()
         await database.drop_database(db_url)

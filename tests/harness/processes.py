@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from services.catalog import seed_services
 from storage.crypto import SecretBox
 from storage.db import migrate
 from storage.models import (
+    Instance,
     Letter,
     Mailbox,
     MailboxFolders,
@@ -85,12 +87,14 @@ async def seed_mailboxes(
         return [Account(uid, address, mailbox.id) for uid, address, mailbox in pending]
 
 
-async def lease_owners(engine: AsyncEngine) -> dict[str, int]:
-    """Live leases per instance, by the database's clock."""
+async def lease_owners(engine: AsyncEngine, ttl: float = 20.0) -> dict[str, int]:
+    """Valid leases per instance (their owner's heartbeat younger than `ttl`, the instances'
+    WATCH_LEASE_TTL), by the database's clock."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(MailboxLease.owner, func.count())
-            .where(MailboxLease.owner.is_not(None), MailboxLease.until > func.now())
+            .join(Instance, Instance.id == MailboxLease.owner)
+            .where(Instance.last_seen > func.now() - timedelta(seconds=ttl))
             .group_by(MailboxLease.owner)
         )
         return {owner: n for owner, n in rows if owner is not None}
