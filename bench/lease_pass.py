@@ -3,7 +3,8 @@
     .venv/bin/python bench/lease_pass.py [--leases 3334 10000] [--passes 20]
         [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/test]
 
-Every 5 s each instance of a fleet writes its heartbeat, renews every lease it holds, evens the
+Every 5 s each instance of a fleet writes its heartbeat (which keeps every lease it holds), reads
+what it holds, evens the
 shares out and checks its watchers. Everything else the instance does (its alerts above all)
 shares the event loop with that pass, so what matters besides the pass's duration is the
 longest stretch it keeps the loop to itself: an alert that comes then waits that long.
