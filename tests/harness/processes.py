@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +89,12 @@ async def seed_mailboxes(
 
 async def lease_owners(engine: AsyncEngine, ttl: float = 20.0) -> dict[str, int]:
     """Valid leases per instance (their owner's heartbeat younger than `ttl`, the instances'
-    WATCH_LEASE_TTL), by the database's clock."""
+    WATCH_LEASE_TTL), by this host's clock (the tests' instances and database run on it)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(MailboxLease.owner, func.count())
             .join(Instance, Instance.id == MailboxLease.owner)
-            .where(Instance.last_seen > func.now() - timedelta(seconds=ttl))
+            .where(Instance.last_seen > datetime.now(UTC) - timedelta(seconds=ttl))
             .group_by(MailboxLease.owner)
         )
         return {owner: n for owner, n in rows if owner is not None}
