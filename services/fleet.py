@@ -17,13 +17,14 @@ kept by :class:`LeaseStore` and driven by :class:`FleetWatcher`, once per `renew
    account was deleted) is stopped at once.
 3. **Balance**: the fair share is ``ceil(mailboxes / live instances)``. An instance above it
    releases the surplus (its watchers log out first, then the lease is cleared so another
-   instance can take it at its next pass); one below it claims free or expired leases, up to
-   its share (free: no owner, or an owner that is not live), and at most `claim_cap` per pass (by default what it can start in four passes at
-   `start_rate`): instances started together see each other at their second pass, so the first
-   one up does not take every mailbox only to hand two thirds back (logging out the ones it
-   had started). The cap does not slow a start: connects are paced at `start_rate` anyway, and
-   with the defaults (50/s, 5 s) a dead instance's 1,667 mailboxes per survivor of a fleet of
-   three at 10,000 are taken in two passes, within 30 s of its death. On PostgreSQL the claim
+   instance can take it at its next pass); one below it claims free leases (no owner, or an
+   owner that is not live), up to its share, and at most `claim_cap` per pass (by default what
+   it can start in four passes at `start_rate`): instances started together see each other at
+   their second pass, so the first one up does not take every mailbox only to hand two thirds
+   back (logging out the ones it had started). The cap does not slow a start: connects are
+   paced at `start_rate` anyway, and with the defaults (50/s, 5 s) a dead instance's 1,667
+   mailboxes per survivor of a fleet of three at 10,000 are taken in two passes, within 30 s
+   of its death. On PostgreSQL the claim
    first locks the rows in `instances` of the owners it finds dead (``FOR UPDATE``), then runs
    ``UPDATE mailbox_leases ... WHERE mailbox_id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n)
    RETURNING``: instances claiming at the same moment never take the same row, and an
@@ -45,8 +46,8 @@ their own clock (`clock=`) and call :meth:`FleetWatcher.tick` instead of waiting
 
 Failover: a dead instance's leases run out with its heartbeat, after at most `ttl` seconds; the
 others take them at their next pass, so its mailboxes are leased again within
-``ttl + 1.1 * renew_every`` (25.5 s with the defaults). A graceful stop releases its leases (after logging out) for an immediate
-hand-over.
+``ttl + 1.1 * renew_every`` (25.5 s with the defaults). A graceful stop releases its leases
+(after logging out) for an immediate hand-over.
 
 Several instances: correct by construction (all shared state is in the database; the only
 memory is which leases this instance holds and the epoch its watchers started with).
@@ -224,10 +225,10 @@ class LeaseStore:
     @staticmethod
     def _free(dead: list[str]) -> ColumnElement[bool]:
         """No owner, an owner whose heartbeat ran out, or one forgotten altogether."""
-        forgotten = ~select(Instance.id).where(Instance.id == MailboxLease.owner).exists()
+        free = [MailboxLease.owner.is_(None), ~select(Instance.id).where(Instance.id == MailboxLease.owner).exists()]
         if dead:
-            return or_(MailboxLease.owner.is_(None), MailboxLease.owner.in_(dead), forgotten)
-        return or_(MailboxLease.owner.is_(None), forgotten)
+            free.append(MailboxLease.owner.in_(dead))
+        return or_(*free)
 
     async def _add_lease_rows(self, session: AsyncSession, only: int | None) -> None:
         """A lease row for every mailbox past the wizard that has none yet (a new account)."""
@@ -439,7 +440,8 @@ class FleetWatcher:
             await asyncio.sleep(self.renew_every * random.uniform(0.9, 1.1))
 
     async def tick(self) -> None:
-        """One pass: heartbeat (renewing every lease held), held, balance, start. Never holds a transaction across them."""
+        """One pass: heartbeat (renewing every lease held), held, balance, start. Never holds a
+        transaction across them."""
         async with self._lock:
             if self._closed:
                 return

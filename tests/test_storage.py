@@ -16,6 +16,7 @@ from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.crypto import SecretBox, load_or_create_keys
 from storage.db import alembic_config, create_engine, create_sessionmaker, migrate
@@ -99,6 +100,22 @@ async def test_one_claim_per_token_and_idempotency_key_is_enforced_by_the_databa
         await engine.dispose()
 
 
+async def _two_mailboxes(engine: AsyncEngine, uids: tuple[int, int]) -> None:
+    """A service and two connected mailboxes of users `uids`, for the lease migrations' tests."""
+    async with create_sessionmaker(engine)() as s:
+        service = Service(code="t-lease", kind="other", name_en="T", name_ru="T")
+        s.add(service)
+        s.add_all([User(id=uid, language="en") for uid in uids])
+        await s.flush()
+        for uid in uids:
+            s.add(Mailbox(
+                user_id=uid, service_id=service.id, email=f"{uid}@lease.test", login="l", secret_enc="x",
+                imap_host="h", imap_port=1, imap_security="ssl", smtp_host="h", smtp_port=1,
+                smtp_security="ssl", state="connected",
+            ))
+        await s.commit()
+
+
 async def test_leases_held_before_their_own_table_are_carried_over_and_back(tmp_path: Path) -> None:
     """Migration 0011 moves the mailbox leases out of `mailboxes` into `mailbox_leases`: an
     instance holding a lease at the upgrade still holds it after, and a downgrade puts it back.
@@ -108,18 +125,7 @@ async def test_leases_held_before_their_own_table_are_carried_over_and_back(tmp_
     await asyncio.to_thread(command.upgrade, config, "0010")
     engine = create_engine(db_url)
     try:
-        async with create_sessionmaker(engine)() as s:
-            service = Service(code="t-lease", kind="other", name_en="T", name_ru="T")
-            s.add(service)
-            s.add_all([User(id=777101, language="en"), User(id=777102, language="en")])
-            await s.flush()
-            for uid in (777101, 777102):
-                s.add(Mailbox(
-                    user_id=uid, service_id=service.id, email=f"{uid}@lease.test", login="l", secret_enc="x",
-                    imap_host="h", imap_port=1, imap_security="ssl", smtp_host="h", smtp_port=1,
-                    smtp_security="ssl", state="connected",
-                ))
-            await s.commit()
+        await _two_mailboxes(engine, (777101, 777102))
         async with engine.begin() as conn:
             await conn.execute(text(
                 "UPDATE mailboxes SET lease_owner = 'host:1:abc', lease_until = CURRENT_TIMESTAMP "
@@ -154,18 +160,7 @@ async def test_leases_outlive_the_column_of_their_own_end_and_get_it_back(tmp_pa
     await asyncio.to_thread(command.upgrade, config, "0011")
     engine = create_engine(db_url)
     try:
-        async with create_sessionmaker(engine)() as s:
-            service = Service(code="t-lease", kind="other", name_en="T", name_ru="T")
-            s.add(service)
-            s.add_all([User(id=777201, language="en"), User(id=777202, language="en")])
-            await s.flush()
-            for uid in (777201, 777202):
-                s.add(Mailbox(
-                    user_id=uid, service_id=service.id, email=f"{uid}@lease.test", login="l", secret_enc="x",
-                    imap_host="h", imap_port=1, imap_security="ssl", smtp_host="h", smtp_port=1,
-                    smtp_security="ssl", state="connected",
-                ))
-            await s.commit()
+        await _two_mailboxes(engine, (777201, 777202))
         async with engine.begin() as conn:
             await conn.execute(text(
                 "INSERT INTO mailbox_leases (mailbox_id, owner, until) "
