@@ -13,7 +13,6 @@ from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramServerError
@@ -33,6 +32,7 @@ from bot.middlewares import ContextMiddleware
 from bot.notifications import ChatNotifier
 from bot.sender import TelegramSender
 from bot.telegram_limits import Clock, LimitConfig, RedisBudget, close_limiter, install_limiter
+from bot.telegram_session import KeptTypesSession
 from bot.webhook import mount_webhook
 from handlers import all_routers
 from handlers.oauth import ChatSignIn
@@ -116,7 +116,7 @@ def create_bot(settings: Settings) -> Bot:
     """The Bot, with every request going through the Telegram limiter (rate, 429, 5xx)."""
     if settings.bot_token is None:
         raise ValueError("BOT_TOKEN is not set")
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session = KeptTypesSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
     bot = Bot(
         settings.bot_token.get_secret_value(),
         session=session,
