@@ -112,8 +112,9 @@ class App:
             self.guard = None
 
 
-def create_bot(settings: Settings) -> Bot:
-    """The Bot, with every request going through the Telegram limiter (rate, 429, 5xx)."""
+def create_bot(settings: Settings, *, clock: Clock | None = None) -> Bot:
+    """The Bot, with every request going through the Telegram limiter (rate, 429, 5xx).
+    ``clock``: the limiter's time (its pacing, flood pauses and back-off); real by default."""
     if settings.bot_token is None:
         raise ValueError("BOT_TOKEN is not set")
     session = KeptTypesSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
@@ -127,8 +128,8 @@ def create_bot(settings: Settings) -> Bot:
     budget = None
     if settings.redis_url:  # several instances: one Telegram budget for the fleet
         prefix = redis_key(settings, "telegram", str(bot.id))
-        budget = RedisBudget.from_url(settings.redis_url, prefix, limits)
-    install_limiter(bot, limits, budget=budget)
+        budget = RedisBudget.from_url(settings.redis_url, prefix, limits, clock)
+    install_limiter(bot, limits, clock=clock, budget=budget)
     return bot
 
 
@@ -199,16 +200,22 @@ def create_mail_deps(
 
 
 async def build_app(
-    settings: Settings, *, discovery_env: DiscoveryEnv | None = None, clock: Clock | None = None
+    settings: Settings,
+    *,
+    discovery_env: DiscoveryEnv | None = None,
+    clock: Clock | None = None,
+    limiter_clock: Clock | None = None,
 ) -> App:
     """Migrate the database, seed the service list and wire bot + dispatcher. ``clock``: the
-    time quiet hours are judged by and digests wait on (tests pass a virtual one)."""
+    time quiet hours are judged by and digests wait on (tests pass a virtual one);
+    ``limiter_clock``: the Telegram limiter's (tests pass a faster one to wait out flood
+    pauses in less real time)."""
     check_tokens(settings.api_token_list)  # weak API tokens stop the start (no token is printed)
     instance_id = settings.instance_id or new_instance_id()
     instance_guard = InstanceGuard(settings, instance_id)
     await instance_guard.acquire()  # AnotherInstance: this one must not run next to those running
     try:
-        app = await _build(settings, discovery_env, instance_id, instance_guard)
+        app = await _build(settings, discovery_env, instance_id, instance_guard, limiter_clock)
     except BaseException:
         await instance_guard.close()
         raise
@@ -228,7 +235,11 @@ def _start_attention(app: App, clock: Clock | None) -> None:
 
 
 async def _build(
-    settings: Settings, discovery_env: DiscoveryEnv | None, instance_id: str, instance_guard: InstanceGuard
+    settings: Settings,
+    discovery_env: DiscoveryEnv | None,
+    instance_id: str,
+    instance_guard: InstanceGuard,
+    limiter_clock: Clock | None = None,
 ) -> App:
     if settings.redis_url:
         from bot.fleet import check_redis
@@ -245,7 +256,7 @@ async def _build(
     catalog = Catalog()
     guard = HostGuard(allow_private=settings.allow_private_mail_hosts)
     ssl_context = make_ssl_context(str(settings.mail_ca_file) if settings.mail_ca_file else None)
-    bot = create_bot(settings)
+    bot = create_bot(settings, clock=limiter_clock)
     alert_data = AlertData(sessionmaker)
     sender = TelegramSender(bot, on_blocked=alert_data.deactivate_user)
     notifier = ChatNotifier(

@@ -15,6 +15,7 @@ from services.watching import AlertData
 from storage.models import AlertState, Letter
 from tests.harness.fake_telegram import make_bot
 from tests.harness.plugin_app import BotHarness
+from tests.harness.virtual_clock import FastClock
 from tests.test_connect_wizard import letter, stored_mailbox
 from tests.test_live_mailbox import alerts, connected_user, settle, wait_alerts
 
@@ -37,9 +38,10 @@ async def wait_state(h: BotHarness, subject: str, state: AlertState, timeout: fl
 
 
 async def test_alert_refused_by_telegram_is_sent_again_by_the_timer(harness: BotHarness, mail_user: Any) -> None:
-    await harness.start(alert_retry_interval=1.0)
+    await harness.start(alert_retry_interval=1.0, limiter_clock=FastClock())
     user = await connected_user(harness, mail_user, 6101)
-    # Telegram refuses every try the limiter makes (10 flood answers): certainly not delivered
+    # Telegram refuses every try the limiter makes (10 flood answers, each waited out on the
+    # limiter's fast clock): certainly not delivered
     harness.fake.fail("sendMessage", status=429, retry_after=1, times=10, chat_id=user.id)
     await harness.stack.deliver(mail_user.address, letter(1, subject="Refused first"))
     loop = asyncio.get_running_loop()

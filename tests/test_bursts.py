@@ -16,6 +16,7 @@ from bot.i18n import Catalog
 from services.attention import DEFAULT_BURST, Prefs, RuleIndex, plan
 from storage.models import AttentionPrefs, Letter
 from tests.harness.plugin_app import BotHarness
+from tests.harness.virtual_clock import FastClock
 from tests.test_connect_wizard import letter
 from tests.test_live_mailbox import alerts, connected_user, settle, wait_alerts
 
@@ -132,7 +133,7 @@ async def test_a_grouped_alert_refused_by_flood_control_is_sent_once_later(harne
     user = await _burst_after_outage(harness, mail_user, 6404, "Later", 7)
     # every try of the limiter's pass is refused (certainly not delivered): back to pending
     harness.fake.fail("sendMessage", status=429, retry_after=1, times=10, chat_id=user.id)
-    await harness.start(alert_retry_interval=1.0)
+    await harness.start(alert_retry_interval=1.0, limiter_clock=FastClock())  # flood pauses waited out fast
     found = await user.wait_for(lambda m: m.text.startswith("📬"), timeout=30)
     assert "7 new letters" in found.text
     await settle(2.5)

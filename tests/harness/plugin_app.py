@@ -80,11 +80,14 @@ class BotHarness:
         values.update(extra)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
-    async def start(self, *, clock: Any = None, **extra: Any) -> Any:
-        """``clock``: the app's clock for quiet hours and digests (a VirtualClock in tests)."""
+    async def start(self, *, clock: Any = None, limiter_clock: Any = None, **extra: Any) -> Any:
+        """``clock``: the app's clock for quiet hours and digests (a VirtualClock in tests);
+        ``limiter_clock``: the Telegram limiter's (a FastClock to wait out flood pauses)."""
         from bot.app import build_app, run_polling
 
-        self.app = await build_app(self.settings(**extra), discovery_env=self.discovery_env, clock=clock)
+        self.app = await build_app(
+            self.settings(**extra), discovery_env=self.discovery_env, clock=clock, limiter_clock=limiter_clock
+        )
         # updates handled concurrently, as in production; the fake learns when each one is done
         self.fake.track_processing(self.app.dispatcher)
         self._task = asyncio.create_task(run_polling(self.app, handle_signals=False))
