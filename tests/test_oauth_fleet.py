@@ -19,6 +19,7 @@ from tests.harness.fake_telegram import FakeTelegram
 from tests.harness.fleet import postgres_database
 from tests.harness.mailstack import MailStack, MailUser
 from tests.harness.plugin_app import BotHarness
+from tests.test_live_mailbox import wait_watching
 from tests.test_oauth_service import Env, connected_mailbox, free_port, imap_login_works
 
 
@@ -33,6 +34,9 @@ async def test_instances_refreshing_together_use_the_rotating_token_once(
         env = Env(harness, oauth, f"http://127.0.0.1:{port}")
         service = await env.add_company(lifetime=30)  # less than the 60 s margin: every use refreshes
         box_id = await connected_mailbox(env, 4201, mail_user, service)
+        # the app's own watcher takes the mailbox and, its token short-lived, refreshes first:
+        # counted before the three instances below, not racing them
+        await wait_watching(harness, box_id)
         oauth.expire_access_tokens(mail_user.address)
         refreshes = oauth.refresh_count
         engines = [create_engine(db) for _ in range(3)]
